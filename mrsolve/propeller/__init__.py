@@ -1,0 +1,1 @@
+"""PROPELLER physics: geometry, timing, NUFFT, coils, fat spectra, classical reconstructions."""

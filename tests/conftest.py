@@ -1,0 +1,19 @@
+"""Shared fixtures: one Ray cluster per test session, seeded generators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real single-node Ray cluster (2 CPUs) shared by every test that asks for it."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
