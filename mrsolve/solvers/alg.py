@@ -1,0 +1,314 @@
+"""First-order algorithms that take callables: FISTA, ADMM, conjugate gradient, power iteration.
+
+Every algorithm works on torch tensors of any shape, real or complex, on any device;
+it returns its solution and a small info dataclass, calls ``callback(k, x)`` after
+iteration ``k`` when given, and prints nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from mrsolve.solvers.linop import Linop
+from mrsolve.solvers.validation import check_choice, check_positive
+
+Callback = Callable[[int, torch.Tensor], None] | None
+
+
+def _rdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Real part of the inner product <a, b>."""
+    return (a.conj() * b).real.sum() if a.is_complex() else (a * b).sum()
+
+
+def _norm(x: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(x))
+
+
+def _check_iters(max_iter: int) -> int:
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    return max_iter
+
+
+@dataclass
+class FistaInfo:
+    """What :func:`fista` did: iterations, convergence, final step, restarts and, per
+    iteration, the gradient-mapping norm ``||x_{k+1} - y_k|| / step``."""
+
+    n_iter: int = 0
+    converged: bool = False
+    step: float = 0.0
+    n_restarts: int = 0
+    n_backtracks: int = 0
+    grad_map_norm: list[float] = field(default_factory=list)
+
+
+def fista(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    grad: Callable[[torch.Tensor], torch.Tensor],
+    prox: Callable[[torch.Tensor, float], torch.Tensor],
+    x0: torch.Tensor,
+    step: float | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    backtrack: bool = True,
+    restart: str | None = "gradient",
+    grow: float = 1.1,
+    callback: Callback = None,
+) -> tuple[torch.Tensor, FistaInfo]:
+    """Accelerated proximal gradient for ``min_x f(x) + g(x)`` (Beck & Teboulle 2009).
+
+    Args:
+        f: smooth part, returns a 0-d tensor.
+        grad: gradient of ``f``.
+        prox: ``prox(v, t) = argmin_x g(x) + ||x - v||^2 / (2 t)``.
+        x0: starting point.
+        step: initial step ``1 / L``; ``None`` starts at 1 and relies on backtracking.
+        max_iter: iteration budget.
+        tol: stop when ``||x_{k+1} - y_k|| <= tol * max(||x_{k+1}||, tiny)``.
+        backtrack: halve the step until the quadratic upper bound holds (needed when
+            ``step`` may exceed ``1 / L``).
+        restart: ``"gradient"`` (O'Donoghue & Candes: restart momentum when
+            ``<y_k - x_{k+1}, x_{k+1} - x_k> > 0``), ``"function"`` (restart when ``f``
+            increases), or ``None``.
+        grow: factor by which the step is tried larger after each accepted step
+            (1 keeps it fixed); only with ``backtrack``.
+        callback: called as ``callback(k, x_k)``.
+
+    Returns:
+        ``(x, info)``.
+    """
+    _check_iters(max_iter)
+    check_positive("tol", tol, allow_zero=True)
+    if restart is not None:
+        check_choice("restart", restart, {"gradient", "function"})
+    if step is None:
+        if not backtrack:
+            raise ValueError("step must be given when backtrack=False, got None")
+        step = 1.0
+    step = check_positive("step", step)
+    grow = check_positive("grow", grow) if backtrack else 1.0
+    info = FistaInfo()
+    x = x0.clone()
+    y = x
+    t = 1.0
+    f_x = f(x) if restart == "function" else None
+    tiny = torch.finfo(x.real.dtype if x.is_complex() else x.dtype).tiny
+    for k in range(max_iter):
+        f_y, g_y = f(y), grad(y)
+        while True:
+            x_new = prox(y - step * g_y, step)
+            d = x_new - y
+            if not backtrack:
+                break
+            f_new = f(x_new)
+            bound = f_y + _rdot(g_y, d) + _rdot(d, d) / (2 * step)
+            # relative slack keeps round-off from shrinking the step forever
+            if f_new <= bound + 1e-12 * abs(float(f_y)):
+                break
+            step *= 0.5
+            info.n_backtracks += 1
+        dn = _norm(d)
+        info.grad_map_norm.append(dn / step)
+        restart_now = False
+        if restart == "gradient":
+            restart_now = float(_rdot(y - x_new, x_new - x)) > 0
+        elif restart == "function":
+            f_new = f(x_new) if not backtrack else f_new
+            restart_now = float(f_new) > float(f_x)
+            f_x = f_new
+        if restart_now:
+            info.n_restarts += 1
+            t = 1.0
+            y_next = x_new
+        else:
+            t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            y_next = x_new + ((t - 1) / t_next) * (x_new - x)
+            t = t_next
+        x, y = x_new, y_next
+        info.n_iter = k + 1
+        if callback is not None:
+            callback(k, x)
+        if dn <= tol * max(_norm(x), tiny):
+            info.converged = True
+            break
+        step *= grow
+    info.step = step
+    return x, info
+
+
+@dataclass
+class AdmmInfo:
+    """What :func:`admm` did. ``dual`` is the scaled dual variable ``u`` (the unscaled
+    multiplier of ``A x = z`` is ``rho * u``); residual lists are per check."""
+
+    n_iter: int = 0
+    converged: bool = False
+    rho: float = 1.0
+    dual: torch.Tensor | None = None
+    primal_residual: list[float] = field(default_factory=list)
+    dual_residual: list[float] = field(default_factory=list)
+
+
+def admm(
+    x_update: Callable[[torch.Tensor, float], torch.Tensor],
+    z_update: Callable[[torch.Tensor, float], torch.Tensor],
+    A: Callable[[torch.Tensor], torch.Tensor],
+    AH: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    z0: torch.Tensor,
+    u0: torch.Tensor | None = None,
+    rho: float = 1.0,
+    alpha: float = 1.6,
+    max_iter: int = 1000,
+    tol_abs: float = 1e-7,
+    tol_rel: float = 1e-6,
+    adapt_rho: bool = True,
+    check_every: int = 10,
+    callback: Callback = None,
+) -> tuple[torch.Tensor, torch.Tensor, AdmmInfo]:
+    """Scaled, over-relaxed ADMM for ``min f(x) + g(z)`` s.t. ``A x = z`` (Boyd et al. 2011).
+
+    Args:
+        x_update: ``x_update(v, rho) = argmin_x f(x) + rho/2 ||A x - v||^2``.
+        z_update: ``z_update(v, rho) = argmin_z g(z) + rho/2 ||z - v||^2``.
+        A, AH: the constraint operator and its adjoint.
+        x0, z0, u0: starting points (``u0`` is the scaled dual; zeros by default).
+        rho: penalty parameter.
+        alpha: over-relaxation in (0, 2); 1 is plain ADMM.
+        max_iter: iteration budget.
+        tol_abs, tol_rel: stopping tolerances on the primal and dual residuals.
+        adapt_rho: balance the residuals by doubling or halving ``rho`` (He et al. 2000).
+        check_every: residuals are computed every this many iterations.
+        callback: called as ``callback(k, x_k)``.
+
+    Returns:
+        ``(x, z, info)``.
+    """
+    _check_iters(max_iter)
+    rho = check_positive("rho", rho)
+    if not 0 < alpha < 2:
+        raise ValueError(f"alpha must lie in (0, 2), got {alpha!r}")
+    x, z = x0, z0
+    u = torch.zeros_like(z0) if u0 is None else u0.clone()
+    info = AdmmInfo()
+    sqrt_m, sqrt_n = math.sqrt(z.numel()), math.sqrt(x.numel())
+    for k in range(max_iter):
+        x = x_update(z - u, rho)
+        ax = A(x)
+        ax_hat = alpha * ax + (1 - alpha) * z
+        z_old = z
+        z = z_update(ax_hat + u, rho)
+        u = u + ax_hat - z
+        info.n_iter = k + 1
+        if callback is not None:
+            callback(k, x)
+        if (k + 1) % check_every and k + 1 != max_iter:
+            continue
+        r = _norm(ax - z)
+        s = rho * _norm(AH(z - z_old))
+        info.primal_residual.append(r)
+        info.dual_residual.append(s)
+        eps_pri = sqrt_m * tol_abs + tol_rel * max(_norm(ax), _norm(z))
+        eps_dual = sqrt_n * tol_abs + tol_rel * rho * _norm(AH(u))
+        if r <= eps_pri and s <= eps_dual:
+            info.converged = True
+            break
+        if adapt_rho:
+            if r > 10 * s:
+                rho, u = rho * 2, u / 2
+            elif s > 10 * r:
+                rho, u = rho / 2, u * 2
+    info.rho, info.dual = rho, u
+    return x, z, info
+
+
+@dataclass
+class CgInfo:
+    """What :func:`cg` did: iterations, convergence and the final residual norm."""
+
+    n_iter: int = 0
+    converged: bool = False
+    residual: float = 0.0
+
+
+def cg(
+    A: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    x0: torch.Tensor | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    callback: Callback = None,
+) -> tuple[torch.Tensor, CgInfo]:
+    """Conjugate gradient for ``A x = b`` with ``A`` Hermitian positive (semi)definite.
+
+    Stops when ``||b - A x|| <= tol * ||b||``.
+    """
+    _check_iters(max_iter)
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - A(x) if x0 is not None else b.clone()
+    p = r.clone()
+    rr = _rdot(r, r)
+    target = tol * _norm(b)
+    info = CgInfo()
+    for k in range(max_iter):
+        if math.sqrt(float(rr)) <= target:
+            info.converged = True
+            break
+        ap = A(p)
+        a = rr / _rdot(p, ap)
+        x = x + a * p
+        r = r - a * ap
+        rr_new = _rdot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+        info.n_iter = k + 1
+        if callback is not None:
+            callback(k, x)
+    info.residual = math.sqrt(float(rr))
+    info.converged = info.converged or info.residual <= target
+    return x, info
+
+
+def power_iteration(
+    op: Callable[[torch.Tensor], torch.Tensor] | Linop,
+    x0: torch.Tensor | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    seed: int | torch.Generator = 0,
+) -> float:
+    """Largest eigenvalue of a Hermitian positive semidefinite operator, e.g. ``A^H A``.
+
+    This is the Lipschitz constant of ``x -> A^H (A x - b)``.
+
+    Args:
+        op: a callable applying ``A^H A``, or a :class:`Linop` ``A`` (its ``.N`` is used).
+        x0: starting vector; required for a plain callable, random for a Linop.
+        max_iter: iteration budget.
+        tol: stop when the estimate changes by less than ``tol`` relative.
+        seed: seed or generator for the random start.
+    """
+    _check_iters(max_iter)
+    if isinstance(op, Linop):
+        if x0 is None:
+            gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+            x0 = torch.randn(op.ishape, generator=gen, dtype=op.dtype).to(op.device)
+        op = op.N
+    elif x0 is None:
+        raise ValueError("x0 must be given when op is a plain callable, got None")
+    x = x0 / max(_norm(x0), torch.finfo(torch.float64).tiny)
+    lam = 0.0
+    for _ in range(max_iter):
+        y = op(x)
+        lam_new = _norm(y)
+        if lam_new == 0:
+            return 0.0
+        x = y / lam_new
+        if abs(lam_new - lam) <= tol * lam_new:
+            return lam_new
+        lam = lam_new
+    return lam
