@@ -1,0 +1,187 @@
+"""NUFFT speed and accuracy: mrsolve's NUFFT against sigpy and torchkbnufft.
+
+Times forward + adjoint on one PROPELLER trajectory with a batch of coils (ratios
+against sigpy's ``nufft``/``nufft_adjoint`` measured in the same run), and measures the
+relative error of every implementation against the explicit DFT on a smaller case.
+Writes docs/nufft_speed.md and docs/nufft_speed.png.
+
+    .venv/bin/python benchmarks/nufft_speed.py [--quick] [--device cpu|cuda|auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import sigpy
+import torch
+import torchkbnufft as tkbn
+
+from mrsolve.propeller.dft import DFT
+from mrsolve.propeller.geometry import BladeGeometry
+from mrsolve.propeller.nufft import NUFFT
+from mrsolve.solvers.validation import resolve_device
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _best_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
+    fn()
+    sync()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _implementations(traj: torch.Tensor, n: int, coils: int, device: torch.device):
+    """name -> (build, forward, adjoint) with images (C, n, n) and samples (C, K) as tensors."""
+    flat = traj.reshape(-1, 2)
+    # torchkbnufft: omega in radians/voxel ordered like the image axes (ky, kx).
+    omega = (2 * math.pi / n) * flat[:, [1, 0]].T.contiguous().to(device)
+    coord = flat[:, [1, 0]].numpy()  # sigpy: cycles/FOV ordered like the image axes
+    impls = {}
+
+    def ours():
+        a = NUFFT(flat.to(device), (n, n), (coils,))
+        return a, a.H
+
+    def sigpy_default():
+        # sigpy's transform is orthonormal (divided by sqrt(ny nx) = n); ours is not.
+        def fwd(x):
+            return n * torch.from_numpy(sigpy.nufft(x.cpu().numpy(), coord))
+
+        def adj(y):
+            return n * torch.from_numpy(sigpy.nufft_adjoint(y.cpu().numpy(), coord, (coils, n, n)))
+
+        return fwd, adj
+
+    def tkbn_table():
+        fwd_op = tkbn.KbNufft(im_size=(n, n), device=device)
+        adj_op = tkbn.KbNufftAdjoint(im_size=(n, n), device=device)
+        return (
+            lambda x: fwd_op(x[None], omega)[0],
+            lambda y: adj_op(y[None], omega)[0],
+        )
+
+    def tkbn_sparse():
+        fwd_op = tkbn.KbNufft(im_size=(n, n), device=device)
+        adj_op = tkbn.KbNufftAdjoint(im_size=(n, n), device=device)
+        mats = tuple(m.to(device) for m in tkbn.calc_tensor_spmatrix(omega.cpu(), (n, n)))
+        return (
+            lambda x: fwd_op(x[None], omega, interp_mats=mats)[0],
+            lambda y: adj_op(y[None], omega, interp_mats=mats)[0],
+        )
+
+    impls["sigpy nufft (os 1.25, width 4)"] = sigpy_default
+    impls["mrsolve NUFFT (os 2, width 6)"] = ours
+    impls["torchkbnufft table (os 2, 6 pts)"] = tkbn_table
+    impls["torchkbnufft sparse matrix (os 2, 6 pts)"] = tkbn_sparse
+    return impls
+
+
+def run(quick: bool, device: torch.device) -> list[dict]:
+    if device.type == "cpu":
+        torch.set_num_threads(min(torch.get_num_threads(), 2))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    n, coils, blades, lines, repeats = (64, 4, 8, 16, 3) if quick else (128, 8, 16, 24, 5)
+    small_n = 32 if quick else 48
+    geo = BladeGeometry(blades, lines, n, oversampling=2.0)
+    traj = geo.trajectory()
+    small_geo = BladeGeometry(6, small_n // 4, small_n, oversampling=2.0)
+    small_traj = small_geo.trajectory()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(coils, n, n, generator=g, dtype=torch.complex64).to(device)
+    xs = torch.randn(2, small_n, small_n, generator=g, dtype=torch.complex64)
+    dft = DFT(small_traj, (small_n, small_n), (2,))
+    ys_ref = dft(xs)
+    ys_rand = torch.randn(ys_ref.shape, generator=g, dtype=torch.complex64)
+    xs_ref = dft.H(ys_rand)
+
+    rows = []
+    for name, build in _implementations(traj, n, coils, device).items():
+        start = time.perf_counter()
+        fwd, adj = build()
+        sync()
+        build_s = time.perf_counter() - start
+        y = fwd(x).reshape(coils, -1)
+        both_s = _best_time(lambda fwd=fwd, adj=adj, y=y: (fwd(x), adj(y)), repeats, sync)
+        small_fwd, small_adj = _implementations(small_traj, small_n, 2, torch.device("cpu"))[name]()
+        err_fwd = float((small_fwd(xs).reshape(ys_ref.shape) - ys_ref).norm() / ys_ref.norm())
+        adj_out = small_adj(ys_rand.reshape(2, -1)).reshape(xs_ref.shape)
+        err_adj = float((adj_out - xs_ref).norm() / xs_ref.norm())
+        rows.append(
+            dict(name=name, build_s=build_s, time_s=both_s, err_fwd=err_fwd, err_adj=err_adj)
+        )
+    base = rows[0]["time_s"]
+    for r in rows:
+        r["ratio"] = r["time_s"] / base
+    setting = (
+        f"PROPELLER {blades} blades x {lines} lines x {geo.n_readout} samples "
+        f"(N={n}, readout oversampling 2), {coils} coils, device {device}, "
+        f"torch threads {torch.get_num_threads()}; accuracy: N={small_n}, 6 blades, 2 coils"
+    )
+    return rows, setting
+
+
+def report(rows: list[dict], setting: str) -> str:
+    header = (
+        "| implementation | build (s) | forward+adjoint (s) | time / sigpy | "
+        "rel. error fwd vs DFT | rel. error adj vs DFT |\n|---|---|---|---|---|---|\n"
+    )
+    body = "".join(
+        f"| {r['name']} | {r['build_s']:.3f} | {r['time_s']:.4f} | {r['ratio']:.2f} | "
+        f"{r['err_fwd']:.1e} | {r['err_adj']:.1e} |\n"
+        for r in rows
+    )
+    return f"Setting: {setting}.\n\n{header}{body}"
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"].replace(" (", "\n(") for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].barh(names, [r["ratio"] for r in rows], color="tab:blue")
+    axes[0].set_xlabel("forward + adjoint time / sigpy time")
+    axes[1].barh(names, [max(r["err_fwd"], 1e-9) for r in rows], color="tab:orange")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("relative error of forward vs explicit DFT")
+    axes[1].axvline(1e-3, color="k", ls="--", lw=1)
+    axes[1].set_yticklabels([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small problem, few repeats")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (sigpy stays on CPU)")
+    args = parser.parse_args()
+    rows, setting = run(args.quick, resolve_device(args.device))
+    table = report(rows, setting)
+    print(table)
+    DOCS.mkdir(exist_ok=True)
+    stem = "nufft_speed_quick" if args.quick else "nufft_speed"
+    figure(rows, DOCS / f"{stem}.png")
+    (DOCS / f"{stem}.md").write_text(
+        "# NUFFT speed and accuracy\n\n"
+        "Generated by `benchmarks/nufft_speed.py"
+        f"{' --quick' if args.quick else ''}`. Times are the best of several runs; "
+        "ratios are against sigpy measured in the same run.\n\n"
+        f"{table}\n![NUFFT speed and accuracy]({stem}.png)\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
