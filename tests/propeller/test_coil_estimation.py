@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from mrsolve.propeller.coil_estimation import coil_combine, estimate_coil_maps, rss
+
+N = 48
+N_COILS = 6
+
+
+def _phantom_and_maps(seed=0):
+    """A two-level ellipse (real, positive) and smooth Gaussian coil maps around it,
+    normalized to sum_c |S_c|^2 = 1, with per-coil phase offsets and spatial phase ramps,
+    and a phase common to all coils (which the estimate cannot tell from image phase)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:N, :N] - N // 2
+    obj = ((x / 18.0) ** 2 + (y / 14.0) ** 2 <= 1).astype(float)
+    obj += 0.5 * (((x - 4) / 6.0) ** 2 + (y / 5.0) ** 2 <= 1)
+    maps = []
+    for c in range(N_COILS):
+        angle = 2 * np.pi * c / N_COILS
+        cx, cy = 0.7 * N * np.cos(angle), 0.7 * N * np.sin(angle)
+        magnitude = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * (0.5 * N) ** 2))
+        ramp = 2 * np.pi * (np.cos(angle) * x + np.sin(angle) * y) / (3 * N)
+        maps.append(magnitude * np.exp(1j * (rng.uniform(-np.pi, np.pi) + ramp)))
+    maps = np.array(maps) * np.exp(1j * 2 * np.pi * (x**2 + y**2) / (N / 2) ** 2)
+    maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0))
+    return obj, maps.astype(np.complex64)
+
+
+def _coil_images(obj, maps, noise=0.005, seed=1):
+    rng = np.random.default_rng(seed)
+    shape = maps.shape
+    n = noise * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+    return (maps * obj + n).astype(np.complex64)
+
+
+def _reference_phase(maps, weights):
+    """True maps in the documented phase convention, computed independently with numpy:
+    a = dominant eigenvector of sum_r w S S^H; rotate every pixel so that a^H S(r) > 0."""
+    flat = maps.reshape(N_COILS, -1)
+    gram = (flat * weights.reshape(1, -1)) @ flat.conj().T
+    a = np.linalg.eigh(gram)[1][:, -1]
+    proj = np.einsum("c,cyx->yx", a.conj(), maps)
+    return maps * np.exp(-1j * np.angle(proj))
+
+
+def _correlation(a, b, mask):
+    a, b = a[:, mask], b[:, mask]
+    return abs(np.vdot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("method", ["walsh", "espirit"])
+def test_estimated_maps_match_truth(method):
+    obj, maps = _phantom_and_maps()
+    est = estimate_coil_maps(_coil_images(obj, maps), method=method)
+    assert isinstance(est, np.ndarray) and est.shape == maps.shape and est.dtype == np.complex64
+    inside = obj > 0
+    # normalization: unit norm over coils inside the object
+    assert np.allclose((np.abs(est[:, inside]) ** 2).sum(axis=0), 1, atol=1e-4)
+    # the maps agree with the truth up to one common phase (documented convention)
+    reference = _reference_phase(maps, obj**2)
+    assert _correlation(est, reference, inside) > 0.95
+    # and, phase-invariantly, pixel by pixel
+    per_pixel = np.abs((est.conj() * maps).sum(axis=0))[inside]
+    assert per_pixel.mean() > 0.97
+
+
+@pytest.mark.parametrize("method", ["walsh", "espirit"])
+def test_combination_with_estimated_maps_recovers_image(method):
+    obj, maps = _phantom_and_maps(seed=2)
+    images = _coil_images(obj, maps, seed=3)
+    est = estimate_coil_maps(torch.from_numpy(images), method=method)
+    assert isinstance(est, torch.Tensor)
+    combined = coil_combine(torch.from_numpy(images), est).numpy()
+    inside = obj > 0
+    err = np.linalg.norm(np.abs(combined[inside]) - obj[inside]) / np.linalg.norm(obj[inside])
+    assert err < 0.05
+
+
+def test_coil_combine_and_rss_definitions():
+    obj, maps = _phantom_and_maps(seed=4)
+    rng = np.random.default_rng(5)
+    image = (obj * np.exp(1j * rng.uniform(-np.pi, np.pi, obj.shape))).astype(np.complex64)
+    scaled = (maps * np.linspace(0.5, 2, N)[None, None, :]).astype(np.complex64)
+    frames = np.stack([scaled * image, 2 * scaled * image])  # (2, C, ny, nx)
+    out = coil_combine(frames, scaled)
+    assert out.shape == (2, N, N)
+    # conj(S) x / sum |S|^2 recovers a known complex image exactly
+    assert np.allclose(out[0], image, atol=1e-5) and np.allclose(out[1], 2 * image, atol=1e-5)
+    assert np.allclose(
+        rss(frames[0]), np.sqrt((np.abs(frames[0]) ** 2).sum(axis=0)), rtol=1e-5, atol=1e-6
+    )
+    zero_maps = np.zeros_like(scaled)
+    assert np.all(coil_combine(frames[0], zero_maps) == 0)
+
+
+def test_bad_input():
+    images = np.ones((N_COILS, 8, 8), dtype=np.complex64)
+    with pytest.raises(ValueError, match="method"):
+        estimate_coil_maps(images, method="sense")
+    with pytest.raises(ValueError, match="coil_images"):
+        estimate_coil_maps(images[0])
+    with pytest.raises(ValueError, match="kernel_size"):
+        estimate_coil_maps(images, kernel_size=4)
+    with pytest.raises(ValueError, match="calib_width"):
+        estimate_coil_maps(images, method="espirit", calib_width=24)
+    with pytest.raises(ValueError, match="maps"):
+        coil_combine(images, images[:2])
+    with pytest.raises(TypeError, match="coil_images"):
+        rss([1, 2, 3])
+    with pytest.raises(ValueError, match="finite"):
+        rss(np.full((2, 4, 4), np.nan))
