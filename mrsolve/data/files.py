@@ -1,0 +1,54 @@
+"""File helpers shared by the readers and writers: atomic output, HDF5 checks, hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    On any error the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise ValueError(f"output folder {str(folder)!r} does not exist (for {str(target)!r})")
+    if target.is_dir():
+        raise ValueError(f"output path {str(target)!r} is a folder, expected a file name")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"output folder {str(folder)!r} is not writable")
+    tmp = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_hdf5(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a Path; FileNotFoundError if missing, ValueError if not HDF5."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"file {str(p)!r} does not exist")
+    if not h5py.is_hdf5(p):
+        raise ValueError(f"file {str(p)!r} is not an HDF5 file")
+    return p
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

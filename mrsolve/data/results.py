@@ -1,0 +1,266 @@
+"""The output file format (methods/propeller.md, "File conventions" -> Output).
+
+One HDF5 file per reconstruction::
+
+    /image            (ny, nx) complex64, or (nt, ny, nx) for dynamic scans
+    /water, /fat      complex64 (optional, shape of /image)
+    /fat_fraction     float32 in [0, 1] (optional)
+    /field_map_hz     float32 (optional; (ny, nx) or (nt, ny, nx))
+    /spectral_volume  (nf, ny, nx) or (nt, nf, ny, nx) complex64 with attribute frequencies_hz
+    root attributes   kind, method, config (JSON), mrsolve_version, input_sha256,
+                      runtime_s, device
+
+The ground-truth file of a simulation has the same layout (kind "truth") plus /mask,
+/coil_maps and /noise_covariance. Files are written to a temporary name in the target
+folder and renamed, so a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+import mrsolve
+from mrsolve.data.files import atomic_output, check_hdf5, sha256_file
+
+_COMPLEX = ("image", "water", "fat", "spectral_volume")
+__all__ = [
+    "GroundTruth",
+    "Reconstruction",
+    "read_result",
+    "read_truth",
+    "sha256_file",
+    "write_result",
+    "write_truth",
+]
+
+
+@dataclass
+class Reconstruction:
+    """One reconstruction result; every map but ``image`` is optional.
+
+    Attributes:
+        image: (ny, nx) or (nt, ny, nx) complex64 (sum over frequency bins).
+        water, fat: complex64 maps, shape of ``image``.
+        fat_fraction: float32 in [0, 1], shape of ``image``.
+        field_map_hz: float32, (ny, nx) or shape of ``image``.
+        spectral_volume: (nf, ny, nx) or (nt, nf, ny, nx) complex64.
+        frequencies_hz: (nf,) float32 bin frequencies (required with ``spectral_volume``).
+        method: name of the reconstruction method.
+        config: resolved configuration (JSON-serializable).
+        input_sha256: SHA-256 of the raw input file.
+        runtime_s: wall time of the reconstruction.
+        device: where it ran.
+        mrsolve_version: package version that wrote it.
+    """
+
+    image: torch.Tensor
+    water: torch.Tensor | None = None
+    fat: torch.Tensor | None = None
+    fat_fraction: torch.Tensor | None = None
+    field_map_hz: torch.Tensor | None = None
+    spectral_volume: torch.Tensor | None = None
+    frequencies_hz: torch.Tensor | None = None
+    method: str = ""
+    config: dict = field(default_factory=dict)
+    input_sha256: str = ""
+    runtime_s: float = 0.0
+    device: str = "cpu"
+    mrsolve_version: str = mrsolve.__version__
+
+
+@dataclass
+class GroundTruth:
+    """Reference maps of a simulation (static: (ny, nx); dynamic: leading time axis).
+
+    Attributes:
+        image: echo-time-0 object water + fat, complex64.
+        water, fat: complex64 densities.
+        fat_fraction: |F| / (|W| + |F|) inside the mask, 0 outside, float32.
+        field_map_hz: (ny, nx) float32.
+        mask: (ny, nx) bool object support.
+        coil_maps: (C, ny, nx) complex64 or None.
+        noise_covariance: (C, C) complex64 or None.
+        config: the simulation options (JSON-serializable).
+    """
+
+    image: torch.Tensor
+    water: torch.Tensor
+    fat: torch.Tensor
+    fat_fraction: torch.Tensor
+    field_map_hz: torch.Tensor
+    mask: torch.Tensor
+    coil_maps: torch.Tensor | None = None
+    noise_covariance: torch.Tensor | None = None
+    config: dict = field(default_factory=dict)
+
+
+def _numpy(name: str, value, dtype) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if np.iscomplexobj(array) and not np.issubdtype(np.dtype(dtype), np.complexfloating):
+        raise TypeError(f"{name} must be real, got complex values of dtype {array.dtype}")
+    array = array.astype(dtype)
+    if array.dtype != bool and not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinite values")
+    return array
+
+
+def _check_maps(maps: dict[str, np.ndarray]) -> None:
+    image = maps["image"]
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must have shape (ny, nx) or (nt, ny, nx), got {image.shape}")
+    for name in ("water", "fat", "fat_fraction"):
+        if name in maps and maps[name].shape != image.shape:
+            raise ValueError(
+                f"{name} must have the shape of image {image.shape}, got {maps[name].shape}"
+            )
+    if "field_map_hz" in maps and maps["field_map_hz"].shape not in (image.shape, image.shape[-2:]):
+        raise ValueError(
+            f"field_map_hz must have shape {image.shape[-2:]} or {image.shape}, got {maps['field_map_hz'].shape}"
+        )
+    ff = maps.get("fat_fraction")
+    if ff is not None and (ff.min() < 0 or ff.max() > 1):
+        raise ValueError(f"fat_fraction must lie in [0, 1], got [{ff.min():.3g}, {ff.max():.3g}]")
+
+
+def _atomic_write(path: str | os.PathLike, fill) -> Path:
+    """Call ``fill(h5py.File)`` on a temporary file next to ``path``, then rename it."""
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as handle:
+        fill(handle)
+    return Path(path)
+
+
+def _write_maps(handle: h5py.File, maps: dict[str, np.ndarray]) -> None:
+    for name, array in maps.items():
+        handle.create_dataset(name, data=array)
+
+
+def _collect(obj, names, complex_names) -> dict[str, np.ndarray]:
+    maps = {}
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            dtype = np.complex64 if name in complex_names else np.float32
+            maps[name] = _numpy(name, value, dtype)
+    return maps
+
+
+def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
+    """Write ``rec`` atomically to ``path`` in the output format; returns the path."""
+    if not isinstance(rec, Reconstruction):
+        raise TypeError(f"rec must be a Reconstruction, got {type(rec).__name__}")
+    maps = _collect(rec, ("image", "water", "fat", "fat_fraction", "field_map_hz"), _COMPLEX)
+    _check_maps(maps)
+    volume = freqs = None
+    if rec.spectral_volume is not None:
+        volume = _numpy("spectral_volume", rec.spectral_volume, np.complex64)
+        if rec.frequencies_hz is None:
+            raise ValueError("frequencies_hz must be given with spectral_volume, got None")
+        freqs = _numpy("frequencies_hz", rec.frequencies_hz, np.float32).reshape(-1)
+        expected_ndim = maps["image"].ndim + 1
+        if volume.ndim != expected_ndim or volume.shape[-2:] != maps["image"].shape[-2:]:
+            raise ValueError(
+                f"spectral_volume must have shape (nf, ny, nx) (with a leading time axis for "
+                f"dynamic images) matching image {maps['image'].shape}, got {volume.shape}"
+            )
+        if volume.shape[-3] != freqs.size:
+            raise ValueError(
+                f"frequencies_hz must have {volume.shape[-3]} entries (one per bin), got {freqs.size}"
+            )
+    config = json.dumps(rec.config, sort_keys=True, default=str)
+
+    def fill(handle: h5py.File) -> None:
+        _write_maps(handle, maps)
+        if volume is not None:
+            handle.create_dataset("spectral_volume", data=volume)
+            handle["spectral_volume"].attrs["frequencies_hz"] = freqs
+        handle.attrs.update(
+            kind="reconstruction",
+            method=str(rec.method),
+            config=config,
+            mrsolve_version=str(rec.mrsolve_version),
+            input_sha256=str(rec.input_sha256),
+            runtime_s=float(rec.runtime_s),
+            device=str(rec.device),
+        )
+
+    return _atomic_write(path, fill)
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    return h5py.File(check_hdf5(path), "r")
+
+
+def _read_maps(handle: h5py.File, names) -> dict[str, torch.Tensor]:
+    return {n: torch.from_numpy(handle[n][()]) for n in names if n in handle}
+
+
+def _attr(handle: h5py.File, name: str, default):
+    value = handle.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_result(path: str | os.PathLike) -> Reconstruction:
+    """Read an output file (torch tensors on CPU)."""
+    with _open(path) as handle:
+        if "image" not in handle:
+            raise ValueError(
+                f"file {str(path)!r} has no /image dataset: not an mrsolve output file"
+            )
+        maps = _read_maps(handle, ("image", "water", "fat", "fat_fraction", "field_map_hz"))
+        if "spectral_volume" in handle:
+            maps["spectral_volume"] = torch.from_numpy(handle["spectral_volume"][()])
+            maps["frequencies_hz"] = torch.from_numpy(
+                np.asarray(handle["spectral_volume"].attrs["frequencies_hz"], dtype=np.float32)
+            )
+        return Reconstruction(
+            **maps,
+            method=str(_attr(handle, "method", "")),
+            config=json.loads(_attr(handle, "config", "{}")),
+            input_sha256=str(_attr(handle, "input_sha256", "")),
+            runtime_s=float(_attr(handle, "runtime_s", 0.0)),
+            device=str(_attr(handle, "device", "")),
+            mrsolve_version=str(_attr(handle, "mrsolve_version", "")),
+        )
+
+
+def write_truth(path: str | os.PathLike, truth: GroundTruth) -> Path:
+    """Write a ground-truth file atomically (output layout + /mask, /coil_maps, ...)."""
+    if not isinstance(truth, GroundTruth):
+        raise TypeError(f"truth must be a GroundTruth, got {type(truth).__name__}")
+    maps = _collect(truth, ("image", "water", "fat", "fat_fraction", "field_map_hz"), _COMPLEX)
+    _check_maps(maps)
+    mask = _numpy("mask", truth.mask, bool)
+    if mask.shape != maps["image"].shape[-2:]:
+        raise ValueError(f"mask must have shape {maps['image'].shape[-2:]}, got {mask.shape}")
+    extra = _collect(truth, ("coil_maps", "noise_covariance"), ("coil_maps", "noise_covariance"))
+    config = json.dumps(truth.config, sort_keys=True, default=str)
+
+    def fill(handle: h5py.File) -> None:
+        _write_maps(handle, {**maps, **extra, "mask": mask})
+        handle.attrs.update(
+            kind="truth", method="truth", config=config, mrsolve_version=mrsolve.__version__
+        )
+
+    return _atomic_write(path, fill)
+
+
+def read_truth(path: str | os.PathLike) -> GroundTruth:
+    """Read a ground-truth file written by :func:`write_truth`."""
+    with _open(path) as handle:
+        required = ("image", "water", "fat", "fat_fraction", "field_map_hz", "mask")
+        missing = [n for n in required if n not in handle]
+        if missing:
+            raise ValueError(f"file {str(path)!r} is not a ground-truth file: missing {missing}")
+        maps = _read_maps(handle, (*required, "coil_maps", "noise_covariance"))
+        return GroundTruth(**maps, config=json.loads(_attr(handle, "config", "{}")))

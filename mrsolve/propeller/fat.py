@@ -1,0 +1,65 @@
+"""Fat spectra at any field strength (methods/propeller.md, "Fat (constants)").
+
+Frequencies are offsets from water in Hz: f_p = gamma * B0 * (ppm_p - 4.7) * 1e-6 with
+gamma / 2 pi = 42.577 MHz/T; amplitudes are relative and sum to 1. The fat signal at
+time t (seconds) is sum_p a_p exp(i 2 pi f_p t), the same sign convention as the
+signal model of ``mrsolve.data.simulate``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from mrsolve.solvers.validation import check_choice, check_positive
+
+GYROMAGNETIC_HZ_PER_T = 42.577e6
+WATER_PPM = 4.7
+SINGLE_PEAK_PPM = -3.4  # main (methylene) fat peak relative to water
+SIX_PEAK_PPM = (5.3, 4.31, 2.76, 2.1, 1.3, 0.9)  # absolute, water at 4.7 ppm
+SIX_PEAK_AMPLITUDES = (0.048, 0.039, 0.004, 0.128, 0.693, 0.087)
+FAT_MODELS = ("single_peak", "six_peak")
+
+
+class FatSpectrum(NamedTuple):
+    """Fat peaks: ``frequencies_hz`` (P,) offsets from water, ``amplitudes`` (P,) summing to 1."""
+
+    frequencies_hz: torch.Tensor
+    amplitudes: torch.Tensor
+
+
+def ppm_to_hz(ppm_offset: float, field_strength_t: float) -> float:
+    """Offset in Hz of a chemical shift ``ppm_offset`` (relative to water) at B0 in tesla."""
+    return (
+        GYROMAGNETIC_HZ_PER_T
+        * check_positive("field_strength_t", field_strength_t)
+        * (ppm_offset * 1e-6)
+    )
+
+
+def fat_spectrum(field_strength_t: float = 3.0, model: str = "six_peak") -> FatSpectrum:
+    """Fat peaks (float32 tensors) at ``field_strength_t`` tesla.
+
+    Args:
+        field_strength_t: B0 in tesla (> 0).
+        model: "six_peak" (Hamilton-like six peaks) or "single_peak" (-3.4 ppm only).
+    """
+    check_choice("model", model, FAT_MODELS)
+    if model == "single_peak":
+        ppm, amps = [SINGLE_PEAK_PPM], [1.0]
+    else:
+        ppm, amps = [p - WATER_PPM for p in SIX_PEAK_PPM], list(SIX_PEAK_AMPLITUDES)
+    freqs = torch.tensor([ppm_to_hz(p, field_strength_t) for p in ppm], dtype=torch.float64)
+    a = torch.tensor(amps, dtype=torch.float64)
+    return FatSpectrum(freqs.float(), (a / a.sum()).float())
+
+
+def fat_signal(times_s: torch.Tensor, spectrum: FatSpectrum) -> torch.Tensor:
+    """Complex fat signal sum_p a_p exp(i 2 pi f_p t) at ``times_s`` (any shape), complex64."""
+    t = torch.as_tensor(times_s).to(torch.float64)
+    f = spectrum.frequencies_hz.to(device=t.device, dtype=torch.float64)
+    a = spectrum.amplitudes.to(device=t.device, dtype=torch.float64)
+    phase = 2 * math.pi * t[..., None] * f
+    return (torch.polar(a.expand_as(phase), phase)).sum(-1).to(torch.complex64)
