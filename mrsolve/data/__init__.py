@@ -41,5 +41,5 @@ files.py
     atomic_output(path) (context manager yielding a temp path), check_hdf5(path), sha256_file(path)
 
 Sign convention (exact model, methods/propeller.md): an object at off-resonance f appears
-displaced by +f * M * dt pixels along each blade's readout direction (cos theta, sin theta).
+displaced by -f * M * dt pixels along each blade's readout direction (cos theta, sin theta).
 """

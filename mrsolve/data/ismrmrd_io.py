@@ -425,8 +425,10 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
         "trajectory_identifier": facts.identifier,
         "propeller": (facts.identifier or "").lower() in PROPELLER_IDS,
     }
-    if np.abs(traj).max() <= 0.5 and max(nx, ny) >= 4:
-        traj = traj * np.array([nx, ny], dtype=np.float32)  # normalized to [-0.5, 0.5)
+    if np.linalg.norm(traj, axis=-1).max() <= 0.75 and min(nx, ny) >= 4:
+        # normalized to [-0.5, 0.5) (corners of rotated blades reach 0.71); in cycles/FOV
+        # the readout alone reaches N/2 >= 2
+        traj = traj * np.array([nx, ny], dtype=np.float32)
         extra["trajectory_rescaled"] = True
     if centre == 0 and n_read > 1:
         # writer left center_sample unset: take the sample nearest k = 0 on a centre line

@@ -6,7 +6,7 @@
 with r' = R_b r + s_b the position of tissue pixel r during blade b (rigid motion;
 r' = r without motion); the field map moves with the tissue, the coils do not. Every
 sample gets its own time phase (no readout-shift shortcut). Consequence of the sign
-convention: an object at frequency f appears displaced by +f * M * dt pixels along
+convention: an object at frequency f appears displaced by -f * M * dt pixels along
 the blade's readout direction (cos theta_b, sin theta_b) in (x, y).
 
 Cost: the encoding matrix of a chunk of lines (``dft_matrix``) is built once, times the
@@ -16,6 +16,7 @@ species with one matrix product.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -186,33 +187,43 @@ def exact_kspace(
     row_of_line = row_of_line.reshape(n_blades, n_lines)
     table = _time_phase(rows, psi) if rows.shape[0] * n_read * n_pix * 8 <= chunk_bytes else None
     lines_per_chunk = max(1, chunk_bytes // (8 * n_read * n_pix))
-    out = torch.empty(maps.shape[0], n_blades, n_lines, n_read, dtype=torch.complex64, device=dev)
-    for b in range(n_blades):
-        water, fat = (x.to(dev).reshape(-1) for x in phantom.frame(int(frame[b])))
-        k, linear = traj[b], None
-        coil = maps.reshape(maps.shape[0], -1)
-        if phantom.has_motion:
+    n_coils = maps.shape[0]
+    out = torch.empty(n_coils, n_blades * n_lines, n_read, dtype=torch.complex64, device=dev)
+    fat_phase, row_of_line = fat_phase.reshape(-1, n_read), row_of_line.reshape(-1)
+    for b0, b1 in _blade_groups(frame, phantom.has_motion):
+        water, fat = (x.to(dev).reshape(-1) for x in phantom.frame(int(frame[b0])))
+        k, linear = traj[b0:b1].reshape(-1, n_read, 2), None
+        coil = maps.reshape(n_coils, -1)
+        if phantom.has_motion:  # one blade per group
             # k . (R r + s) = (R^T k) . r + k . s: rotate the trajectory, add a linear phase.
-            rot = _rotation(float(phantom.rotation_deg[b])).to(dev, torch.float64)
-            shift = phantom.shift_px[b].to(dev, torch.float64)
+            rot = _rotation(float(phantom.rotation_deg[b0])).to(dev, torch.float64)
+            shift = phantom.shift_px[b0].to(dev, torch.float64)
+            linear = torch.polar(torch.ones_like(k[..., 0]), -2 * math.pi * (k / size) @ shift)
+            linear = linear.to(torch.complex64)
             k = k @ rot
-            linear = torch.polar(
-                torch.ones_like(k[..., 0]), -2 * math.pi * (traj[b] / size) @ shift
-            ).to(torch.complex64)
             coil = _coils_at(maps, coords @ rot.T + shift)
-        species = torch.cat([coil * water, coil * fat])  # (2C, P)
-        for l0 in range(0, n_lines, lines_per_chunk):
-            l1 = min(n_lines, l0 + lines_per_chunk)
-            idx = row_of_line[b, l0:l1]
+        has_fat = bool(fat.abs().max() > 0)
+        species = torch.cat([coil * water, coil * fat]) if has_fat else coil * water  # (S C, P)
+        first = b0 * n_lines
+        for l0 in range(0, k.shape[0], lines_per_chunk):
+            l1 = min(k.shape[0], l0 + lines_per_chunk)
+            idx = row_of_line[first + l0 : first + l1]
             if bool((idx == idx[0]).all()):
                 idx = idx[:1]  # the lines share their timing: broadcast one table
             phase = table[idx] if table is not None else _time_phase(rows[idx], psi)
             enc = _encoding(k[l0:l1].reshape(-1, 2), shape).reshape(l1 - l0, n_read, n_pix)
-            enc = (enc * phase).reshape(-1, n_pix)
-            y = (species @ enc.T).reshape(2, -1, l1 - l0, n_read)
-            y = y[0] + fat_phase[b, l0:l1] * y[1]
-            out[:, b, l0:l1] = y if linear is None else y * linear[l0:l1]
-    return out
+            y = (species @ (enc * phase).reshape(-1, n_pix).T).reshape(-1, n_coils, l1 - l0, n_read)
+            y = y[0] + fat_phase[first + l0 : first + l1] * y[1] if has_fat else y[0]
+            out[:, first + l0 : first + l1] = y if linear is None else y * linear[l0:l1]
+    return out.reshape(n_coils, n_blades, n_lines, n_read)
+
+
+def _blade_groups(frame: torch.Tensor, single: bool) -> list[tuple[int, int]]:
+    """Runs [b0, b1) of consecutive blades that share the object (same frame, no motion)."""
+    if single:
+        return [(b, b + 1) for b in range(frame.shape[0])]
+    cuts = [0, *(torch.nonzero(frame[1:] != frame[:-1]).reshape(-1) + 1).tolist(), frame.shape[0]]
+    return list(itertools.pairwise(cuts))
 
 
 def _time_phase(rows: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
@@ -234,10 +245,11 @@ def _encoding(k: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def _noise_covariance(n_coils: int, rho: float, gen: torch.Generator) -> torch.Tensor:
-    """Coil noise covariance D P D (C, C): P_ij = rho^|i-j|, D = diag of gains in [0.8, 1.2]."""
+    """Coil noise covariance D P D (C, C): P_ij = rho^|i-j|, D = random gains, mean |g|^2 = 1."""
     idx = torch.arange(n_coils, dtype=torch.float64)
     corr = rho ** (idx[:, None] - idx[None, :]).abs()
     gains = 0.8 + 0.4 * torch.rand(n_coils, generator=gen, dtype=torch.float64)
+    gains = gains / gains.square().mean().sqrt()  # mean noise power = the requested level
     return (gains[:, None] * corr * gains[None, :]).to(torch.complex128)
 
 

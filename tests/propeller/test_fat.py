@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from mrsolve.propeller.fat import fat_signal, fat_spectrum, ppm_to_hz
+
+
+def test_single_peak_matches_methods_note():
+    for field, expected in ((3.0, -434.0), (1.5, -217.0)):
+        f, a = fat_spectrum(field, "single_peak")
+        assert f.shape == (1,) and a.tolist() == [1.0]
+        assert abs(f.item() - expected) < 1.0
+
+
+def test_six_peaks_at_3t_and_amplitudes():
+    f, a = fat_spectrum(3.0)
+    expected = [77, -50, -248, -332, -434, -485]
+    np.testing.assert_allclose(f.numpy(), expected, atol=1.0)
+    assert abs(a.sum().item() - 1) < 1e-6
+    listed = np.array([0.048, 0.039, 0.004, 0.128, 0.693, 0.087])
+    np.testing.assert_allclose(a.numpy(), listed / listed.sum(), rtol=1e-6)
+    # frequencies scale linearly with the field, amplitudes do not change
+    f15, a15 = fat_spectrum(1.5)
+    np.testing.assert_allclose(f15.numpy() * 2, f.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(a15.numpy(), a.numpy())
+
+
+def test_ppm_to_hz_uses_gyromagnetic_ratio():
+    assert ppm_to_hz(1.0, 1.0) == pytest.approx(42.577)
+
+
+def test_fat_signal_against_explicit_sum():
+    spec = fat_spectrum(3.0)
+    t = torch.linspace(-2e-3, 5e-3, 11)
+    expected = [
+        sum(
+            a * np.exp(2j * np.pi * f * ti)
+            for f, a in zip(spec[0].tolist(), spec[1].tolist(), strict=True)
+        )
+        for ti in t.double().tolist()
+    ]
+    got = fat_signal(t, spec)
+    assert got.dtype == torch.complex64
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-6)
+    assert abs(fat_signal(torch.zeros(()), spec).item() - 1) < 1e-6
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="field_strength_t"):
+        fat_spectrum(0.0)
+    with pytest.raises(ValueError, match="model"):
+        fat_spectrum(3.0, "seven_peak")
