@@ -19,7 +19,8 @@ separate real and imaginary complex-index matrices) and 0.21 s for sigpy's ``nuf
 6e-4 for torchkbnufft's table lookup, 7e-3 for sigpy's defaults. The price is building
 the matrix once per trajectory (about 1 s at that size). It runs unchanged on CUDA
 (cuSPARSE behind the same ``@``) and its autograd is one explicit transposed sparse
-matmul per pass. Figures: ``docs/nufft_speed.md``.
+matmul per pass (differentiable in the image and the samples, not in the trajectory).
+Figures: ``docs/nufft_speed.md``.
 
 The normal operator ``A^H W A`` uses Toeplitz embedding: the point-spread kernel on a
 2x grid is computed once with an adjoint NUFFT, then N x = crop(IFFT(FFT(pad x) * K)),
@@ -117,11 +118,19 @@ def _interpolation_matrices(
     perm = torch.argsort(cols, stable=True)
     crow_t = torch.zeros(n_grid + 1, dtype=torch.long, device=traj.device)
     crow_t[1:] = torch.cumsum(torch.bincount(cols, minlength=n_grid), 0)
+    # int32 indices when they fit: half the index memory, and what cuSPARSE prefers.
+    index = torch.int32 if max(cols.numel(), n_grid, n_samples) < 2**31 else torch.long
     with warnings.catch_warnings():  # torch warns once that CSR support is "beta"
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-        mat = torch.sparse_csr_tensor(crow, cols, vals, (n_samples, n_grid), check_invariants=False)
+        mat = torch.sparse_csr_tensor(
+            crow.to(index), cols.to(index), vals, (n_samples, n_grid), check_invariants=False
+        )
         mat_t = torch.sparse_csr_tensor(
-            crow_t, rows[perm], vals[perm], (n_grid, n_samples), check_invariants=False
+            crow_t.to(index),
+            rows[perm].to(index),
+            vals[perm],
+            (n_grid, n_samples),
+            check_invariants=False,
         )
     return mat, mat_t
 
