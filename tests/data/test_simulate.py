@@ -54,22 +54,25 @@ def test_exact_kspace_matches_per_sample_reference(sequence):
     t = readout_times(geom.n_readout, geom.center_sample, 20e-6, sequence, te_s=2.1e-3)
     times = t.expand(3, 4, -1).contiguous()
     spec = fat_spectrum(3.0)
-    got = exact_kspace(ph, traj, times, spectrum=spec, chunk_bytes=2**14)  # several chunks
+    got = exact_kspace(ph, traj, times, spectrum=spec, chunk_bytes=2**11)  # one line per chunk
     ref = _numpy_signal(ph, traj, times, spec)
     err = np.linalg.norm(got.reshape(3, -1).numpy() - ref) / np.linalg.norm(ref)
     assert got.shape == (3, 3, 4, 16) and got.dtype == torch.complex64
     assert err < 1e-5
 
 
-def test_exact_kspace_per_line_times_and_motion_match_reference():
+@pytest.mark.parametrize("shared_times", [True, False])
+def test_exact_kspace_with_motion_matches_reference(shared_times):
     rng = np.random.default_rng(1)
     consts = torch.from_numpy(rng.standard_normal((2, 1, 1)) + 1j * rng.standard_normal((2, 1, 1)))
     ph = _random_phantom(8, 2, rng, coils=consts.to(torch.complex64).expand(2, 8, 8).contiguous())
     ph.rotation_deg, ph.shift_px = torch.tensor([25.0]), torch.tensor([[1.5, -0.5]])
     traj = BladeGeometry(1, 3, 8, oversampling=1.5).trajectory()
     times = torch.from_numpy(rng.uniform(-1e-3, 1e-3, (1, 3, 12)).astype(np.float32))
+    if shared_times:  # blade path (one readout timing) instead of the general path
+        times = times[:, :1].expand(1, 3, 12).contiguous()
     spec = FatSpectrum(torch.tensor([-400.0, 60.0]), torch.tensor([0.8, 0.2]))
-    got = exact_kspace(ph, traj, times, spectrum=spec)
+    got = exact_kspace(ph, traj, times, spectrum=spec, chunk_bytes=2**13)
     a = math.radians(25.0)
 
     def moved(x, y):
