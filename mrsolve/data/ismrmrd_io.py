@@ -30,6 +30,7 @@ from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import readout_times
 
 TICK_S = 2.5e-3  # acquisition_time_stamp unit
+DEFAULT_FIELD_T = 3.0  # when the header gives neither field strength nor H1 frequency
 PROPELLER_IDS = ("propeller", "propellor")
 ACCEPTED_TRAJECTORIES = ("other", "radial")
 _SEQUENCE_NAMES = {"spin_echo": "SpinEcho", "gradient_echo": "GradientEcho"}
@@ -150,7 +151,8 @@ def write_ismrmrd(
     frame = scan.frame.cpu().numpy().astype(np.int64)
     sets = _blade_sets(frame)
     n_sets = int(sets.max()) + 1
-    stamps = np.round(scan.timestamps_s.cpu().numpy().astype(np.float64) / TICK_S)
+    stamps = scan.timestamps_s.cpu().numpy().astype(np.float64)
+    stamps = np.round((stamps - stamps.min()) / TICK_S)  # uint32 ticks from the first blade
     angles = scan.angles.cpu().numpy().astype(np.float64)
     noise_parts = []
     if scan.noise is not None:
@@ -166,7 +168,7 @@ def write_ismrmrd(
     heads["active_channels"] = heads["available_channels"] = scan.n_coils
     heads["number_of_samples"][:n_noise] = [part.shape[1] for part in noise_parts]
     heads["flags"][:n_noise] = _flag("ACQ_IS_NOISE_MEASUREMENT")
-    img = heads[n_noise:]
+    img = heads[n_noise:]  # a view: filling it fills heads
     blade = np.repeat(np.arange(scan.n_blades), scan.n_lines)
     line = np.tile(np.arange(scan.n_lines), scan.n_blades)
     img["number_of_samples"] = scan.n_readout
@@ -184,7 +186,6 @@ def write_ismrmrd(
         line == scan.n_lines - 1, _flag("ACQ_LAST_IN_ENCODE_STEP1"), 0
     )
     img["flags"][-1] |= _flag("ACQ_LAST_IN_MEASUREMENT")
-    heads[n_noise:] = img
     data = noise_parts + list(kspace.transpose(1, 2, 0, 3).reshape(n_lines, scan.n_coils, -1))
     trajs = [np.zeros((p.shape[1], 0), np.float32) for p in noise_parts] + list(
         traj.reshape(n_lines, scan.n_readout, 2)
@@ -436,6 +437,16 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
         centre = int(np.argmin(np.linalg.norm(mid, axis=-1)))
     sequence = _sequence(facts.sequence_type)
     te_s = facts.te_s if facts.te_s is not None else 0.0
+    field = facts.field_strength_t or DEFAULT_FIELD_T
+    extra["assumed"] = [
+        text
+        for missing, text in (
+            (facts.sequence_type is None, "sequence_type=SpinEcho"),
+            (facts.te_s is None, "TE=0"),
+            (facts.field_strength_t is None, f"field strength {DEFAULT_FIELD_T} T"),
+        )
+        if missing
+    ]
     t = readout_times(n_read, centre, dwell, sequence, te_s)
     n_blades = len(blades)
     stamps = np.array([min(v[2] for v in lines.values()) for lines in blades.values()], np.float64)
@@ -457,7 +468,7 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
         center_sample=centre,
         te_s=te_s,
         sequence=sequence,
-        field_strength_t=facts.field_strength_t or 3.0,
+        field_strength_t=field,
         fov_mm=facts.fov_mm,
         frame=torch.tensor([frame_of[rep] for rep, _ in blades], dtype=torch.int64),
         timestamps_s=torch.from_numpy(((stamps - stamps.min()) * TICK_S).astype(np.float32)),

@@ -234,3 +234,47 @@ def test_errors(tmp_path):
         write_ismrmrd(tmp_path / "out.h5", "not a scan")
     with pytest.raises(ValueError, match="does not exist"):
         write_ismrmrd(tmp_path / "nowhere" / "out.h5", scan)
+
+
+def test_simulated_dynamic_scan_survives_the_file(tmp_path):
+    from mrsolve.data.results import read_truth, write_truth
+    from mrsolve.data.simulate import simulate
+
+    sim = simulate(
+        size=16,
+        n_blades=3,
+        n_lines=4,
+        n_coils=2,
+        n_frames=2,
+        noise=0.05,
+        max_rotation_deg=2.0,
+        max_shift_px=0.5,
+        n_noise_samples=100,
+    )
+    back = read_ismrmrd(write_ismrmrd(tmp_path / "raw.h5", sim.scan))
+    _assert_same_scan(sim.scan, back)
+    assert back.extra["assumed"] == []
+    truth = read_truth(write_truth(tmp_path / "truth.h5", sim.truth))
+    assert truth.image.shape == (2, 16, 16) and truth.field_map_hz.shape == (16, 16)
+    torch.testing.assert_close(truth.fat_fraction, sim.truth.fat_fraction)
+    torch.testing.assert_close(truth.noise_covariance, sim.truth.noise_covariance)
+    assert truth.config["n_frames"] == 2
+
+
+def test_minimal_namespaced_header_uses_defaults(tmp_path):
+    xml = (
+        '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+        f"<encodedSpace><matrixSize><x>{N}</x><y>{N}</y><z>1</z></matrixSize></encodedSpace>"
+        "<trajectory>other</trajectory>"
+        "<trajectoryDescription><identifier>propeller</identifier></trajectoryDescription>"
+        "</encoding></ismrmrdHeader>"
+    )
+    assert parse_header(xml).parser == "etree"
+    _write_other_tool(tmp_path / "min.h5", _scan(), xml)
+    back = read_ismrmrd(tmp_path / "min.h5")
+    assert back.sequence == "spin_echo" and back.te_s == 0.0 and back.field_strength_t == 3.0
+    assert len(back.extra["assumed"]) == 3 and back.fov_mm == (256.0, 256.0)
+    with pytest.raises(ValueError, match="matrixSize"):
+        parse_header(xml.replace(f"<y>{N}</y>", ""))
+    with pytest.raises(ValueError, match="not well-formed"):
+        parse_header("<ismrmrdHeader><encoding>")
