@@ -17,6 +17,8 @@ simulate.py
 ismrmrd_io.py
     write_ismrmrd(path, scan: Scan, title="mrsolve PROPELLER") -> Path   # atomic
     read_ismrmrd(path) -> Scan          # FileNotFoundError / ValueError naming the problem
+        scan.extra: header_parser ("ismrmrd"|"etree"), trajectory_identifier, propeller
+        (bool), assumed (header defaults used), trajectory_rescaled (if it was in [-0.5, 0.5))
     parse_header(xml) -> HeaderFacts    # strict ismrmrd parser, xml.etree fallback
 results.py
     Reconstruction(image, water=None, fat=None, fat_fraction=None, field_map_hz=None,

@@ -218,9 +218,11 @@ def exact_kspace(
     return out.reshape(n_coils, n_blades, n_lines, n_read)
 
 
-def _translated_lines(k: torch.Tensor, tol: float = 1e-4) -> bool:
-    """True when every blade (B, L, M, 2) is L translates of one readout: k_lu = a_u + b_l."""
+def _translated_lines(k: torch.Tensor) -> bool:
+    """True when every blade (B, L, M, 2) is L translates of one readout, k_lu = a_u + b_l,
+    to the float32 precision the trajectory is stored in."""
     model = k[:, :1] + k[:, :, :1] - k[:, :1, :1]
+    tol = 4 * torch.finfo(torch.float32).eps * max(1.0, float(k.abs().max()))
     return bool(((k - model).abs() <= tol).all())
 
 
