@@ -121,7 +121,9 @@ def _header(identifier="propellor", trajectory=xsd.trajectoryType.OTHER, n_sets=
     return xsd.ToXML(hdr)
 
 
-def _write_other_tool(path, scan, xml=None, traj_dims=2, lines_reversed=True, nan=False):
+def _write_other_tool(
+    path, scan, xml=None, traj_dims=2, lines_reversed=True, nan=False, drop_line=False
+):
     """Write a file the way another tool would: ismrmrd's own per-acquisition API."""
     with ismrmrd.Dataset(str(path), "dataset", create_if_needed=True) as dset:
         dset.write_xml_header(xml or _header())
@@ -131,6 +133,8 @@ def _write_other_tool(path, scan, xml=None, traj_dims=2, lines_reversed=True, na
         for b in range(scan.n_blades):
             order = range(scan.n_lines - 1, -1, -1) if lines_reversed else range(scan.n_lines)
             for line in order:
+                if drop_line and (b, line) == (1, 0):
+                    continue
                 data = scan.kspace[:, b, line].numpy().copy()
                 if nan and b == 1:
                     data[0, 0] = np.nan
@@ -230,6 +234,9 @@ def test_errors(tmp_path):
     _write_other_tool(tmp_path / "lines.h5", scan, _header(n_lines=L + 1))
     with pytest.raises(ValueError, match="lines per blade"):
         read_ismrmrd(tmp_path / "lines.h5")
+    _write_other_tool(tmp_path / "gap.h5", scan, drop_line=True)
+    with pytest.raises(ValueError, match="same lines"):
+        read_ismrmrd(tmp_path / "gap.h5")
     with pytest.raises(TypeError, match="scan"):
         write_ismrmrd(tmp_path / "out.h5", "not a scan")
     with pytest.raises(ValueError, match="does not exist"):
