@@ -20,6 +20,9 @@ Methods:
   centred Cartesian k-space of the coil images (CPU, numpy); its calibration region is
   the central ``calib_width`` square, which PROPELLER samples fully.
 
+:func:`calibration_images` makes the low-resolution coil images from non-Cartesian
+k-space: a Hann-windowed adjoint NUFFT of the samples inside a central disc.
+
 Numpy arrays in give numpy arrays out; torch tensors keep their device.
 """
 
@@ -30,6 +33,7 @@ import sigpy
 import sigpy.mri
 import torch
 
+from mrsolve.propeller.nufft import NUFFT
 from mrsolve.solvers.validation import check_choice, check_finite, check_positive
 
 METHODS = ("walsh", "espirit")
@@ -80,6 +84,45 @@ def coil_combine(coil_images, maps):
     energy = s.abs().pow(2).sum(dim=0)
     num = (s.conj() * x.to(torch.complex64)).sum(dim=-3)
     out = torch.where(energy > 0, num / energy.clamp_min(torch.finfo(torch.float32).tiny), 0)
+    return out.numpy() if was_numpy else out
+
+
+def calibration_images(kspace, traj, image_shape, radius: float):
+    """Low-resolution coil images from the k-space samples with |k| < ``radius``.
+
+    The samples are weighted by a Hann window 0.5 (1 + cos(pi |k| / radius)) and gridded
+    with the adjoint NUFFT, divided by ny nx times the mean sampling density inside the
+    disc (samples per unit area in cycles/FOV), so the image keeps its scale. This
+    assumes the disc is uniformly sampled, which PROPELLER guarantees for a radius up to
+    half the blade width (L / 2 cycles/FOV: every blade covers that disc).
+
+    Args:
+        kspace: (C, *traj.shape[:-1]) complex samples.
+        traj: (..., 2) k positions in cycles/FOV, last axis (kx, ky).
+        image_shape: (ny, nx).
+        radius: disc radius in cycles/FOV.
+
+    Returns:
+        (C, ny, nx) complex64 coil images (numpy if ``kspace`` was numpy).
+    """
+    y, was_numpy = _as_tensor("kspace", kspace)
+    k, _ = _as_tensor("traj", traj)
+    check_positive("radius", radius)
+    if k.ndim < 2 or k.shape[-1] != 2 or y.ndim < 2 or tuple(y.shape[1:]) != tuple(k.shape[:-1]):
+        raise ValueError(
+            f"kspace must have shape (C, *traj.shape[:-1]) with traj (..., 2), got kspace "
+            f"{tuple(y.shape)} and traj {tuple(k.shape)}"
+        )
+    flat_k = k.reshape(-1, 2).to(device=y.device, dtype=torch.float32)
+    dist = flat_k.norm(dim=-1)
+    inside = dist < radius
+    if int(inside.sum()) == 0:
+        raise ValueError(f"radius must enclose some samples, got {radius} (none with |k| < it)")
+    window = 0.5 * (1 + torch.cos(torch.pi * dist[inside] / radius))
+    density = int(inside.sum()) / (torch.pi * radius**2) * image_shape[0] * image_shape[1]
+    samples = y.reshape(y.shape[0], -1)[:, inside].to(torch.complex64) * window
+    op = NUFFT(flat_k[inside], image_shape, batch_shape=(y.shape[0],))
+    out = op.H(samples / density)
     return out.numpy() if was_numpy else out
 
 

@@ -2,10 +2,19 @@ import numpy as np
 import pytest
 import torch
 
-from mrsolve.propeller.coil_estimation import coil_combine, estimate_coil_maps, rss
+from mrsolve.propeller.coil_estimation import (
+    calibration_images,
+    coil_combine,
+    estimate_coil_maps,
+    rss,
+)
+from mrsolve.propeller.geometry import BladeGeometry
+from mrsolve.propeller.nufft import NUFFT
 
 N = 48
 N_COILS = 6
+# smaller ESPIRiT calibration than the defaults, to keep the tests fast
+OPTIONS = {"walsh": {}, "espirit": {"calib_width": 16, "espirit_kernel_width": 4}}
 
 
 def _phantom_and_maps(seed=0):
@@ -53,7 +62,7 @@ def _correlation(a, b, mask):
 @pytest.mark.parametrize("method", ["walsh", "espirit"])
 def test_estimated_maps_match_truth(method):
     obj, maps = _phantom_and_maps()
-    est = estimate_coil_maps(_coil_images(obj, maps), method=method)
+    est = estimate_coil_maps(_coil_images(obj, maps), method=method, **OPTIONS[method])
     assert isinstance(est, np.ndarray) and est.shape == maps.shape and est.dtype == np.complex64
     inside = obj > 0
     # normalization: unit norm over coils inside the object
@@ -70,12 +79,40 @@ def test_estimated_maps_match_truth(method):
 def test_combination_with_estimated_maps_recovers_image(method):
     obj, maps = _phantom_and_maps(seed=2)
     images = _coil_images(obj, maps, seed=3)
-    est = estimate_coil_maps(torch.from_numpy(images), method=method)
+    est = estimate_coil_maps(torch.from_numpy(images), method=method, **OPTIONS[method])
     assert isinstance(est, torch.Tensor)
     combined = coil_combine(torch.from_numpy(images), est).numpy()
     inside = obj > 0
     err = np.linalg.norm(np.abs(combined[inside]) - obj[inside]) / np.linalg.norm(obj[inside])
     assert err < 0.05
+
+
+def _propeller_kspace(images):
+    """PROPELLER samples of images (C, N, N): 8 blades x 12 lines x 96 samples (the NUFFT
+    is within 1e-5 of the explicit DFT, see test_nufft.py)."""
+    traj = BladeGeometry(8, 12, N, oversampling=2.0).trajectory()
+    return NUFFT(traj, (N, N), (images.shape[0],))(torch.from_numpy(images)), traj
+
+
+def test_calibration_images_are_windowed_lowpass():
+    obj, _ = _phantom_and_maps()
+    kspace, traj = _propeller_kspace(obj[None].astype(np.complex64))
+    radius = 6.0  # = L / 2: every blade covers this disc
+    image = calibration_images(kspace, traj, (N, N), radius).numpy()[0]
+    # independent reference: Cartesian FFT low-pass with the same Hann window
+    k = np.fft.fftfreq(N) * N
+    dist = np.hypot(*np.meshgrid(k, k))
+    window = np.where(dist < radius, 0.5 * (1 + np.cos(np.pi * dist / radius)), 0)
+    reference = np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(obj)) * window))
+    assert np.linalg.norm(image - reference) / np.linalg.norm(reference) < 0.1
+
+
+def test_maps_from_propeller_kspace():
+    obj, maps = _phantom_and_maps(seed=6)
+    kspace, traj = _propeller_kspace((maps * obj).astype(np.complex64))
+    est = estimate_coil_maps(calibration_images(kspace, traj, (N, N), 6.0)).numpy()
+    inside = obj > 0
+    assert _correlation(est, _reference_phase(maps, obj**2), inside) > 0.95
 
 
 def test_coil_combine_and_rss_definitions():
@@ -111,3 +148,8 @@ def test_bad_input():
         rss([1, 2, 3])
     with pytest.raises(ValueError, match="finite"):
         rss(np.full((2, 4, 4), np.nan))
+    traj = torch.zeros(5, 2)
+    with pytest.raises(ValueError, match="kspace"):
+        calibration_images(torch.zeros(2, 4, dtype=torch.complex64), traj, (8, 8), 2.0)
+    with pytest.raises(ValueError, match="radius"):
+        calibration_images(torch.zeros(2, 5, dtype=torch.complex64), traj + 3, (8, 8), 2.0)
