@@ -93,13 +93,23 @@ def encode_blocks(
     return blocks[..., :d].contiguous(), blocks[..., d].contiguous()
 
 
-def row_leakage(blocks_a: torch.Tensor, a: torch.Tensor) -> float:
-    """Largest ``|cos|`` between a row a worker holds and a row of ``A`` (1: a row leaks)."""
-    rows = blocks_a.reshape(-1, blocks_a.shape[-1])
-    rows = rows[rows.norm(dim=1) > 0]
-    an = a[a.norm(dim=1) > 0]
-    cos = (rows / rows.norm(dim=1, keepdim=True)) @ (an / an.norm(dim=1, keepdim=True)).T
-    return float(cos.abs().max())
+def encoding_matrix(n: int, workers: int, sketch: str, seed: int) -> torch.Tensor:
+    """The worker blocks ``(K, r, n)`` of ``Pi`` itself: what :func:`encode_blocks` with the
+    same int ``seed`` applies to the ``n`` data rows."""
+    eye = torch.eye(n, dtype=torch.float64)
+    return encode_blocks(eye, torch.zeros(n, dtype=torch.float64), workers, sketch, seed)[0]
+
+
+def leakage(pi_blocks: torch.Tensor) -> float:
+    """Largest share of one data row in one worker row, ``max_ij |Pi_ij| / ||Pi_i||``.
+
+    1 means some worker holds a (scaled) row of ``A`` in the clear; ``1/sqrt(n)`` is the
+    floor, reached by the Hadamard encodings (every row mixes all data rows equally).
+    """
+    rows = pi_blocks.reshape(-1, pi_blocks.shape[-1])
+    norms = rows.norm(dim=1)
+    keep = norms > 0
+    return float((rows[keep].abs().max(dim=1).values / norms[keep]).max())
 
 
 def _block_gradient(block: tuple[torch.Tensor, torch.Tensor], theta: torch.Tensor):
@@ -125,7 +135,7 @@ class SecureReport:
     failed: list[list[int]] = field(default_factory=list)
     averaged_from: int = 0
     elapsed: float = 0.0
-    leakage: float = 0.0
+    leakage: float = 1.0
 
 
 def secure_lstsq(
@@ -179,7 +189,8 @@ def secure_lstsq(
     check_choice("step", step, STEPS)
     dead = check_failures(fail, workers)
     g = make_generator(seed)
-    blocks_a, blocks_b = encode_blocks(a, b_t, workers, sketch, g)
+    enc_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    blocks_a, blocks_b = encode_blocks(a, b_t, workers, sketch, enc_seed)
     rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
     if step == "fixed":
         eta = (
@@ -192,7 +203,7 @@ def secure_lstsq(
     report = SecureReport(
         sketch, workers, q, step, torch.zeros(iters + 1, d, dtype=a.dtype, device=a.device)
     )
-    report.leakage = row_leakage(blocks_a, a)
+    report.leakage = leakage(encoding_matrix(a.shape[0], workers, sketch, enc_seed))
     ex, owned = make_executor(executor)
     try:
         refs = [ex.put((blocks_a[i], blocks_b[i])) for i in range(workers)]

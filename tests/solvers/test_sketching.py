@@ -44,7 +44,7 @@ def test_randomized_hadamard_is_orthonormal_and_padded():
 
 @pytest.mark.parametrize("kind", ["gaussian", "sparse-jl", "srht", "block-srht", "haar"])
 def test_expected_outer_product_is_identity(kind):
-    d, m, draws = 8, 4, 1500
+    d, m, draws = 8, 4, 400
     acc = torch.zeros(d, d, dtype=torch.float64)
     g = torch.Generator().manual_seed(7)
     for _ in range(draws):
@@ -95,10 +95,10 @@ def test_random_orthogonal_is_orthogonal_and_haar():
     q = sk.random_orthogonal(6, seed=0, dtype=torch.float64)
     np.testing.assert_allclose((q.T @ q).numpy(), np.eye(6), atol=1e-12)
     # Haar on O(n): E[tr Q] = 0 and E[tr(Q)^2] = 1 (Diaconis-Shahshahani); a plain QR
-    # without the sign fix has E[tr Q] > 0.
+    # without the sign fix has E[tr Q] far from 0 (about -0.86 here).
     g = torch.Generator().manual_seed(1)
-    tr = np.array([torch.trace(sk.random_orthogonal(4, seed=g)).item() for _ in range(2000)])
-    assert abs(tr.mean()) < 0.08 and abs((tr**2).mean() - 1.0) < 0.15
+    tr = np.array([torch.trace(sk.random_orthogonal(4, seed=g)).item() for _ in range(600)])
+    assert abs(tr.mean()) < 0.15 and abs((tr**2).mean() - 1.0) < 0.25
 
 
 def test_haar_sketch_columns_orthogonal():
