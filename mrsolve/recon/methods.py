@@ -1,0 +1,115 @@
+"""The reconstruction methods ``recon run`` offers, behind one signature.
+
+Each method takes a (prewhitened) static scan and returns a Reconstruction; dynamic
+scans are reconstructed frame by frame and stacked on a leading time axis.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from mrsolve.data.files import check_hdf5
+from mrsolve.data.results import Reconstruction
+from mrsolve.propeller.conjugate_phase import conjugate_phase
+from mrsolve.propeller.gridding import gridding
+from mrsolve.propeller.noise import prewhiten
+from mrsolve.propeller.pipe import pipe_reconstruct
+from mrsolve.propeller.scan import Scan
+from mrsolve.solvers.validation import check_choice
+
+
+def _gridding(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
+    return Reconstruction(image=gridding(scan, device=device, callback=callback, **options))
+
+
+def _pipe(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
+    result = pipe_reconstruct(scan, device=device, callback=callback, **options)
+    motion = {
+        "rotation_deg": result.rotation_deg.tolist(),
+        "shift_px": result.shift_px.tolist(),
+        "blade_weights": result.blade_weights.tolist(),
+    }
+    return Reconstruction(image=result.image, config={"estimated": motion})
+
+
+def _conjugate_phase(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
+    image = conjugate_phase(scan, field_map, device=device, callback=callback, **options)
+    return Reconstruction(image=image, field_map_hz=field_map)
+
+
+Method = Callable[..., Reconstruction]
+METHODS: dict[str, Method] = {
+    "gridding": _gridding,
+    "pipe": _pipe,
+    "conjugate-phase": _conjugate_phase,
+}
+DEFAULT_METHOD = "gridding"
+_TARGETS = {"gridding": gridding, "pipe": pipe_reconstruct, "conjugate-phase": conjugate_phase}
+
+
+NEEDS_FIELD_MAP = {"conjugate-phase"}
+
+
+def check_request(method: str, options: dict, has_field_map: bool) -> None:
+    """Raise ValueError for an unknown method, an unknown option or a missing field map."""
+    check_choice("method", method, METHODS)
+    if method in NEEDS_FIELD_MAP and not has_field_map:
+        raise ValueError(f"method {method!r} needs --field-map FILE (an HDF5 with /field_map_hz)")
+    params = inspect.signature(_TARGETS[method]).parameters
+    reserved = {"scan", "device", "callback", "field_map", "operator"}
+    allowed = sorted(set(params) - reserved)
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"option {key!r} is not known to method {method!r}; known: {allowed}")
+
+
+def reconstruct(
+    scan: Scan,
+    method: str,
+    field_map: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
+    callback: Callable | None = None,
+    **options,
+) -> Reconstruction:
+    """Prewhiten (when the scan has a noise scan) and reconstruct each frame with ``method``."""
+    check_request(method, options, field_map is not None)
+    if scan.noise is not None:
+        scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
+    frames = [scan.select_blades(scan.frame == t) for t in range(scan.n_frames)]
+    results = [METHODS[method](f, field_map, device, callback, **options) for f in frames]
+    first = results[0]
+    if len(results) == 1:
+        first.image = first.image.cpu()
+    else:
+        first.image = torch.stack([r.image.cpu() for r in results])
+    first.method = method
+    first.config = {**options, **first.config}
+    return first
+
+
+def load_field_map(path: Path, image_shape: tuple[int, int]) -> torch.Tensor:
+    """A field map (ny, nx) in Hz from an HDF5 file's /field_map_hz or a .npy file."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise FileNotFoundError(f"field map file {str(path)!r} does not exist")
+        array = np.load(path)
+    else:
+        with h5py.File(check_hdf5(path), "r") as f:
+            if "field_map_hz" not in f:
+                raise ValueError(f"field map file {str(path)!r} has no /field_map_hz dataset")
+            array = f["field_map_hz"][()]
+    if array.shape != tuple(image_shape):
+        raise ValueError(
+            f"field map must have the image shape {tuple(image_shape)}, got {array.shape} in {str(path)!r}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"field map in {str(path)!r} must be finite, got NaN or infinite values")
+    return torch.as_tensor(array, dtype=torch.float32)

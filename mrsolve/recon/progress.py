@@ -1,0 +1,37 @@
+"""Progress bars for the application layer (algorithms only call ``callback``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+Callback = Callable[..., None]
+
+
+@contextmanager
+def progress_callback(description: str, console: Console | None = None) -> Iterator[Callback]:
+    """Yield ``callback(step, total, *_, **info)`` that drives a rich progress bar.
+
+    Extra keyword values (e.g. ``loss=0.12``) are shown beside the bar.
+    """
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=console or Console(), transient=False) as bar:
+        task = bar.add_task(description, total=None, info="")
+
+        def callback(step: int, total: int, *_, **info) -> None:
+            text = "  ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
+            )
+            bar.update(task, completed=step, total=total, info=text)
+
+        yield callback

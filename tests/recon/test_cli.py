@@ -1,0 +1,165 @@
+"""The ``recon`` command line, end to end on tiny simulated files, and every bad input."""
+
+import json
+
+import h5py
+import ismrmrd
+import numpy as np
+import pytest
+
+from mrsolve.data.results import read_result, read_truth
+from mrsolve.recon import metrics
+from mrsolve.recon.cli import main
+
+TINY = ["--size", "32", "--blades", "6", "--lines", "12", "--coils", "2", "--seed", "3"]
+
+
+def recon(*args):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    return exit_info.value.code
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    raw, truth = folder / "raw.h5", folder / "truth.h5"
+    assert recon("simulate", raw, "--truth", truth, *TINY, "--max-offres-hz", "0", "--no-fat") == 0
+    return raw, truth
+
+
+def _one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("recon: error:")
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_simulate_run_compare_info(files, tmp_path, capsys):
+    raw, truth = files
+    out = tmp_path / "grid.h5"
+    assert recon("run", raw, "-o", out, "--method", "gridding") == 0
+    rec, ref = read_result(out), read_truth(truth)
+    assert rec.method == "gridding" and rec.image.shape == (32, 32)
+    assert rec.input_sha256 and rec.runtime_s > 0
+    capsys.readouterr()
+    assert recon("compare", out, truth, "--json") == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["nrmse"] == pytest.approx(metrics.nrmse(rec.image, ref.image))
+    assert scores["nrmse"] < 0.2  # on-resonance, no fat: gridding reproduces the object
+    assert recon("info", raw) == 0
+    shown = capsys.readouterr().out
+    assert "6 x 12 x 64" in shown and "coils" in shown
+    assert recon("info", out) == 0
+    assert "gridding" in capsys.readouterr().out
+
+
+def test_config_file_options_reach_the_method(files, tmp_path, capsys):
+    raw, _ = files
+    cfg = tmp_path / "recon.toml"
+    cfg.write_text('[gridding]\ndcf = "pipe-menon"\n')
+    out = tmp_path / "g.h5"
+    assert recon("run", raw, "-o", out, "--config", cfg) == 0
+    assert read_result(out).config["dcf"] == "pipe-menon"
+    cfg.write_text("[gridding]\nbogus = 1\n")
+    assert recon("run", raw, "-o", tmp_path / "h.h5", "--config", cfg) == 2
+    _one_error_line(capsys, "bogus")
+    assert not (tmp_path / "h.h5").exists()
+
+
+def _rewrite(src, dst, edit):
+    """Copy an ISMRMRD file acquisition by acquisition through ``edit(acq) -> acq``."""
+    with (
+        ismrmrd.Dataset(str(src), "dataset", create_if_needed=False) as a,
+        ismrmrd.Dataset(str(dst), "dataset", create_if_needed=True) as b,
+    ):
+        b.write_xml_header(a.read_xml_header())
+        for i in range(a.number_of_acquisitions()):
+            acq = edit(a.read_acquisition(i))
+            if acq is not None:
+                b.append_acquisition(acq)
+
+
+def _with_traj(acq, traj):
+    new = ismrmrd.Acquisition.from_array(acq.data, np.ascontiguousarray(traj))
+    for name in ("sample_time_us", "center_sample", "flags", "acquisition_time_stamp"):
+        setattr(new, name, getattr(acq, name))
+    new.idx.set, new.idx.kspace_encode_step_1 = acq.idx.set, acq.idx.kspace_encode_step_1
+    return new
+
+
+def _nan(acq):
+    if acq.idx.set == 1 and not acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+        acq.data[0, 0] = np.nan
+    return acq
+
+
+def _drop_blade(acq):
+    return None if acq.idx.set == 2 else acq
+
+
+@pytest.mark.parametrize(
+    ("case", "needles"),
+    [
+        ("missing", ["missing.h5"]),
+        ("text", ["HDF5"]),
+        ("plain_hdf5", ["ISMRMRD"]),
+        ("traj_dims", ["trajectory"]),
+        ("nan", ["finite"]),
+        ("empty", ["acquisitions"]),
+        ("blades", ["blades"]),
+        ("method", ["method", "magic"]),
+        ("unwritable", ["does not exist"]),
+        ("field_map_missing", ["field-map"]),
+    ],
+)
+def test_bad_input_one_line_exit_2_no_output(case, needles, files, tmp_path, capsys):
+    raw, _ = files
+    src, out, method = tmp_path / f"{case}.h5", tmp_path / "out.h5", "gridding"
+    if case == "missing":
+        src = tmp_path / "missing.h5"
+    elif case == "text":
+        src.write_text("this is not HDF5")
+    elif case == "plain_hdf5":
+        with h5py.File(src, "w") as f:
+            f["x"] = np.zeros(3)
+    elif case == "traj_dims":
+        _rewrite(raw, src, lambda a: _with_traj(a, a.traj[:, :1]) if a.traj.size else a)
+    elif case == "nan":
+        _rewrite(raw, src, _nan)
+    elif case == "empty":
+        _rewrite(raw, src, lambda a: None)
+    elif case == "blades":
+        _rewrite(raw, src, _drop_blade)
+    else:
+        src = raw
+        if case == "method":
+            method = "magic"
+        elif case == "unwritable":
+            out = tmp_path / "no" / "such" / "folder" / "out.h5"
+        else:
+            method = "conjugate-phase"
+    before = src.read_bytes() if src.exists() else None
+    assert recon("run", src, "-o", out, "--method", method) == 2
+    _one_error_line(capsys, *needles)
+    assert not out.exists()
+    assert list(tmp_path.glob(".*.tmp")) == []
+    if before is not None:
+        assert src.read_bytes() == before
+
+
+def test_cli_usage_error_is_one_line(capsys):
+    assert recon("run") == 2
+    _one_error_line(capsys)
+    assert recon("frobnicate") == 2
+    _one_error_line(capsys)
+
+
+def test_simulate_bad_option_writes_nothing(tmp_path, capsys):
+    raw, truth = tmp_path / "r.h5", tmp_path / "t.h5"
+    assert recon("simulate", raw, "--truth", truth, "--size", "0") == 2
+    _one_error_line(capsys, "size")
+    assert not raw.exists() and not truth.exists()
