@@ -178,7 +178,7 @@ def coded_apply(
     fn,
     a: torch.Tensor,
     *extra_args,
-    workers: int = 8,
+    workers: int | None = None,
     code: str | Code = "polar",
     k: int | None = None,
     executor: Executor | str | None = None,
@@ -195,10 +195,10 @@ def coded_apply(
     """
     if isinstance(code, Code):
         code_obj = code
-        if k not in (None, code.k) or workers != code.n:
+        if k not in (None, code.k) or workers not in (None, code.n):
             raise ValueError(f"workers and k must match the given code {code!r}")
     else:
-        code_obj = make_code(code, workers, k, seed=seed)
+        code_obj = make_code(code, 8 if workers is None else workers, k, seed=seed)
     kb = code_obj.k
     m = a.shape[0]
     g = make_generator(seed)
@@ -262,7 +262,7 @@ def _matmul(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def coded_matmul(
     A,
     B,
-    workers: int = 8,
+    workers: int | None = None,
     code: str | Code = "polar",
     k: int | None = None,
     executor: Executor | str | None = None,
@@ -278,7 +278,8 @@ def coded_matmul(
     Args:
         A: ``(m, p)`` real matrix (numpy or torch); its rows are split into ``k`` blocks.
         B: ``(p, q)`` real matrix, sent to every worker.
-        workers: number of workers ``n`` (a power of two for polar codes).
+        workers: number of workers ``n`` (a power of two for polar codes; default 8, or
+            the given code's).
         code: "polar", "mds" (Gaussian), "mds-vandermonde", "replication", "uncoded" or a
             :class:`~mrsolve.distributed.codes.Code`.
         k: number of data blocks (default ``workers // 2``).

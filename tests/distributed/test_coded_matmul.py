@@ -108,3 +108,13 @@ def test_nobody_answers_raises_and_bad_inputs():
         coded_matmul(A, B, code="ldpc")
     with pytest.raises(ValueError, match="power of two"):
         coded_matmul(A, B, workers=6, code="polar")
+
+
+def test_a_code_object_can_be_passed():
+    from mrsolve.distributed.polar import PolarCode
+
+    code = PolarCode(16, 12, design_erasure=0.1)
+    out, rep = coded_matmul(A, B, code=code, fail=[15])
+    assert rep.decoded and rep.workers == 16 and rep.k == 12 and _rel(out) < 1e-8
+    with pytest.raises(ValueError, match="must match the given code"):
+        coded_matmul(A, B, code=code, workers=8)
