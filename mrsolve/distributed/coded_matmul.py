@@ -36,7 +36,7 @@ from mrsolve.solvers.sketching import (
     random_signs,
     randomized_hadamard,
 )
-from mrsolve.solvers.validation import check_choice, check_finite
+from mrsolve.solvers.validation import check_choice, check_finite, resolve_device
 
 CODES = ("polar", "mds", "mds-vandermonde", "replication", "uncoded")
 
@@ -171,7 +171,7 @@ def _to_tensor(name: str, x, device) -> tuple[torch.Tensor, bool]:
     if t.is_complex() or not t.is_floating_point():
         raise TypeError(f"{name} must be a real floating-point matrix, got {t.dtype}")
     check_finite(name, t)
-    return (t if device is None else t.to(device)), was_np
+    return (t if device is None else t.to(resolve_device(device))), was_np
 
 
 def coded_apply(

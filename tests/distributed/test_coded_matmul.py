@@ -108,6 +108,8 @@ def test_nobody_answers_raises_and_bad_inputs():
         coded_matmul(A, B, code="ldpc")
     with pytest.raises(ValueError, match="power of two"):
         coded_matmul(A, B, workers=6, code="polar")
+    with pytest.raises(ValueError, match="device"):
+        coded_matmul(A, B, device="tpu")
 
 
 def test_a_code_object_can_be_passed():

@@ -127,5 +127,7 @@ def test_make_sketch_and_bad_arguments():
         sk.gaussian_sketch(4, 2, seed="x")
     with pytest.raises(TypeError, match="d must be an int"):
         sk.gaussian_sketch(4.0, 2)
+    with pytest.raises(ValueError, match="device"):
+        sk.gaussian_sketch(4, 2, device="tpu")
     with pytest.raises(ValueError, match="x must have shape"):
         sk.SRHTSketch(8, 2).apply_t(torch.ones(7))
