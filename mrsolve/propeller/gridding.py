@@ -128,14 +128,15 @@ def gridding(
     dev = resolve_device(device)
     scan = scan.to(dev)
     weights = density_compensation(scan.traj, scan.image_shape, dcf, operator=operator, device=dev)
-    _report(callback, 1, 3, None)
+    report_progress(callback, 1, 3, None)
     images = grid_coil_images(scan.kspace, scan.traj, scan.image_shape, weights, operator)
-    _report(callback, 2, 3, None)
+    report_progress(callback, 2, 3, None)
     image = combine(images, resolve_coil_maps(scan, coil_maps, operator))
-    _report(callback, 3, 3, image)
+    report_progress(callback, 3, 3, image)
     return image
 
 
-def _report(callback: Callback | None, step: int, total: int, image) -> None:
+def report_progress(callback: Callback | None, step: int, total: int, image) -> None:
+    """Call ``callback(step, total, image)`` when a callback is given."""
     if callback is not None:
         callback(step, total, image)

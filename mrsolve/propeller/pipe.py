@@ -37,6 +37,7 @@ from mrsolve.propeller.gridding import (
     central_block,
     combine,
     grid_coil_images,
+    report_progress,
     resolve_coil_maps,
 )
 from mrsolve.propeller.nufft import NUFFT
@@ -465,33 +466,28 @@ def pipe_reconstruct(
     total = 6
     if phase_correction:
         scan = phase_correct(scan)
-    _report(callback, 1, total, None)
+    report_progress(callback, 1, total, None)
     rotation = torch.zeros(scan.n_blades, device=dev)
     shift = torch.zeros(scan.n_blades, 2, device=dev)
     if motion_correction:
         rotation = estimate_rotations(scan, max_angle_deg)
         scan = correct_motion(scan, rotation)
-    _report(callback, 2, total, None)
+    report_progress(callback, 2, total, None)
     if motion_correction:
         shift = estimate_translations(scan, max_shift_px, operator=operator)
         scan = correct_motion(scan, shift_px=shift)
-    _report(callback, 3, total, None)
+    report_progress(callback, 3, total, None)
     correlations = blade_correlations(scan, operator=operator)
     weights = torch.ones(scan.n_blades, device=dev)
     if correlation_weighting:
         weights = correlation_weights(correlations, weight_power)
-    _report(callback, 4, total, None)
+    report_progress(callback, 4, total, None)
     sample_weights = density_compensation(
         scan.traj, scan.image_shape, dcf, blade_weights=weights, operator=operator, device=dev
     )
-    _report(callback, 5, total, None)
+    report_progress(callback, 5, total, None)
     images = grid_coil_images(scan.kspace, scan.traj, scan.image_shape, sample_weights, operator)
     image = combine(images, resolve_coil_maps(scan, coil_maps, operator))
-    _report(callback, 6, total, image)
+    report_progress(callback, 6, total, image)
     physical_shift = _rotate(shift, torch.deg2rad(rotation))
     return PipeResult(image, rotation, physical_shift, weights, correlations)
-
-
-def _report(callback: Callback | None, step: int, total: int, image) -> None:
-    if callback is not None:
-        callback(step, total, image)
