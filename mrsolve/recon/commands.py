@@ -181,7 +181,8 @@ def demo(
         out = folder / f"{method}.h5"
         fmap = truth_path if method == "conjugate-phase" else None
         rec = reconstruct_file(raw, out, method, fmap, device, console=console)
-        rows[method] = score(rec, truth)
-        images[method] = rec.image
+        label = f"{method} (true field map)" if fmap is not None else method
+        rows[label] = score(rec, truth)
+        images[label] = rec.image
     figure = comparison_figure(images, rows, folder / "demo.png")
     return scores_table(rows), figure

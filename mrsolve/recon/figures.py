@@ -23,7 +23,9 @@ def comparison_figure(images: dict, scores: dict[str, dict[str, float]], path: P
     """Magnitude images side by side (first = truth), each titled with its NRMSE and SSIM."""
     names = list(images)
     truth = _magnitude(images[names[0]])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(3.2 * len(names), 3.8), squeeze=False, layout="constrained"
+    )
     for ax, name in zip(axes[0], names, strict=True):
         shown = truth if name == names[0] else scale_fit(_magnitude(images[name]), truth)
         ax.imshow(shown, cmap="gray", vmin=0, vmax=float(truth.max()))
@@ -33,7 +35,6 @@ def comparison_figure(images: dict, scores: dict[str, dict[str, float]], path: P
             title += f"\nNRMSE {s['nrmse']:.3f}  SSIM {s['ssim']:.3f}"
         ax.set_title(title, fontsize=10)
         ax.axis("off")
-    fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -41,7 +41,7 @@ def _pipe(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
 
 def _conjugate_phase(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
     image = conjugate_phase(scan, field_map, device=device, callback=callback, **options)
-    return Reconstruction(image=image, field_map_hz=field_map)
+    return Reconstruction(image=image)
 
 
 Method = Callable[..., Reconstruction]
@@ -63,7 +63,7 @@ def check_request(method: str, options: dict, has_field_map: bool) -> None:
     if method in NEEDS_FIELD_MAP and not has_field_map:
         raise ValueError(f"method {method!r} needs --field-map FILE (an HDF5 with /field_map_hz)")
     params = inspect.signature(_TARGETS[method]).parameters
-    reserved = {"scan", "device", "callback", "field_map", "operator"}
+    reserved = {"scan", "device", "callback", "field_map_hz", "operator"}
     allowed = sorted(set(params) - reserved)
     for key in options:
         if key not in allowed:
