@@ -33,7 +33,7 @@ from mrsolve.solvers.sampling.methods import (
     resolve_seed,
 )
 from mrsolve.solvers.sampling.targets import Target
-from mrsolve.solvers.sampling.vectorized import Callback, check_run_args
+from mrsolve.solvers.sampling.vectorized import Callback, check_counts
 from mrsolve.solvers.validation import check_choice
 
 LocalTarget = Target | Callable[[], Target]
@@ -142,10 +142,9 @@ def run_agents(
         chains (n_iter + 1, n_agents, n_chains, dim), torch (numpy for a numpy-built target).
     """
     check_choice("engine", engine, ENGINES)
+    check_counts(n_iter, n_chains)
     locals_ = _local_targets(target)
     n_agents = len(locals_)
-    if isinstance(target, Target):
-        check_run_args(target, n_iter, n_chains)
     sampler_kwargs = {
         "method": method,
         "rho": rho,

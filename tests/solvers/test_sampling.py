@@ -68,6 +68,8 @@ def test_gaussian_fit_and_accuracy_match_numpy():
     prob = (1 / (1 + np.exp(-s @ X.T))).mean(1)
     ref = ((prob > 0.5) == y).mean(1)
     np.testing.assert_allclose(predictive_accuracy(s, X, y).numpy(), ref)
+    per_sample = (((1 / (1 + np.exp(-s @ X.T))) > 0.5) == y).mean((1, 2))
+    np.testing.assert_allclose(predictive_accuracy(s, X, y, average="samples").numpy(), per_sample)
 
 
 # -- graphs -------------------------------------------------------------------------------

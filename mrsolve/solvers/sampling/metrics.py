@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mrsolve.solvers.validation import check_choice
+
 
 def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.as_tensor(x).to(torch.float64)
@@ -53,17 +55,24 @@ def chains_w2(
 
 
 def predictive_accuracy(
-    samples: torch.Tensor | np.ndarray, X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
+    samples: torch.Tensor | np.ndarray,
+    X: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    average: str = "predictive",
 ) -> torch.Tensor:
-    """Accuracy of the posterior-predictive logistic classifier.
+    """Classification accuracy of logistic-regression samples (..., C, d) on X (m, d), y (m,).
 
-    samples (..., C, d) -> (...): the predicted probability of each row of X (m, d) is
-    averaged over the C samples and thresholded at 1/2, then compared with y (m,) in {0, 1}.
+    ``average="predictive"``: the predicted probabilities are averaged over the C samples
+    (posterior predictive) and thresholded at 1/2. ``average="samples"``: each sample is
+    a classifier and their accuracies are averaged. Returns (...).
     """
+    check_choice("average", average, ("predictive", "samples"))
     s, X, y = _tensor(samples), _tensor(X), _tensor(y)
     if X.ndim != 2 or X.shape[1] != s.shape[-1] or y.shape != (X.shape[0],):
         raise ValueError(
             f"X must be (m, {s.shape[-1]}) and y (m,), got {tuple(X.shape)} and {tuple(y.shape)}"
         )
-    prob = torch.sigmoid(s @ X.T).mean(-2)
-    return ((prob > 0.5).to(torch.float64) == y).to(torch.float64).mean(-1)
+    prob = torch.sigmoid(s @ X.T)
+    if average == "predictive":
+        return ((prob.mean(-2) > 0.5).to(torch.float64) == y).to(torch.float64).mean(-1)
+    return ((prob > 0.5).to(torch.float64) == y).to(torch.float64).mean((-2, -1))

@@ -21,10 +21,8 @@ from mrsolve.solvers.sampling.targets import Target
 Callback = Callable[[int, int, torch.Tensor], None]
 
 
-def check_run_args(target: Target, n_iter: int, n_chains: int) -> None:
-    """Validate the arguments every runner shares."""
-    if not isinstance(target, Target):
-        raise TypeError(f"target must be a sampling Target, got {type(target)}")
+def check_counts(n_iter: int, n_chains: int) -> None:
+    """Validate the iteration and chain counts every runner shares."""
     for name, value, low in (("n_iter", n_iter, 0), ("n_chains", n_chains, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -67,7 +65,9 @@ def run(
         chains of shape (n_iter + 1, n_agents, n_chains, dim), starting points first
         (numpy when the target was built from numpy arrays).
     """
-    check_run_args(target, n_iter, n_chains)
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a sampling Target, got {type(target)}")
+    check_counts(n_iter, n_chains)
     sampler = make_sampler(
         method, rho=rho, step_size=step_size, friction=friction, schedule=schedule
     )
