@@ -12,10 +12,13 @@ from mrsolve.solvers.validation import check_finite, resolve_device
 MAX_BITS = 32
 
 
-def as_real_matrix(
-    name: str, a: np.ndarray | torch.Tensor, device: str | torch.device | None = None
+def as_real_tensor(
+    name: str,
+    a: np.ndarray | torch.Tensor,
+    device: str | torch.device | None = None,
+    matrix: bool = True,
 ) -> tuple[torch.Tensor, bool]:
-    """``(tensor, given_as_numpy)`` for a finite real 2-D array.
+    """``(tensor, given_as_numpy)`` for a finite real array (2-D when ``matrix``).
 
     Integer and half-precision inputs become float32; float32/float64 keep their dtype.
     ``device=None`` keeps a tensor where it is (numpy goes to the CPU).
@@ -29,7 +32,7 @@ def as_real_matrix(
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(a).__name__}")
     if t.is_complex():
         raise TypeError(f"{name} must be real-valued, got dtype {t.dtype}")
-    if t.dim() != 2:
+    if matrix and t.dim() != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {tuple(t.shape)}")
     if t.dtype not in (torch.float32, torch.float64):
         t = t.to(torch.float32)
@@ -55,8 +58,3 @@ def check_rank(rank: int, shape: tuple[int, int]) -> int:
     if not 1 <= rank <= min(shape):
         raise ValueError(f"rank must be between 1 and min{tuple(shape)} = {min(shape)}, got {rank}")
     return int(rank)
-
-
-def to_output(t: torch.Tensor, as_numpy: bool) -> np.ndarray | torch.Tensor:
-    """Return ``t`` as numpy when the user gave numpy, else as the tensor itself."""
-    return t.cpu().numpy() if as_numpy else t

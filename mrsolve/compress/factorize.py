@@ -16,6 +16,7 @@ truncation ``U_r Sigma_r`` in place of ``A S`` (the SVD as the sketch); NQ quant
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mrsolve.compress._checks import as_real_matrix, check_bits, check_rank
+from mrsolve.compress._checks import as_real_tensor, check_bits, check_rank
 from mrsolve.compress.base import Compressed
 from mrsolve.compress.quantize import QuantizedTensor, quantize
 from mrsolve.solvers.sketching import SKETCHES, SeedLike, Sketch, make_generator, make_sketch
@@ -99,15 +100,9 @@ def naive_quantize(
     device: str | torch.device | None = None,
 ) -> QuantizedTensor:
     """NQ baseline: quantize every entry of the matrix ``a`` to ``bits`` bits."""
-    t, as_numpy = as_real_matrix("A", a, device)
+    t, as_numpy = as_real_tensor("A", a, device)
     q = quantize(t, bits, rounding=rounding, block_size=block_size, seed=seed)
-    return _with_numpy(q, as_numpy)
-
-
-def _with_numpy(q: QuantizedTensor, as_numpy: bool) -> QuantizedTensor:
-    return QuantizedTensor(
-        q.codes, q.offset, q.step, q.shape, q.code_bits, q.block_size, as_numpy=as_numpy
-    )
+    return dataclasses.replace(q, as_numpy=as_numpy)
 
 
 def _fit_right(
@@ -173,7 +168,7 @@ def lplr(
     Returns:
         :class:`LowRankFactorization` (``method="lplr"``).
     """
-    t, as_numpy = as_real_matrix("A", a, device)
+    t, as_numpy = as_real_tensor("A", a, device)
     n, d = t.shape
     rank = check_rank(rank, (n, d))
     b1, b2 = check_bits("bits_left", bits_left), check_bits("bits_right", bits_right)
@@ -209,7 +204,7 @@ def lplr_svd(
 
     ``sketch=None`` uses ``Y = U_r Sigma_r`` itself. Other arguments as in :func:`lplr`.
     """
-    t, as_numpy = as_real_matrix("A", a, device)
+    t, as_numpy = as_real_tensor("A", a, device)
     rank = check_rank(rank, tuple(t.shape))
     b1, b2 = check_bits("bits_left", bits_left), check_bits("bits_right", bits_right)
     g = make_generator(seed)
@@ -232,7 +227,7 @@ def dsvd(
     device: str | torch.device | None = None,
 ) -> LowRankFactorization:
     """Quantized truncated SVD: ``L = Q_B1(U_r)``, ``R = Q_B2(Sigma_r V_r^T)``."""
-    t, as_numpy = as_real_matrix("A", a, device)
+    t, as_numpy = as_real_tensor("A", a, device)
     rank = check_rank(rank, tuple(t.shape))
     b1, b2 = check_bits("bits_left", bits_left), check_bits("bits_right", bits_right)
     g = make_generator(seed)
@@ -263,6 +258,8 @@ def compress_matrix(
         if not b.is_integer():
             raise ValueError(f"bits_per_entry must be a whole number for NQ, got {bits_per_entry}")
         return naive_quantize(a, int(b), **options)
+    if not isinstance(a, np.ndarray | torch.Tensor):
+        raise TypeError(f"a must be a numpy array or a torch tensor, got {type(a).__name__}")
     shape = tuple(a.shape)
     if len(shape) != 2:
         raise ValueError(f"a must be a 2-D matrix, got shape {shape}")

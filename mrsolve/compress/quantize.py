@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mrsolve.compress._checks import check_bits
+from mrsolve.compress._checks import as_real_tensor, check_bits
 from mrsolve.compress.base import Compressed
 from mrsolve.compress.packing import pack_codes, unpack_codes
 from mrsolve.solvers.sketching import SeedLike, make_generator
-from mrsolve.solvers.validation import check_choice, check_finite, resolve_device
+from mrsolve.solvers.validation import check_choice
 
 ROUNDINGS = ("nearest", "stochastic")
 
@@ -100,17 +100,7 @@ def quantize(
     """
     bits = check_bits("bits", bits)
     check_choice("rounding", rounding, ROUNDINGS)
-    as_numpy = isinstance(x, np.ndarray)
-    t = torch.from_numpy(np.ascontiguousarray(x)) if as_numpy else x
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"x must be a numpy array or a torch tensor, got {type(x).__name__}")
-    if t.is_complex():
-        raise TypeError(f"x must be real-valued, got dtype {t.dtype}")
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.to(torch.float32)
-    if device is not None:
-        t = t.to(resolve_device(device))
-    check_finite("x", t)
+    t, as_numpy = as_real_tensor("x", x, device, matrix=False)
     numel = t.numel()
     if block_size is None:
         block_size = numel
@@ -122,7 +112,7 @@ def quantize(
 
     # float32 cannot resolve more than ~2**24 levels, so wide codes are computed in float64
     work = torch.float64 if bits > 16 or t.dtype == torch.float64 else torch.float32
-    blocks = _split_blocks(t.detach().reshape(-1).to(work), block_size)
+    blocks = _split_blocks(t.reshape(-1).to(work), block_size)
     lo = blocks.amin(dim=1)
     levels = 2**bits - 1
     step = (blocks.amax(dim=1) - lo) / levels

@@ -151,6 +151,7 @@ def test_seeds_sketches_and_numpy_round_trip():
         (lambda a: lplr(a[0], 5, 4, 8), ValueError, "A must be a 2-D matrix"),
         (lambda a: lplr(a.tolist(), 5, 4, 8), TypeError, "A must be a numpy array"),
         (lambda a: compress_matrix(a, 1.5, method="nq"), ValueError, "whole number"),
+        (lambda a: compress_matrix(a.tolist(), 1), TypeError, "a must be a numpy array"),
         (lambda a: compress_matrix(a, 1, method="pca"), ValueError, "method must be one of"),
         (lambda a: rank_for_budget(a.shape, 0.01, 4, 8), ValueError, "too small for a rank-1"),
         (lambda a: rank_for_budget(a.shape, -1, 4, 8), ValueError, "bits_per_entry must be > 0"),
