@@ -290,7 +290,15 @@ def secure(iters: int, rng) -> tuple[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small trial counts")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the blocks are small and the simulated workers share "
+        "one process; more threads only spin on a loaded machine)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     quick = args.quick
     rng = np.random.default_rng(0)
     torch.manual_seed(0)

@@ -52,17 +52,34 @@ def info_set(n: int, k: int, z: float) -> np.ndarray:
     return np.sort(np.argsort(zs, kind="stable")[:k])
 
 
-def polar_transform(u: torch.Tensor) -> torch.Tensor:
-    """``x = u F^{(x)n}`` along dim 0 (length a power of two): ``O(N log N)`` block additions."""
+def polar_transform(u: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """``x = u F^{(x)n}`` along dim 0 (length a power of two): ``O(N log N)`` block additions.
+
+    ``inverse=True`` applies ``(F^{-1})^{(x)n}``, ``F^{-1} = [[1, 0], [-1, 1]]``.
+    """
     n = u.shape[0]
     _log2(n, "u.shape[0]")
     x = u.clone()
     h = 1
     while h < n:
         v = x.view(n // (2 * h), 2, h, *x.shape[1:])
-        v[:, 0] += v[:, 1]  # the butterfly (y1, y2) = (u1 + u2, u2)
+        if inverse:
+            v[:, 0] -= v[:, 1]
+        else:
+            v[:, 0] += v[:, 1]  # the butterfly (y1, y2) = (u1 + u2, u2)
         h *= 2
     return x
+
+
+def _known_after_encoding(uk: np.ndarray) -> np.ndarray:
+    """Which ``x = u G`` are known from the known ``u``: the butterfly with AND for ``+``."""
+    xk = uk.copy()
+    h = 1
+    while h < len(xk):
+        v = xk.reshape(-1, 2, h)
+        v[:, 0] &= v[:, 1]
+        h *= 2
+    return xk
 
 
 def _sc(y: torch.Tensor | None, known: np.ndarray, frozen: np.ndarray):
@@ -72,12 +89,18 @@ def _sc(y: torch.Tensor | None, known: np.ndarray, frozen: np.ndarray):
     only the masks are propagated (a decodability check without data).
     """
     n = len(known)
-    if n == 1:
-        if frozen[0]:
-            z = None if y is None else torch.zeros_like(y)
-            return z, np.ones(1, bool), z, np.ones(1, bool)
-        return y, known.copy(), y, known.copy()
-    h = n // 2
+    # shortcuts (as in fast-SSC decoders) that skip whole subtrees; the recursion below
+    # would return the same values and masks
+    if frozen.all():  # nothing to decode: u = 0 and its encoding x = 0
+        z = None if y is None else torch.zeros_like(y)
+        return z, np.ones(n, bool), z, np.ones(n, bool)
+    if known.all():  # no erasure: invert the transform directly
+        u = None if y is None else polar_transform(y, inverse=True)
+        return u, np.ones(n, bool), y, np.ones(n, bool)
+    if not known.any():  # everything erased: only the frozen blocks are known
+        z = None if y is None else torch.zeros_like(y)
+        return z, frozen.copy(), z, _known_after_encoding(frozen)
+    h = n // 2  # here n >= 2: a single block is frozen, known or erased
     ka, kb = known[:h], known[h:]
     kd = ka & kb
     d = None if y is None else _where(kd, y[:h] - y[h:], None)

@@ -23,8 +23,8 @@ Encodings (``sketch=``):
 
 Convergence: the block gradients do not vanish at the solution unless ``b`` lies in the
 range of ``A``, so with ``q < K`` the last iterate hovers around ``theta*`` at a distance
-proportional to the residual; the tail (Polyak-Ruppert) average, returned by default,
-converges to ``theta*``. With ``b`` in the range of ``A`` (or ``q = K``) the iterates
+proportional to the residual; the tail (Polyak-Ruppert) average, returned by default
+when ``q < K``, converges to ``theta*``. With ``b`` in the range of ``A`` (or ``q = K``) the iterates
 converge linearly.
 """
 
@@ -147,7 +147,7 @@ def secure_lstsq(
     iters: int = 100,
     step: str = "adaptive",
     step_size: float | None = None,
-    average: bool = True,
+    average: bool | None = None,
     executor: Executor | str | None = None,
     delays: DelaySpec = None,
     fail: Collection[int] = (),
@@ -167,7 +167,8 @@ def secure_lstsq(
             search on the sketched objective, with the responders' block Gram matrices the
             master kept from encoding).
         average: return the average of the iterates of the second half (Polyak-Ruppert)
-            instead of the last iterate.
+            instead of the last iterate; default: only when ``responders < workers``
+            (with every gradient in, the last iterate converges linearly).
         executor, delays, fail: as in :func:`~mrsolve.distributed.coded_matmul.coded_matmul`;
             delays are drawn afresh every iteration, failed workers stay dead.
         seed: seed of the encoding and of the delay draws.
@@ -227,7 +228,7 @@ def secure_lstsq(
     finally:
         if owned:
             ex.shutdown()
-    if average:
+    if average or (average is None and q < workers):
         report.averaged_from = iters // 2 + 1
         theta = report.iterates[report.averaged_from :].mean(dim=0)
     return (theta.cpu().numpy() if was_np else theta), report

@@ -113,3 +113,11 @@ def test_bad_arguments():
         secure_lstsq(A, B_NOISY, workers=6)
     with pytest.raises(ValueError, match="step must be one of"):
         secure_lstsq(A, B_NOISY, step="newton")
+
+
+def test_average_defaults_to_stragglers_only():
+    _, rep = secure_lstsq(A, B_NOISY, workers=8, responders=8, iters=4)
+    assert rep.averaged_from == 0
+    theta, rep = secure_lstsq(A, B_NOISY, workers=8, responders=4, iters=4)
+    assert rep.averaged_from == 3
+    np.testing.assert_allclose(theta, rep.iterates[3:].mean(dim=0).numpy())
