@@ -39,9 +39,11 @@ def directional_derivatives(
 
 @dataclass
 class ZerothOrderReport:
-    """Per-iteration record: objective values, recovered directions, decode status."""
+    """Per-iteration record: objective values, recovered directions, decode status, and the
+    executor-clock seconds each iteration waited for its workers."""
 
     values: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
     directions_used: list[int] = field(default_factory=list)
     decoded: list[bool] = field(default_factory=list)
 
@@ -101,6 +103,7 @@ def coded_zeroth_order(
             )
             used = torch.from_numpy(run.recovered)
             report.decoded.append(run.decoded)
+            report.seconds.append(run.elapsed)
             report.directions_used.append(int(used.sum()) * directions_per_block)
             if used.any():
                 dirs = v[used].reshape(-1, x.shape[0])

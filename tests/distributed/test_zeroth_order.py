@@ -60,6 +60,7 @@ def test_coded_zeroth_order_reaches_the_scipy_minimum():
     assert np.linalg.norm(x.numpy() - ref) < 1e-3 * max(1.0, np.linalg.norm(ref))
     assert not all(rep.decoded) and any(rep.decoded)  # some iterations ran on estimates
     assert rep.values[-1] <= rep.values[0]
+    assert len(rep.seconds) == 120 and max(rep.seconds) <= 1.0 + 1e-9  # the timeout holds
 
 
 def test_uncoded_directions_match_gradient_projection():
