@@ -1,0 +1,111 @@
+"""Spectral-volume reconstruction of PROPELLER k-space (arXiv:2311.13177, methods/propeller.md).
+
+One entry point, :func:`reconstruct_spectral`: it estimates coil maps from the data,
+reconstructs a free spectral volume x(r, f) (presets "static" and "dynamic") and, with
+the "fatwater" preset, a parametric water / fat / field-map head, and returns a
+:class:`~mrsolve.data.results.Reconstruction`. Nothing here looks at ground truth.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+
+import torch
+
+from mrsolve.data.results import Reconstruction
+from mrsolve.propeller.noise import prewhiten
+from mrsolve.propeller.scan import Scan
+from mrsolve.recon.models import build_problem
+from mrsolve.recon.pipeline import (
+    Checkpointer,
+    frequency_range,
+    resolve_config,
+    run_free_volume,
+    run_water_fat,
+)
+from mrsolve.recon.readouts import fat_fraction, image_from_volume
+from mrsolve.solvers.validation import resolve_device
+
+
+def reconstruct_spectral(
+    scan: Scan,
+    preset: str = "static",
+    iterations: int | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    callback: Callable[..., None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    **overrides,
+) -> Reconstruction:
+    """Reconstruct ``scan`` as a spectral volume and read out image, water, fat and field map.
+
+    Args:
+        scan: the acquisition; a noise scan, if present, prewhitens it first.
+        preset: "static", "fatwater" (adds the parametric head) or "dynamic" (one volume
+            per ``scan.frame``, TV along time; image (T, ny, nx)).
+        iterations: iteration budget of the last stage (None: the preset's).
+        device: "cpu", "cuda" or "auto".
+        seed: seeds the held-out lines and any random initialisation.
+        callback: ``callback(step, total, image=None, loss=...)`` after every iteration,
+            ``loss`` the relative data-consistency residual of the training samples.
+        checkpoint: file to save the optimizer state to after each segment.
+        resume: continue from ``checkpoint``.
+        overrides: configuration overrides (see :func:`mrsolve.recon.pipeline.resolve_config`).
+
+    Returns:
+        Reconstruction with image, spectral_volume and frequencies_hz (and water, fat,
+        fat_fraction, field_map_hz for "fatwater"), method "spectral", config = the
+        resolved configuration with a "report" of each stage.
+    """
+    if not isinstance(scan, Scan):
+        raise TypeError(f"scan must be a mrsolve.propeller.scan.Scan, got {type(scan).__name__}")
+    start = time.perf_counter()
+    cfg = resolve_config(preset, iterations, seed=seed, **overrides)
+    dev = resolve_device(device)
+    if scan.noise is not None:
+        scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
+    torch.manual_seed(cfg.seed)
+    bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
+    op = cfg.operator
+    problem = build_problem(
+        scan, frange, tol=op.tol, dcf=op.dcf, coil_maps=op.coil_maps,
+        holdout_fraction=op.holdout_fraction, frequency_step_hz=op.frequency_step_hz,
+        per_frame=cfg.dynamic, seed=cfg.seed, device=dev,
+    )  # fmt: skip
+    ckpt = Checkpointer(checkpoint, resume)
+    stages = [s for s in ("free", "waterfat") if getattr(cfg, s).enabled]
+    if not stages:
+        raise ValueError("at least one stage (free or waterfat) must be enabled, got none")
+    totals = [getattr(cfg, s).iterations for s in stages]
+    report, out = {"temporal_rank": problem.basis.rank, "scale": problem.scale}, {}
+
+    def staged(offset):
+        if callback is None:
+            return None
+        return lambda step, total, image=None, loss=None: callback(
+            offset + step, sum(totals), image=image, loss=loss
+        )
+
+    if cfg.free.enabled:
+        volume, report["free"] = run_free_volume(problem, bins.to(dev), cfg, staged(0), ckpt)
+        out["spectral_volume"] = volume.cpu()
+        out["frequencies_hz"] = bins.float()
+        out["image"] = image_from_volume(volume).cpu()
+    if cfg.waterfat.enabled:
+        offset = totals[0] if len(totals) > 1 else 0
+        maps, report["waterfat"] = run_water_fat(
+            problem, scan.field_strength_t, cfg, staged(offset), ckpt
+        )
+        out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
+        out["field_map_hz"] = maps["field_map_hz"].float().cpu()
+        out["fat_fraction"] = fat_fraction(out["water"], out["fat"])
+        out.setdefault("image", out["water"] + out["fat"])
+    config = {**asdict(cfg), "report": report}
+    return Reconstruction(
+        **out, method="spectral", config=config, runtime_s=time.perf_counter() - start,
+        device=str(dev),
+    )  # fmt: skip
