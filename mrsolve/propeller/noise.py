@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mrsolve.solvers.validation import check_finite
+from mrsolve.solvers.validation import check_finite, check_positive
 
 
 def _as_tensor(name: str, x) -> tuple[torch.Tensor, bool]:
@@ -34,19 +34,23 @@ def _coil_axis(name: str, x: torch.Tensor, coil_axis: int) -> int:
     return coil_axis % x.ndim
 
 
-def noise_covariance(noise, coil_axis: int = 0):
-    """Sample covariance Psi = N N^H / S of zero-mean noise samples.
+def noise_covariance(noise, coil_axis: int = 0, dwell_ratio: float = 1.0):
+    """Sample covariance Psi = dwell_ratio * N N^H / S of zero-mean noise samples.
 
     Args:
         noise: (C, ...) complex noise samples; every axis but ``coil_axis`` counts as
             samples (S in total, S >= C needed for a usable estimate).
         coil_axis: axis of the coils.
+        dwell_ratio: noise-scan dwell time / data dwell time. Noise variance per sample
+            scales with the receiver bandwidth 1 / dwell, so this gives the covariance of
+            the data's noise when the noise scan used another bandwidth.
 
     Returns:
         (C, C) complex64 Hermitian covariance (numpy if ``noise`` was numpy).
     """
     x, was_numpy = _as_tensor("noise", noise)
     check_finite("noise", x)
+    ratio = check_positive("dwell_ratio", dwell_ratio)
     axis = _coil_axis("noise", x, coil_axis)
     samples = torch.movedim(x, axis, 0).reshape(x.shape[axis], -1).to(torch.complex128)
     n_coils, n_samples = samples.shape
@@ -54,7 +58,7 @@ def noise_covariance(noise, coil_axis: int = 0):
         raise ValueError(
             f"noise must hold at least as many samples as coils ({n_coils}), got {n_samples}"
         )
-    cov = (samples @ samples.mH / n_samples).to(torch.complex64)
+    cov = (ratio * samples @ samples.mH / n_samples).to(torch.complex64)
     return cov.numpy() if was_numpy else cov
 
 
@@ -109,7 +113,9 @@ def apply_coil_matrix(data, matrix, coil_axis: int = 0):
     return out.numpy() if was_numpy else out
 
 
-def prewhiten(kspace, noise, coil_axis: int = 0, noise_coil_axis: int = 0):
+def prewhiten(
+    kspace, noise, coil_axis: int = 0, noise_coil_axis: int = 0, dwell_ratio: float = 1.0
+):
     """Whitened k-space W y along ``coil_axis``, with W from the noise samples.
 
     Args:
@@ -117,9 +123,10 @@ def prewhiten(kspace, noise, coil_axis: int = 0, noise_coil_axis: int = 0):
         noise: noise-scan samples with the same C coils on ``noise_coil_axis``.
         coil_axis: coil axis of ``kspace``.
         noise_coil_axis: coil axis of ``noise``.
+        dwell_ratio: noise-scan dwell time / data dwell time (see :func:`noise_covariance`).
 
     Returns:
         whitened k-space, complex64, same shape (numpy if ``kspace`` was numpy).
     """
-    cov = noise_covariance(noise, noise_coil_axis)
+    cov = noise_covariance(noise, noise_coil_axis, dwell_ratio)
     return apply_coil_matrix(kspace, prewhitening_matrix(cov), coil_axis)

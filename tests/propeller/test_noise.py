@@ -34,6 +34,8 @@ def test_covariance_estimate_is_within_sampling_error():
     # relative Frobenius error of a sample covariance is about sqrt(C / S) ~ 0.016
     assert np.linalg.norm(cov - true) / np.linalg.norm(true) < 0.05
     assert np.allclose(cov, noise @ noise.conj().T / n_samples, rtol=1e-4, atol=1e-5)
+    # a noise scan at half the data's bandwidth (twice the dwell) has half the variance
+    assert np.allclose(noise_covariance(noise, dwell_ratio=2.0), 2 * cov, rtol=1e-5, atol=1e-6)
 
 
 def test_whitened_fresh_noise_has_identity_covariance():
@@ -85,6 +87,8 @@ def test_bad_input():
         noise_covariance(good, coil_axis=2)
     with pytest.raises(ValueError, match="finite"):
         noise_covariance(np.full((2, 5), np.nan))
+    with pytest.raises(ValueError, match="dwell_ratio"):
+        noise_covariance(good, dwell_ratio=0)
     with pytest.raises(ValueError, match="square"):
         prewhitening_matrix(np.ones((2, 3)))
     with pytest.raises(ValueError, match="positive definite"):
