@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from mrsolve.propeller.density import OperatorFactory, density_compensation
@@ -186,7 +187,7 @@ def conjugate_phase(
 
     Args:
         scan: the acquisition; ``scan.times`` are the sample times t_j.
-        field_map_hz: psi (ny, nx) in Hz.
+        field_map_hz: psi (ny, nx) in Hz (torch or numpy).
         n_segments, interpolator: time segmentation (see :class:`TimeSegmented`).
         dcf: "analytic", "pipe-menon" or weights (B, L, M).
         coil_maps: (C, ny, nx), "walsh"/"espirit" (estimated), or None (RSS).
@@ -198,8 +199,12 @@ def conjugate_phase(
     """
     if not isinstance(scan, Scan):
         raise TypeError(f"scan must be a mrsolve.propeller.scan.Scan, got {type(scan).__name__}")
-    if not isinstance(field_map_hz, torch.Tensor):
-        raise TypeError(f"field_map_hz must be a torch.Tensor, got {type(field_map_hz).__name__}")
+    if isinstance(field_map_hz, np.ndarray):
+        field_map_hz = torch.as_tensor(field_map_hz, dtype=torch.float32)
+    if not isinstance(field_map_hz, torch.Tensor) or field_map_hz.is_complex():
+        raise TypeError(
+            f"field_map_hz must be a real torch.Tensor or numpy array, got {type(field_map_hz).__name__}"
+        )
     if not isinstance(n_cg, int) or n_cg < 0:
         raise ValueError(f"n_cg must be a non-negative integer, got {n_cg!r}")
     dev = resolve_device(device)

@@ -280,8 +280,10 @@ def _correlation_surface(
     """
     ny, nx = image_shape
     k = traj.reshape(traj.shape[0], -1, 2)
-    ex = torch.polar(torch.ones(()), 2 * math.pi * k[..., 0, None] * (sx / nx))  # (B, J, Sx)
-    ey = torch.polar(torch.ones(()), 2 * math.pi * k[..., 1, None] * (sy / ny))  # (B, J, Sy)
+    phase_x = 2 * math.pi * k[..., 0, None] * (sx / nx)  # (B, J, Sx)
+    phase_y = 2 * math.pi * k[..., 1, None] * (sy / ny)  # (B, J, Sy)
+    ex = torch.polar(torch.ones_like(phase_x), phase_x)
+    ey = torch.polar(torch.ones_like(phase_y), phase_y)
     weighted = power.reshape(power.shape[0], -1, 1) * ex
     return (ey.transpose(1, 2) @ weighted).abs()
 

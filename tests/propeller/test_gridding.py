@@ -5,6 +5,7 @@ from mrsolve.data.simulate import simulate
 from mrsolve.propeller.dft import DFT
 from mrsolve.propeller.gridding import grid_coil_images, gridding, low_resolution_maps
 from mrsolve.recon.metrics import nrmse
+from mrsolve.solvers.validation import resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,10 @@ def test_callback_sees_every_step_and_the_image(on_resonance):
     image = gridding(on_resonance.scan, callback=lambda s, t, x: calls.append((s, t, x)))
     assert [(s, t) for s, t, _ in calls] == [(1, 3), (2, 3), (3, 3)]
     assert calls[-1][2] is image
+    # "auto" picks CUDA when present, else the CPU; the result lives there
+    auto = gridding(on_resonance.scan, device="auto")
+    assert auto.device.type == resolve_device("auto").type
+    torch.testing.assert_close(auto.cpu(), image, atol=1e-4, rtol=1e-4)
 
 
 def test_bad_inputs_name_the_argument(on_resonance):
