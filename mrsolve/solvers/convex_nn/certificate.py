@@ -1,0 +1,145 @@
+"""Optimality certificates of the convex programs: duality gap, cone violation, pattern gap.
+
+Dual of ``min_u L(F u) + beta sum_g ||u_g||  s.t.  G_g u_g >= 0`` (``F`` :meth:`forward`,
+``G`` :meth:`cone`, ``L`` the datafit)::
+
+    max_{theta, mu >= 0}  -L*(theta)   s.t.  ||F_g^T theta - G_g^T mu_g||_2 <= beta  for all g
+
+Any ``theta`` and ``mu >= 0`` scaled by ``t = min(1, beta / max_g ||...||)`` is feasible,
+so ``-L*(t theta)`` is a lower bound on the optimum and the gap to the primal objective
+bounds the suboptimality. We take ``theta = grad L(yhat)`` (exact at the optimum) and
+improve ``mu`` by projected gradient on ``min_{mu >= 0} ||F_g^T theta - G_g^T mu_g||``.
+For a datafit ``(1/n) sum w_i l(eta_i, y_i)`` with mean function ``m``, ``theta = (w/n)
+(m(eta) - y)`` and, with ``p = y + t (m(eta) - y)``, ``-L*(t theta) = (1/n) sum w_i phi(p_i,
+y_i)``: ``phi = (y^2 - p^2)/2`` (squared), binary entropy (logistic), entropy (multinomial).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mrsolve.solvers.alg import fista
+from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.datafit import Datafit, Logistic, Multinomial, Quadratic
+from mrsolve.solvers.prox import project_nonneg
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    """-p log p with 0 log 0 = 0."""
+    return -torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), 0 * p)
+
+
+def dual_objective(datafit: Datafit, eta: torch.Tensor, t: float) -> float:
+    """``-L*(t grad L(eta))``, a lower bound on the optimum when ``t grad L(eta)`` is dual
+    feasible (offsets are not supported: the programs here use none)."""
+    y = datafit.y
+    p = y + t * (datafit.mean(eta + datafit.offset) - y)
+    w = (datafit.weights / datafit.n)[:, None] if y.ndim == 2 else datafit.weights / datafit.n
+    if isinstance(datafit, Quadratic):
+        phi = (y**2 - p**2) / 2
+    elif isinstance(datafit, Multinomial):
+        phi = _entropy(p)
+    elif isinstance(datafit, Logistic):
+        phi = _entropy(p) + _entropy(1 - p)
+    else:
+        raise TypeError(
+            f"datafit must be Quadratic, Logistic or Multinomial, got {type(datafit).__name__}"
+        )
+    return float((w * phi).sum())
+
+
+def min_cone_norms(
+    X: torch.Tensor,
+    weight: torch.Tensor,
+    sign: torch.Tensor | None,
+    theta: torch.Tensor,
+    mu0: torch.Tensor | None = None,
+    n_iter: int = 200,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``min_{mu >= 0} ||s X^T M_p theta_c - X^T S_p mu||`` for every sign ``s = +-1``,
+    output ``c`` and pattern ``p``.
+
+    Args:
+        X: ``(n, d)``.
+        weight: ``(n, P)`` fit weights ``M_p``.
+        sign: ``(n, P)`` cone signs ``2 D_p - 1``, or None for no cones (``mu = 0``).
+        theta: ``(n, k)``.
+        mu0: ``(n, 2, k, P)`` start (zeros by default).
+        n_iter: projected-gradient (FISTA) iterations; any ``mu >= 0`` gives an upper bound.
+
+    Returns:
+        norms ``(2, k, P)`` (``(k, P)`` without cones) and the multipliers used.
+    """
+    g = torch.einsum("nk,np,nd->kpd", theta, weight, X)
+    if sign is None:
+        return torch.linalg.vector_norm(g, dim=-1), None
+    target = torch.stack([g, -g])  # (2, k, P, d)
+
+    def residual(mu):
+        return target - torch.einsum("njkp,np,nd->jkpd", mu, sign, X)
+
+    def f(mu):
+        return 0.5 * (residual(mu) ** 2).sum()
+
+    def grad(mu):
+        return -torch.einsum("jkpd,nd,np->njkp", residual(mu), X, sign)
+
+    step = 1.0 / max(float(torch.linalg.matrix_norm(X, ord=2)) ** 2, 1e-30)
+    mu = torch.zeros((X.shape[0], *target.shape[:-1]), dtype=X.dtype, device=X.device)
+    mu = mu if mu0 is None else project_nonneg(mu0)
+    if n_iter > 0:
+        mu, _ = fista(
+            f, grad, lambda v, t: project_nonneg(v), mu, step, n_iter, 0.0, backtrack=False
+        )
+    return torch.linalg.vector_norm(residual(mu), dim=-1), mu
+
+
+def certificate(
+    program: ConvexProgram,
+    u: torch.Tensor,
+    mu: torch.Tensor | None = None,
+    fresh_gates: torch.Tensor | None = None,
+    n_iter: int = 200,
+) -> dict[str, float]:
+    """Certificate of ``u`` for ``program``.
+
+    Args:
+        program: the convex program.
+        u: group weights.
+        mu: cone multipliers ``(n, 2, k, P)`` from the solver (improved here), if any.
+        fresh_gates: ``(Q, d)`` gates not in the program for the pattern gap.
+        n_iter: projected-gradient iterations for the cone multipliers.
+
+    Returns:
+        ``primal``, ``dual`` (a lower bound on the optimum of the sampled program),
+        ``duality_gap`` (primal - dual), ``relative_gap`` (gap / |primal|),
+        ``constraint_violation`` (largest cone violation) and ``pattern_gap``: the largest
+        ``min_mu ||X^T M theta - X^T S mu|| - beta`` over fresh patterns (an upper bound;
+        > 0 means the sampled program is not optimal for the full one, NaN if no fresh
+        gates were given).
+    """
+    p = program
+    eta = p.forward(u)
+    theta = p.datafit.grad(eta)
+    norms, _ = min_cone_norms(p.X, p.weight, p.sign if p.constrained else None, theta, mu, n_iter)
+    worst = float(norms.max())
+    t = 1.0 if worst <= p.beta else p.beta / worst
+    primal = p.objective(u)
+    dual = dual_objective(p.datafit, eta, t)
+    gap = primal - dual
+    pattern_gap = float("nan")
+    if fresh_gates is not None and fresh_gates.shape[0] > 0:
+        D = (p.X @ fresh_gates.to(p.X.dtype).T >= 0).to(p.X.dtype)
+        weight = D if p.kappa is None else D + p.kappa * (1 - D)
+        fresh, _ = min_cone_norms(
+            p.X, weight, (2 * D - 1) if p.constrained else None, theta, None, n_iter
+        )
+        pattern_gap = float(fresh.max()) - p.beta
+    return {
+        "primal": primal,
+        "dual": dual,
+        "duality_gap": gap,
+        "relative_gap": gap / max(abs(primal), 1e-300),
+        "constraint_violation": p.violation(u),
+        "pattern_gap": pattern_gap,
+    }
