@@ -50,6 +50,15 @@ def _check_scan(scan) -> None:
         raise TypeError(f"scan must be a mrsolve.propeller.scan.Scan, got {type(scan).__name__}")
 
 
+def _check_symmetric_echo(scan: Scan, step: str) -> None:
+    """The blade FFTs put k = 0 at sample (L // 2, M // 2): require that echo centre."""
+    if scan.center_sample != scan.n_readout // 2:
+        raise ValueError(
+            f"scan.center_sample must be the middle readout sample {scan.n_readout // 2} for "
+            f"{step} (symmetric echo), got {scan.center_sample}"
+        )
+
+
 def _rotate(k: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate (..., 2) points by ``angle`` radians (broadcast against k[..., 0])."""
     c, s = torch.cos(angle), torch.sin(angle)
@@ -81,14 +90,11 @@ def phase_correct(scan: Scan, window_radius: float | None = None) -> Scan:
         The scan with phase-corrected k-space.
     """
     _check_scan(scan)
-    n_lines, n_read = scan.n_lines, scan.n_readout
-    if scan.center_sample != n_read // 2:
-        raise ValueError(
-            f"scan.center_sample must be the middle readout sample {n_read // 2} for "
-            f"phase correction (symmetric echo), got {scan.center_sample}"
-        )
+    _check_symmetric_echo(scan, "phase correction")
     radius = (
-        n_lines / 2 if window_radius is None else check_positive("window_radius", window_radius)
+        scan.n_lines / 2
+        if window_radius is None
+        else check_positive("window_radius", window_radius)
     )
     u, v = _frame_coordinates(scan)
     window = (1 - u.abs() / radius).clamp_min(0) * (1 - v.abs() / radius).clamp_min(0)
@@ -212,6 +218,7 @@ def estimate_rotations(
         upsampling: factor of the trigonometric interpolation in the blade frame.
     """
     _check_scan(scan)
+    _check_symmetric_echo(scan, "rotation estimation")
     max_angle = check_positive("max_angle_deg", max_angle_deg)
     radius = scan.n_lines / 2 - 1 if radius is None else check_positive("radius", radius)
     if radius <= 0:
