@@ -26,8 +26,8 @@ CASES = {
     "square_random": ((16, 16), "random", (3,)),
     "odd_nonsquare_random": ((15, 21), "random", (2,)),
     "nonsquare_odd_rows": ((20, 13), "random", ()),
-    "propeller_even": ((24, 24), "propeller", (2,)),
-    "propeller_odd_batch2d": ((17, 17), "propeller", (2, 2)),
+    "propeller_even": ((16, 16), "propeller", (2,)),
+    "propeller_odd_batch2d": ((13, 13), "propeller", (2, 2)),
 }
 
 
