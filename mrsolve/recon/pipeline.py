@@ -30,7 +30,7 @@ from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.recon.encodings import FactorizedPlanes
 from mrsolve.recon.fields import SpectralField, WaterFatField, frequency_bins
 from mrsolve.recon.models import SpectralProblem
-from mrsolve.recon.regularizers import smooth_tv, smoothness, sparse_tv_prox
+from mrsolve.recon.regularizers import TVProx, smooth_tv, smoothness
 from mrsolve.solvers.alg import cg, fista, power_iteration
 from mrsolve.solvers.validation import check_choice
 
@@ -68,7 +68,7 @@ class FreeVolumeConfig:
     tv_f: float = 0.0
     l1_f: float = 0.0
     tv_time: float = 0.0
-    prox_iterations: int = 15
+    prox_iterations: int = 5
     plane_rank: int = 16
     plane_lr: float = 0.02
 
@@ -224,15 +224,11 @@ class _Tracker:
 # -- stage 1: free spectral volume -------------------------------------------------------
 
 
-def _prox_factory(cfg: FreeVolumeConfig, dynamic: bool):
+def _tv_prox(cfg: FreeVolumeConfig, dynamic: bool) -> TVProx:
     extra = [(-3, cfg.tv_f / cfg.tv if cfg.tv > 0 else 0.0)]
     if dynamic:
         extra.append((-4, cfg.tv_time / cfg.tv if cfg.tv > 0 else 0.0))
-
-    def prox(v: torch.Tensor, step: float) -> torch.Tensor:
-        return sparse_tv_prox(v, step * cfg.tv, step * cfg.l1_f, extra, cfg.prox_iterations)
-
-    return prox
+    return TVProx(extra, cfg.prox_iterations)
 
 
 class _CachedObjective:
@@ -286,13 +282,19 @@ def run_free_volume(
     objective = _CachedObjective(loss)
     start = torch.zeros(shape, dtype=torch.complex64, device=problem.device)
     x0 = start[0] if squeeze else start
-    lip = power_iteration(_hessian_product(loss, x0), x0=torch.ones_like(x0), max_iter=30, tol=1e-3)
-    step = 1.0 / (1.05 * lip)
-    prox = _prox_factory(free, cfg.dynamic)
+    # a safety margin over a short power iteration keeps the fixed step below 1 / L
+    lip = power_iteration(_hessian_product(loss, x0), x0=torch.ones_like(x0), max_iter=12, tol=1e-2)
+    step = 1.0 / (1.25 * lip)
+    tv = _tv_prox(free, cfg.dynamic)
+
+    def prox(v: torch.Tensor, t: float) -> torch.Tensor:
+        return tv(v, t * free.tv, t * free.l1_f)
+
     state = checkpointer.state("free") if checkpointer else None
     tracker, x, done = _Tracker(), x0, 0
     if state is not None:
         x, done = state["x"].to(problem.device), state["done"]
+        tv.dual = [d.to(problem.device) for d in state["dual"]]
         tracker = _Tracker(
             state["best"], state["best_x"].to(problem.device), state["bad"], state["history"]
         )
@@ -314,6 +316,7 @@ def run_free_volume(
         stopped = tracker.update(held, x, stop)
         if checkpointer is not None:
             checkpointer.save("free", {"x": x.cpu(), "done": done, "best": tracker.best,
+                                       "dual": [d.cpu() for d in tv.dual],
                                        "best_x": tracker.best_state.cpu(), "bad": tracker.bad,
                                        "history": tracker.history})  # fmt: skip
     best = tracker.best_state if tracker.best_state is not None else x
@@ -385,7 +388,12 @@ def _adam_loop(module, opt, loss_fn, volume, iterations, problem, cfg, stop, cal
             sched.step()
             done += 1
             if callback is not None:
-                callback(done, iterations, image=None, loss=problem.relative_residual(float(data)))
+                callback(
+                    done,
+                    iterations,
+                    image=None,
+                    loss=problem.relative_residual(float(data.detach())),
+                )
         held = _heldout(problem, module, volume, stage)
         stopped = tracker.update(held, volume().clone(), stop)
         if checkpointer is not None:
@@ -485,7 +493,7 @@ def _lbfgs_loop(module, opt, loss_fn, volume, iterations, problem, stop, callbac
         opt.zero_grad()
         total, data = loss_fn()
         total.backward()
-        last[0] = float(data)
+        last[0] = float(data.detach())
         return total
 
     stopped = False

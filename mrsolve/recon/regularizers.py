@@ -40,56 +40,56 @@ def _directions(extra: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     return out
 
 
-def tv_prox(
-    v: torch.Tensor,
-    lam: float,
-    extra: Sequence[tuple[int, float]] = (),
-    n_iter: int = 20,
-) -> torch.Tensor:
-    """Approximate prox of lam * TV(x) at v: isotropic spatial TV + weighted TV along ``extra``.
+class TVProx:
+    """Approximate prox of lam * TV(x): isotropic spatial TV + weighted TV along ``extra``.
 
     TV(x) = sum |(D_x x, D_y x)| + sum_(dim, w) w |D_dim x|, solved on the dual with the
-    fast gradient projection of Beck & Teboulle (2009) for ``n_iter`` steps (written here
-    because no kept library offers a complex, multi-axis TV prox in torch).
+    fast gradient projection of Beck & Teboulle (2009) for ``n_iter`` steps, warm-started
+    from the previous call's dual (``dual``; save it to resume exactly). Written here
+    because no kept library offers a complex, multi-axis TV prox in torch.
+
+    Calling it as ``prox(v, lam, l1)`` also soft-thresholds by ``l1`` afterwards: the prox
+    of lam TV + l1 ||.||_1, exact for real signals with anisotropic TV (Friedman et al.
+    2007), a close approximation otherwise.
     """
-    check_positive("lam", lam, allow_zero=True)
-    if lam == 0:
-        return v
-    dirs = _directions(extra)
-    lipschitz = 4.0 * sum(w * w for _, w in dirs)
-    p = [torch.zeros_like(v) for _ in dirs]
-    r = [q.clone() for q in p]
-    t = 1.0
-    for _ in range(n_iter):
-        x = v - lam * sum(
-            w * forward_difference_adjoint(q, d) for q, (d, w) in zip(r, dirs, strict=True)
+
+    def __init__(self, extra: Sequence[tuple[int, float]] = (), n_iter: int = 20) -> None:
+        if not isinstance(n_iter, int) or n_iter < 1:
+            raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
+        self.dirs = _directions(extra)
+        self.n_iter = n_iter
+        self.dual: list[torch.Tensor] | None = None
+
+    def _primal(self, v, lam, p):
+        div = sum(
+            w * forward_difference_adjoint(q, d) for q, (d, w) in zip(p, self.dirs, strict=True)
         )
-        step = 1.0 / (lam * lipschitz)
-        g = [q + step * w * forward_difference(x, d) for q, (d, w) in zip(r, dirs, strict=True)]
-        spatial = torch.sqrt(g[0].abs().square() + g[1].abs().square()).clamp_min(1.0)
-        new = [g[0] / spatial, g[1] / spatial] + [q / q.abs().clamp_min(1.0) for q in g[2:]]
-        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        r = [a + ((t - 1) / t_next) * (a - b) for a, b in zip(new, p, strict=True)]
-        p, t = new, t_next
-    return v - lam * sum(
-        w * forward_difference_adjoint(q, d) for q, (d, w) in zip(p, dirs, strict=True)
-    )
+        return v - lam * div
 
+    def __call__(self, v: torch.Tensor, lam: float, l1: float = 0.0) -> torch.Tensor:
+        check_positive("lam", lam, allow_zero=True)
+        check_positive("l1", l1, allow_zero=True)
+        x = v if lam == 0 else self._solve(v, lam)
+        return soft_threshold(x, l1) if l1 > 0 else x
 
-def sparse_tv_prox(
-    v: torch.Tensor,
-    lam_tv: float,
-    lam_l1: float = 0.0,
-    extra: Sequence[tuple[int, float]] = (),
-    n_iter: int = 20,
-) -> torch.Tensor:
-    """Prox of lam_tv TV + lam_l1 ||.||_1 as soft-threshold of the TV prox.
-
-    Exact for real signals with anisotropic TV (Friedman et al. 2007), a close
-    approximation otherwise.
-    """
-    x = tv_prox(v, lam_tv, extra, n_iter)
-    return soft_threshold(x, lam_l1) if lam_l1 > 0 else x
+    def _solve(self, v: torch.Tensor, lam: float) -> torch.Tensor:
+        dirs = self.dirs
+        step = 1.0 / (lam * 4.0 * sum(w * w for _, w in dirs))
+        if self.dual is None or self.dual[0].shape != v.shape:
+            self.dual = [torch.zeros_like(v) for _ in dirs]
+        p = self.dual
+        r = [q.clone() for q in p]
+        t = 1.0
+        for _ in range(self.n_iter):
+            x = self._primal(v, lam, r)
+            g = [q + step * w * forward_difference(x, d) for q, (d, w) in zip(r, dirs, strict=True)]
+            spatial = torch.sqrt(g[0].abs().square() + g[1].abs().square()).clamp_min(1.0)
+            new = [g[0] / spatial, g[1] / spatial] + [q / q.abs().clamp_min(1.0) for q in g[2:]]
+            t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            r = [a + ((t - 1) / t_next) * (a - b) for a, b in zip(new, p, strict=True)]
+            p, t = new, t_next
+        self.dual = p
+        return self._primal(v, lam, p)
 
 
 def smooth_tv(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
