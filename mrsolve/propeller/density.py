@@ -125,7 +125,8 @@ def blade_frames(traj: torch.Tensor) -> BladeFrames:
     _check_traj(traj, min_dims=4)
     if traj.ndim != 4 or traj.shape[1] < 2 or traj.shape[2] < 2:
         raise ValueError(
-            f"traj must have shape (blades, lines >= 2, readout >= 2, 2), got {tuple(traj.shape)}"
+            f"traj must have shape (blades, lines >= 2, readout >= 2, 2) for blade geometry "
+            f"(use the 'pipe-menon' density compensation otherwise), got {tuple(traj.shape)}"
         )
     traj = traj.float()
     d_ro = (traj[:, :, 1:] - traj[:, :, :-1]).mean(dim=(1, 2))
