@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import scipy.optimize
 import torch
 
 from mrsolve.distributed.coded_matmul import coded_matmul
@@ -62,6 +63,11 @@ NOTES = """How to read this (API: `mrsolve.distributed.coded_matmul`, `secure_ls
 - Times in the end-to-end table are on the executor's virtual clock (the injected
   delays); the thread table is real wall time. Ratios are against waiting for all
   workers of the uncoded scheme in the same run.
+- Where the baseline wins: MDS tolerates every pattern of up to N - K stragglers and
+  finishes a little earlier end to end (it needs any K answers); its decode is a single
+  LAPACK call that beats the polar decoder's Python recursion for small N, and only
+  loses from N of about 1000 up (K^3 growth). The polar decoder's time / (N log N) levels
+  off once the blocks leave the cache; timings come from a shared, loaded 2-core machine.
 """
 
 
@@ -155,34 +161,41 @@ def anytime_error(n: int, trials: int, rng) -> tuple[str, dict]:
     return text, curves
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, args: tuple, repeats: int) -> float:
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         best = min(best, time.perf_counter() - t0)
     return best
 
 
-def decode_time(sizes: list[int], repeats: int, rng) -> tuple[str, dict]:
+def _decodable_pattern(code: PolarCode, erased: int, rng) -> np.ndarray:
+    while True:
+        known = np.ones(code.n, dtype=bool)
+        known[rng.choice(code.n, size=erased, replace=False)] = False
+        if code.decodable(known):
+            return known
+
+
+def decode_time(sizes: list[int], patterns: int, rng) -> tuple[str, dict]:
     rows, curves = [], {"n": [], "polar": [], "mds": []}
     base = None
     for n in sizes:
         k = n // 2
-        u = torch.randn(k, 4, 8, dtype=torch.float64)
+        u = torch.randn(k, 16, 64, dtype=torch.float64)
         polar = PolarCode(n, k)
-        known = np.ones(n, dtype=bool)
-        known[rng.choice(n, size=n // 16, replace=False)] = False
-        while not polar.decodable(known):
-            known = np.ones(n, dtype=bool)
-            known[rng.choice(n, size=n // 16, replace=False)] = False
         y = polar.encode(u)
-        tp = _time(lambda p=polar, y=y, kn=known: p.decode(y, kn), repeats)
-        tm = math.nan
-        if n <= 1024:
-            mds = MDSCode(n, k)
-            ym = mds.encode(u)
-            tm = _time(lambda m=mds, y=ym, kn=known: m.decode(y, kn), repeats)
+        mds = MDSCode(n, k) if n <= 1024 else None
+        ym = mds.encode(u) if mds else None
+        tp, tm = [], []
+        for _ in range(patterns):
+            known = _decodable_pattern(polar, n // 8, rng)
+            tp.append(_time(polar.decode, (y, known), 2))
+            if mds:
+                tm.append(_time(mds.decode, (ym, known), 2))
+        tp = float(np.mean(tp))
+        tm = float(np.mean(tm)) if tm else math.nan
         nlogn = n * math.log2(n)
         base = base or tp / nlogn
         rows.append([n, tp * 1e3, tp / nlogn / base, tm * 1e3, tm / tp])
@@ -190,7 +203,8 @@ def decode_time(sizes: list[int], repeats: int, rng) -> tuple[str, dict]:
         curves["polar"].append(tp)
         curves["mds"].append(tm)
     text = table(
-        "Decode time vs N (K = N/2, blocks 4x8, N/16 erasures; best of repeats)",
+        f"Decode time vs N (K = N/2, blocks 16x64 float64, N/8 erasures, mean over {patterns} "
+        "decodable patterns)",
         ["N", "polar ms", "polar / (N log N), rel. to first", "MDS ms", "MDS / polar"],
         rows,
     )
@@ -245,21 +259,25 @@ def zeroth_order(iters: int) -> tuple[str, dict]:
     def f(w):
         return float(torch.nn.functional.softplus(-y * (x @ w)).mean() + 0.01 * (w @ w))
 
+    best = scipy.optimize.minimize(
+        lambda w: f(torch.from_numpy(w)), np.zeros(10), method="BFGS", tol=1e-12
+    ).fun
     model = ShiftedExponential(shift=1.0, scale=1.0)
-    curves, rows = {}, []
+    curves, rows = {"best": best}, []
     for code, timeout in (("polar", 2.0), ("uncoded", None)):
         _, rep = coded_zeroth_order(
             f, np.zeros(10), iters=iters, lr=0.5, workers=16, code=code, delays=model,
             timeout=timeout, seed=0,
         )  # fmt: skip
-        curves[code] = rep.values
+        curves[code] = (np.cumsum(rep.seconds), np.array(rep.values) - best)
         waited = float(np.sum(rep.seconds))
-        rows.append([code, rep.values[-1], float(np.mean(rep.decoded)), timeout or "none", waited])
+        gap = rep.values[-1] - best
+        rows.append([code, gap, float(np.mean(rep.decoded)), timeout or "none", waited])
     text = table(
         f"Coded zeroth-order logistic regression, 16 workers, delays 1 + Exp(1) s, {iters} iterations",
         [
             "scheme",
-            "final objective",
+            "final objective - optimum (BFGS)",
             "fraction of iterations decoded",
             "per-iteration timeout (s)",
             "total waiting time (s)",
@@ -317,7 +335,7 @@ def main() -> None:
     md.append(NOTES)
     t1, fail = failure_vs_stragglers(64, 100 if quick else 1000, rng)
     t2, anytime = anytime_error(64, 5 if quick else 30, rng)
-    t3, dec = decode_time([16, 64, 256] if quick else [16, 64, 256, 1024, 4096], 7, rng)
+    t3, dec = decode_time([16, 64, 256] if quick else [16, 64, 256, 1024, 4096], 5, rng)
     t4, _ = end_to_end(32, 10 if quick else 100, rng)
     t5, zo = zeroth_order(20 if quick else 80)
     t6, sec = secure(40 if quick else 200, rng)
@@ -333,8 +351,8 @@ def main() -> None:
     ax[0, 0].legend()
     ax[0, 1].plot(anytime["f"], anytime["err"], "o-", label="measured")
     ax[0, 1].plot(anytime["f"], anytime["bar"], "s--", label="error bar (estimate)")
-    f = np.linspace(0.25, 1, 50)
-    ax[0, 1].plot(f, np.sqrt(np.maximum(1 / f - 1, 0)), ":", label="sqrt(1/f - 1) (all blocks)")
+    fb = np.maximum(np.array(anytime["blocks"]), 1e-3)
+    ax[0, 1].plot(anytime["f"], np.sqrt(1 / fb - 1), ":x", label="sqrt(K/|R| - 1), R recovered")
     ax[0, 1].set(xlabel="fraction of workers answered", ylabel="relative error", title="Anytime")
     ax[0, 1].legend()
     ns = np.array(dec["n"], dtype=float)
@@ -344,9 +362,11 @@ def main() -> None:
                     label="N log N")  # fmt: skip
     ax[0, 2].set(xlabel="N", ylabel="seconds", title="Decode time")
     ax[0, 2].legend()
-    for code, vals in zo.items():
-        ax[1, 0].semilogy(np.array(vals) - min(min(v) for v in zo.values()) + 1e-12, label=code)
-    ax[1, 0].set(xlabel="iteration", ylabel="objective - best", title="Zeroth-order")
+    for code in ("polar", "uncoded"):
+        t, gap = zo[code]
+        ax[1, 0].semilogy(t, np.maximum(gap, 1e-16), label=code)
+    ax[1, 0].set(xlabel="waiting time (virtual s)", ylabel="objective - optimum",
+                 title="Zeroth-order, 16 workers")  # fmt: skip
     ax[1, 0].legend()
     for sketch in SECURE_SKETCHES:
         ax[1, 1].semilogy(sec[(sketch, 8, "adaptive")], label=sketch)

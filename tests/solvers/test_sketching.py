@@ -44,14 +44,14 @@ def test_randomized_hadamard_is_orthonormal_and_padded():
 
 @pytest.mark.parametrize("kind", ["gaussian", "sparse-jl", "srht", "block-srht", "haar"])
 def test_expected_outer_product_is_identity(kind):
-    d, m, draws = 8, 4, 400
+    d, m, draws = 8, 4, 250
     acc = torch.zeros(d, d, dtype=torch.float64)
     g = torch.Generator().manual_seed(7)
     for _ in range(draws):
         s = _all_sketches(d, m, g)[kind].matrix()
         acc += s @ s.T
     err = (acc / draws - torch.eye(d, dtype=torch.float64)).abs().max().item()
-    assert err < 0.12, err
+    assert err < 0.15, err  # entry sd about 0.5 / sqrt(draws) = 0.03
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "sparse-jl", "srht", "block-srht", "haar"])
