@@ -296,7 +296,11 @@ def coded_matmul(
 
     Returns:
         ``(C, report)``: ``C`` is ``(m, q)`` (numpy if ``A`` was numpy), ``report`` a
-        :class:`CodedReport` (status "decoded" or "estimated" with an error estimate).
+        :class:`CodedReport` (status "decoded" or "estimated" with an error estimate;
+        "partial" without the sketch).
+
+    Raises:
+        RuntimeError: when no worker answered before the timeout.
     """
     a, a_np = _to_tensor("A", A, device)
     b, _ = _to_tensor("B", B, a.device)

@@ -120,3 +120,14 @@ def test_a_code_object_can_be_passed():
     assert rep.decoded and rep.workers == 16 and rep.k == 12 and _rel(out) < 1e-8
     with pytest.raises(ValueError, match="must match the given code"):
         coded_matmul(A, B, code=code, workers=8)
+
+
+def test_without_sketch_undecoded_rows_are_zero_and_flagged_partial():
+    # uncoded, 8 blocks of ~8 rows: workers 0-5 answer, 6 and 7 straggle past the timeout
+    out, rep = coded_matmul(
+        A, B, workers=8, code="uncoded", sketch=False, delays=_stuck([1] * 6 + [0, 0]), timeout=1.0
+    )
+    assert rep.status == "partial" and rep.recovered_blocks == 6
+    rows = 60 // 8 + 1  # 8 rows per block after padding 60 -> 64
+    np.testing.assert_allclose(out[: 6 * rows], C[: 6 * rows], atol=1e-12)
+    assert (out[6 * rows :] == 0).all()
