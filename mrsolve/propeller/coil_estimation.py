@@ -33,18 +33,11 @@ import sigpy
 import sigpy.mri
 import torch
 
+from mrsolve.propeller.noise import as_tensor
 from mrsolve.propeller.nufft import NUFFT
 from mrsolve.solvers.validation import check_choice, check_finite, check_positive
 
 METHODS = ("walsh", "espirit")
-
-
-def _as_tensor(name: str, x) -> tuple[torch.Tensor, bool]:
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x), True
-    if isinstance(x, torch.Tensor):
-        return x, False
-    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
 
 
 def _check_coil_images(name: str, x: torch.Tensor, exact_ndim: bool = False) -> None:
@@ -59,7 +52,7 @@ def rss(coil_images):
 
     Returns float32 (numpy if the input was numpy).
     """
-    x, was_numpy = _as_tensor("coil_images", coil_images)
+    x, was_numpy = as_tensor("coil_images", coil_images)
     _check_coil_images("coil_images", x)
     out = x.abs().pow(2).sum(dim=-3).sqrt().float()
     return out.numpy() if was_numpy else out
@@ -75,8 +68,8 @@ def coil_combine(coil_images, maps):
     Returns:
         (..., ny, nx) complex64 image (numpy if ``coil_images`` was numpy).
     """
-    x, was_numpy = _as_tensor("coil_images", coil_images)
-    s, _ = _as_tensor("maps", maps)
+    x, was_numpy = as_tensor("coil_images", coil_images)
+    s, _ = as_tensor("maps", maps)
     _check_coil_images("coil_images", x)
     if tuple(s.shape) != tuple(x.shape[-3:]):
         raise ValueError(f"maps must have shape {tuple(x.shape[-3:])}, got {tuple(s.shape)}")
@@ -105,8 +98,8 @@ def calibration_images(kspace, traj, image_shape, radius: float):
     Returns:
         (C, ny, nx) complex64 coil images (numpy if ``kspace`` was numpy).
     """
-    y, was_numpy = _as_tensor("kspace", kspace)
-    k, _ = _as_tensor("traj", traj)
+    y, was_numpy = as_tensor("kspace", kspace)
+    k, _ = as_tensor("traj", traj)
     check_positive("radius", radius)
     if k.ndim < 2 or k.shape[-1] != 2 or y.ndim < 2 or tuple(y.shape[1:]) != tuple(k.shape[:-1]):
         raise ValueError(
@@ -196,7 +189,7 @@ def estimate_coil_maps(
         maps normalized to sum_c |S_c|^2 = 1 where there is signal (0 elsewhere), phase
         relative to the virtual reference coil of the module doc; numpy if the input was.
     """
-    x, was_numpy = _as_tensor("coil_images", coil_images)
+    x, was_numpy = as_tensor("coil_images", coil_images)
     _check_coil_images("coil_images", x, exact_ndim=True)
     check_choice("method", method, METHODS)
     x = x.to(torch.complex64)

@@ -17,7 +17,8 @@ import torch
 from mrsolve.solvers.validation import check_finite, check_positive
 
 
-def _as_tensor(name: str, x) -> tuple[torch.Tensor, bool]:
+def as_tensor(name: str, x) -> tuple[torch.Tensor, bool]:
+    """``x`` as a torch tensor (numpy shares memory) and whether it was a numpy array."""
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x), True
     if isinstance(x, torch.Tensor):
@@ -48,7 +49,7 @@ def noise_covariance(noise, coil_axis: int = 0, dwell_ratio: float = 1.0):
     Returns:
         (C, C) complex64 Hermitian covariance (numpy if ``noise`` was numpy).
     """
-    x, was_numpy = _as_tensor("noise", noise)
+    x, was_numpy = as_tensor("noise", noise)
     check_finite("noise", x)
     ratio = check_positive("dwell_ratio", dwell_ratio)
     axis = _coil_axis("noise", x, coil_axis)
@@ -71,7 +72,7 @@ def prewhitening_matrix(covariance):
     Returns:
         (C, C) complex64 lower-triangular matrix (numpy if ``covariance`` was numpy).
     """
-    psi, was_numpy = _as_tensor("covariance", covariance)
+    psi, was_numpy = as_tensor("covariance", covariance)
     check_finite("covariance", psi)
     if psi.ndim != 2 or psi.shape[0] != psi.shape[1]:
         raise ValueError(f"covariance must be a square (C, C) matrix, got {tuple(psi.shape)}")
@@ -100,8 +101,8 @@ def apply_coil_matrix(data, matrix, coil_axis: int = 0):
     Returns:
         array of the shape of ``data`` with C' coils, complex64 (numpy if ``data`` was).
     """
-    x, was_numpy = _as_tensor("data", data)
-    m, _ = _as_tensor("matrix", matrix)
+    x, was_numpy = as_tensor("data", data)
+    m, _ = as_tensor("matrix", matrix)
     axis = _coil_axis("data", x, coil_axis)
     if m.ndim != 2 or m.shape[1] != x.shape[axis]:
         raise ValueError(

@@ -12,9 +12,9 @@ real and imaginary parts as separate columns. The adjoint uses the transposed ma
 
 Why our own instead of torchkbnufft (measured by ``benchmarks/nufft_speed.py``: PROPELLER,
 N = 128, 16 blades x 24 lines x 256 samples, 8 coils, one CPU thread, one run; see
-``docs/nufft_speed.md``): forward + adjoint was 16x faster than torchkbnufft's table
-interpolation, 30x faster than its precomputed sparse-matrix path, 5.5x faster than
-sigpy's default ``nufft`` (oversampling 1.25, width 4) and 15x faster than sigpy with
+``docs/nufft_speed.md``): forward + adjoint was 12x faster than torchkbnufft's table
+interpolation, 25x faster than its precomputed sparse-matrix path, 6x faster than
+sigpy's default ``nufft`` (oversampling 1.25, width 4) and 14x faster than sigpy with
 the same kernel. Relative error against the explicit DFT: 8e-6 (width 6, oversampling
 2), against 6e-4 for torchkbnufft's table lookup and 7e-3 for sigpy's defaults. The
 price is building the matrix once per trajectory (about 2 s at that size). It runs
@@ -25,7 +25,7 @@ the trajectory).
 The normal operator ``A^H W A`` uses Toeplitz embedding: the point-spread kernel on a
 2x grid is computed once with an adjoint NUFFT, then N x = crop(IFFT(FFT(pad x) * K)),
 two FFTs on a (2 ny, 2 nx) grid per image instead of a forward and adjoint NUFFT
-(10x faster than A^H(A x) in the benchmark, 4e-6 from the DFT's A^H A).
+(about 30x faster than A^H(A x) in the benchmark, 4e-6 from the DFT's A^H A).
 """
 
 from __future__ import annotations
