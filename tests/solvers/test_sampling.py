@@ -167,7 +167,7 @@ def test_langevin_baselines_reach_the_posterior_mean(method):
     mean, _ = T.posterior()
     # D-ULA with the paper's tiny alpha0 needs thousands of steps here; use a larger one.
     schedule = ULASchedule(alpha0=0.01, beta0=0.2)
-    chains = run(method, T, make_graph("complete", 4), 300, 200, seed=2, schedule=schedule)
+    chains = run(method, T, make_graph("complete", 4), 300, 100, seed=2, schedule=schedule)
     start, _ = gaussian_fit(chains[0])
     fit_mean, _ = gaussian_fit(chains[-1])
     mean = torch.as_tensor(mean)

@@ -307,7 +307,7 @@ class BayesianLogisticRegression(Target):
         """Hessian of f_i, (N, C, d, d)."""
         s = torch.sigmoid(self._margins(x))
         w = self.weights[:, None] * s * (1 - s)
-        H = torch.einsum("nmd,ncm,nme->ncde", self.features, w, self.features)
+        H = (self.features[:, None] * w[..., None]).transpose(-1, -2) @ self.features[:, None]
         return H + self.prior_prec * torch.eye(self.dim, dtype=x.dtype, device=x.device)
 
     def prox(
