@@ -46,6 +46,25 @@ def test_dsvd_at_high_bits_reaches_eckart_young():
     assert lplr_svd(a, 6, 32, 32, seed=1).relative_error(a) == pytest.approx(optimum, rel=1e-5)
 
 
+def test_dsvd_matches_numpy_reference_with_sign_convention():
+    a = _low_rank_plus_noise(30, 20)
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    u, s, vh = u[:, :4], s[:4], vh[:4]
+    signs = np.sign(u[np.abs(u).argmax(0), np.arange(4)])
+    u, sv = u * signs, (s * signs)[:, None] * vh
+
+    def nearest(x, bits):  # brute-force nearest of 2**bits levels over [min, max]
+        levels = x.min() + np.arange(2**bits) * (x.max() - x.min()) / (2**bits - 1)
+        return levels[np.abs(x[..., None] - levels).argmin(-1)]
+
+    res = dsvd(a, 4, 3, 5)
+    np.testing.assert_allclose(res.left.dense().numpy(), nearest(u, 3), atol=1e-10)
+    np.testing.assert_allclose(res.dense(), nearest(u, 3) @ nearest(sv, 5), atol=1e-10)
+    # the same matrix with its rows reversed gives the same factorization, rows reversed
+    flipped = dsvd(a[::-1].copy(), 4, 3, 5)
+    np.testing.assert_allclose(flipped.dense()[::-1], res.dense(), atol=1e-10)
+
+
 def test_right_factor_is_the_least_squares_fit_to_the_quantized_left():
     a = _low_rank_plus_noise()
     res = lplr(a, 8, 2, 32, seed=5)
