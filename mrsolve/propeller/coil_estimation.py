@@ -132,13 +132,14 @@ def _align_phase(maps: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
 def _walsh(x: torch.Tensor, kernel_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Dominant eigenvectors (C, ny, nx) and eigenvalues (ny, nx) of windowed x x^H."""
     n_coils, ny, nx = x.shape
-    outer = x[:, None] * x[None].conj()  # R[c, d] = x_c conj(x_d)
-    parts = torch.view_as_real(outer).permute(0, 1, 4, 2, 3).reshape(-1, 1, ny, nx)
-    smooth = torch.nn.functional.avg_pool2d(
-        parts, kernel_size, stride=1, padding=kernel_size // 2, count_include_pad=False
-    )
-    smooth = smooth.reshape(n_coils, n_coils, 2, ny, nx).permute(3, 4, 0, 1, 2).contiguous()
-    corr = torch.view_as_complex(smooth)  # (ny, nx, C, C), Hermitian
+    corr = torch.empty(ny, nx, n_coils, n_coils, dtype=x.dtype, device=x.device)
+    for c in range(n_coils):  # one row of R at a time: memory O(C ny nx), not O(C^2 ny nx)
+        row = torch.view_as_real(x[c] * x.conj()).permute(0, 3, 1, 2).reshape(-1, 1, ny, nx)
+        row = torch.nn.functional.avg_pool2d(
+            row, kernel_size, stride=1, padding=kernel_size // 2, count_include_pad=False
+        )
+        row = row.reshape(n_coils, 2, ny, nx).permute(2, 3, 0, 1).contiguous()
+        corr[:, :, c, :] = torch.view_as_complex(row)  # R[c, d] = <x_c conj(x_d)>
     values, vectors = torch.linalg.eigh(corr)
     return vectors[..., -1].permute(2, 0, 1), values[..., -1]
 
