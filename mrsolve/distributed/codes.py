@@ -10,6 +10,7 @@ that answered. :class:`~mrsolve.distributed.polar.PolarCode` lives in its own mo
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ def _check_blocks(name: str, x: torch.Tensor, count: int) -> None:
         raise ValueError(f"{name} must have {count} blocks along dim 0, got {tuple(x.shape)}")
 
 
-class Code:
+class Code(ABC):
     """A real linear erasure code with ``n`` coded blocks and ``k`` data blocks."""
 
     name = "code"
@@ -68,14 +69,14 @@ class Code:
         return self._decode(torch.where(mask, y, torch.zeros_like(y)), known)
 
     # -- to implement ------------------------------------------------------------------------
-    def _encode(self, u):
-        raise NotImplementedError
+    @abstractmethod
+    def _encode(self, u: torch.Tensor) -> torch.Tensor: ...
 
-    def _recoverable(self, known):
-        raise NotImplementedError
+    @abstractmethod
+    def _recoverable(self, known: np.ndarray) -> np.ndarray: ...
 
-    def _decode(self, y, known):
-        raise NotImplementedError
+    @abstractmethod
+    def _decode(self, y: torch.Tensor, known: np.ndarray) -> tuple[torch.Tensor, np.ndarray]: ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n}, k={self.k})"

@@ -14,6 +14,7 @@ sketch on every device.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -114,7 +115,7 @@ def random_orthogonal(
     return q.to(dtype=dtype, device=resolve_device(device))
 
 
-class Sketch:
+class Sketch(ABC):
     """A random ``(d, m)`` sketch ``S`` with ``E[S S^T] = I_d``.
 
     Subclasses implement ``_apply_t(x)`` = ``S^T x`` for ``x`` of shape ``(d, n)``.
@@ -126,8 +127,9 @@ class Sketch:
         self.device = resolve_device(device)
         self.dtype = dtype
 
+    @abstractmethod
     def _apply_t(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} does not define _apply_t")
+        """``S^T x`` for ``x`` of shape ``(d, n)``."""
 
     def apply_t(self, x: torch.Tensor) -> torch.Tensor:
         """``S^T x``: ``(d,)`` or ``(d, n)`` -> ``(m,)`` or ``(m, n)``."""

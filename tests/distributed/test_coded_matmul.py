@@ -92,7 +92,8 @@ def test_thread_executor_really_waits_only_for_the_fast_workers():
     with ThreadExecutor(max_workers=8) as ex:
         out, rep = coded_matmul(A, B, workers=8, code="mds", executor=ex, delays=delays)
     assert rep.decoded and _rel(out) < 1e-8
-    assert rep.elapsed < 10.0 and sorted(rep.cancelled) == [6, 7]
+    assert rep.elapsed < 10.0 and {6, 7} <= set(rep.cancelled)
+    assert set(rep.answered) <= set(range(6)) and len(rep.answered) >= 4
 
 
 def test_nobody_answers_raises_and_bad_inputs():
