@@ -81,14 +81,27 @@ def run(
     method: Annotated[str, typer.Option(help=f"One of {', '.join(commands.METHODS)}.")] = (
         commands.DEFAULT_METHOD
     ),
+    preset: Annotated[
+        str | None, typer.Option(help="spectral: static, fatwater or dynamic.")
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(help="spectral: iteration budget.")] = None,
+    seed: Annotated[int | None, typer.Option(help="spectral: random seed.")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="spectral: checkpoint file, saved as it runs.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="spectral: continue from --checkpoint.")] = False,
     field_map: Annotated[
         Path | None, typer.Option(help="HDF5 with /field_map_hz (conjugate phase).")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     config: Annotated[Path | None, typer.Option(help="TOML file of method options.")] = None,
 ) -> None:
-    """Reconstruct a raw file and write the output format."""
-    rec = commands.reconstruct_file(raw, output, method, field_map, device, config)
+    """Reconstruct a raw file and write the output format (spectral volume by default)."""
+    flags = {"preset": preset, "iterations": iterations, "seed": seed, "checkpoint": checkpoint}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if resume:
+        flags["resume"] = True
+    rec = commands.reconstruct_file(raw, output, method, field_map, device, config, flags=flags)
     console.print(f"wrote [bold]{output}[/] ({rec.method}, {rec.runtime_s:.1f} s on {rec.device})")
 
 

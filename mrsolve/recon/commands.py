@@ -87,9 +87,19 @@ def reconstruct_file(
     device: str = "cpu",
     config: Path | None = None,
     console: Console | None = None,
+    flags: dict | None = None,
 ) -> Reconstruction:
-    """Read ``raw``, reconstruct with ``method`` and write ``output`` (the output format)."""
+    """Read ``raw``, reconstruct with ``method`` and write ``output`` (the output format).
+
+    Options come from the ``[method]`` table of the TOML ``config``, then ``flags``
+    (command-line values) on top.
+    """
     options = load_method_options(config, method) if config is not None else {}
+    if flags and method != "spectral":
+        raise ValueError(
+            f"--{next(iter(flags))} applies to method 'spectral' only, got --method {method}"
+        )
+    options.update(flags or {})
     check_request(method, options, field_map is not None)
     output = _check_output(output, "output", inputs=(Path(raw),))
     dev = resolve_device(device)

@@ -1,14 +1,15 @@
 """The reconstruction methods ``recon run`` offers, behind one signature.
 
-Each method takes a (prewhitened) static scan and returns a Reconstruction; dynamic
-scans are reconstructed frame by frame and stacked on a leading time axis.
+Every method returns a Reconstruction. The classical ones take a prewhitened static
+scan, so dynamic scans are reconstructed frame by frame and stacked on a leading time
+axis; the spectral method models the whole scan (and its frames) itself.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -22,6 +23,7 @@ from mrsolve.propeller.gridding import gridding
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.pipe import pipe_reconstruct
 from mrsolve.propeller.scan import Scan
+from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.solvers.validation import check_choice
 
 
@@ -44,27 +46,45 @@ def _conjugate_phase(scan: Scan, field_map, device, callback, **options) -> Reco
     return Reconstruction(image=image)
 
 
-Method = Callable[..., Reconstruction]
+def _spectral(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
+    return reconstruct_spectral(scan, device=device, callback=callback, **options)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A reconstruction method: ``run(scan, field_map, device, callback, **options)``.
+
+    ``target`` is the function whose keyword arguments are the method's options;
+    ``per_frame`` methods see one static frame at a time (after prewhitening), the
+    others the whole scan.
+    """
+
+    run: Callable[..., Reconstruction]
+    target: Callable[..., object]
+    per_frame: bool = True
+    needs_field_map: bool = False
+
+
 METHODS: dict[str, Method] = {
-    "gridding": _gridding,
-    "pipe": _pipe,
-    "conjugate-phase": _conjugate_phase,
+    "spectral": Method(_spectral, reconstruct_spectral, per_frame=False),
+    "gridding": Method(_gridding, gridding),
+    "pipe": Method(_pipe, pipe_reconstruct),
+    "conjugate-phase": Method(_conjugate_phase, conjugate_phase, needs_field_map=True),
 }
-DEFAULT_METHOD = "gridding"
-_TARGETS = {"gridding": gridding, "pipe": pipe_reconstruct, "conjugate-phase": conjugate_phase}
-
-
-NEEDS_FIELD_MAP = {"conjugate-phase"}
+DEFAULT_METHOD = "spectral"
+_RESERVED = {"scan", "device", "callback", "field_map_hz", "operator"}
 
 
 def check_request(method: str, options: dict, has_field_map: bool) -> None:
     """Raise ValueError for an unknown method, an unknown option or a missing field map."""
     check_choice("method", method, METHODS)
-    if method in NEEDS_FIELD_MAP and not has_field_map:
+    spec = METHODS[method]
+    if spec.needs_field_map and not has_field_map:
         raise ValueError(f"method {method!r} needs --field-map FILE (an HDF5 with /field_map_hz)")
-    params = inspect.signature(_TARGETS[method]).parameters
-    reserved = {"scan", "device", "callback", "field_map_hz", "operator"}
-    allowed = sorted(set(params) - reserved)
+    params = inspect.signature(spec.target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the method validates its own overrides
+    allowed = sorted(set(params) - _RESERVED)
     for key in options:
         if key not in allowed:
             raise ValueError(f"option {key!r} is not known to method {method!r}; known: {allowed}")
@@ -78,12 +98,21 @@ def reconstruct(
     callback: Callable | None = None,
     **options,
 ) -> Reconstruction:
-    """Prewhiten (when the scan has a noise scan) and reconstruct each frame with ``method``."""
+    """Reconstruct ``scan`` with ``method`` (dynamic scans frame by frame for classical methods).
+
+    Classical methods get prewhitened k-space (when the scan has a noise scan); the
+    spectral method prewhitens itself.
+    """
     check_request(method, options, field_map is not None)
+    spec = METHODS[method]
+    if not spec.per_frame:
+        rec = spec.run(scan, field_map, device, callback, **options)
+        rec.method = method
+        return rec
     if scan.noise is not None:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
     frames = [scan.select_blades(scan.frame == t) for t in range(scan.n_frames)]
-    results = [METHODS[method](f, field_map, device, callback, **options) for f in frames]
+    results = [spec.run(f, field_map, device, callback, **options) for f in frames]
     first = results[0]
     if len(results) == 1:
         first.image = first.image.cpu()

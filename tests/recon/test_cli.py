@@ -62,10 +62,10 @@ def test_config_file_options_reach_the_method(files, tmp_path, capsys):
     cfg = tmp_path / "recon.toml"
     cfg.write_text('[gridding]\ndcf = "pipe-menon"\n')
     out = tmp_path / "g.h5"
-    assert recon("run", raw, "-o", out, "--config", cfg) == 0
+    assert recon("run", raw, "-o", out, "--method", "gridding", "--config", cfg) == 0
     assert read_result(out).config["dcf"] == "pipe-menon"
     cfg.write_text("[gridding]\nbogus = 1\n")
-    assert recon("run", raw, "-o", tmp_path / "h.h5", "--config", cfg) == 2
+    assert recon("run", raw, "-o", tmp_path / "h.h5", "--method", "gridding", "--config", cfg) == 2
     _one_error_line(capsys, "bogus")
     assert not (tmp_path / "h.h5").exists()
 
@@ -112,6 +112,7 @@ def _drop_blade(acq):
         ("empty", ["acquisitions"]),
         ("blades", ["blades"]),
         ("method", ["method", "magic"]),
+        ("spectral_flag", ["--preset", "spectral"]),
         ("unwritable", ["does not exist"]),
         ("field_map_missing", ["field-map"]),
     ],
@@ -138,12 +139,14 @@ def test_bad_input_one_line_exit_2_no_output(case, needles, files, tmp_path, cap
         src = raw
         if case == "method":
             method = "magic"
+        elif case == "spectral_flag":
+            method = "gridding --preset static"
         elif case == "unwritable":
             out = tmp_path / "no" / "such" / "folder" / "out.h5"
         else:
             method = "conjugate-phase"
     before = src.read_bytes() if src.exists() else None
-    assert recon("run", src, "-o", out, "--method", method) == 2
+    assert recon("run", src, "-o", out, "--method", *method.split()) == 2
     _one_error_line(capsys, *needles)
     assert not out.exists()
     assert list(tmp_path.glob(".*.tmp")) == []
