@@ -54,12 +54,6 @@ class CompressedLinear(nn.Module):
             return self.factor("weight")
         return LowRankFactorization(self.factor("left"), self.factor("right"), self.method)
 
-    @property
-    def bits(self) -> int:
-        """Storage of the weight plus the bias (at its dtype)."""
-        bias_bits = 0 if self.bias is None else self.bias.numel() * self.bias.element_size() * 8
-        return self.compressed.bits + bias_bits
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if "weight" in self._meta:
             y = x @ self.factor("weight")._dense().T
