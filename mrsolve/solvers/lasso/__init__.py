@@ -1,0 +1,11 @@
+"""Lasso, elastic net and group lasso paths with cross-validation, and the pretrained lasso.
+
+The GLM families (gaussian, binomial, multinomial, poisson) come from
+:mod:`mrsolve.solvers.datafit`; the solver is glmnet-style coordinate descent.
+"""
+
+from mrsolve.solvers.lasso.cv import CVPath, cv_path, make_folds
+from mrsolve.solvers.lasso.estimators import LassoCV, LassoPath
+from mrsolve.solvers.lasso.path import Path, fit_path
+
+__all__ = ["CVPath", "LassoCV", "LassoPath", "Path", "cv_path", "fit_path", "make_folds"]

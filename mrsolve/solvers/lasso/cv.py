@@ -1,0 +1,123 @@
+"""K-fold cross-validation of a regularization path (glmnet's ``cv.glmnet``).
+
+The folds are fitted on the full-data lambda sequence; the held-out error is the
+datafit's deviance (mean squared error for gaussian), weighted by the observation
+weights, averaged over folds with fold weights; its standard error is the weighted
+spread over folds divided by sqrt(K - 1). ``lambda_min`` minimizes the mean error and
+``lambda_1se`` is the largest lambda whose error is within one standard error of it.
+The out-of-fold ("pre-validated") linear predictors are kept for the pretrained lasso.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mrsolve.solvers.lasso.path import Path, family_datafit, fit_path
+
+
+@dataclass(frozen=True)
+class CVPath:
+    """A path with its cross-validation curve.
+
+    Attributes:
+        path: the full-data path.
+        cv_mean, cv_se: mean held-out deviance and its standard error, ``(L,)``.
+        index_min, index_1se: positions of lambda_min and lambda_1se in ``path.lambdas``.
+        oof_eta: out-of-fold linear predictor without the offset, ``(L, n)`` or ``(L, n, k)``.
+        foldid: fold of each observation ``(n,)``.
+    """
+
+    path: Path
+    cv_mean: np.ndarray
+    cv_se: np.ndarray
+    index_min: int
+    index_1se: int
+    oof_eta: np.ndarray
+    foldid: np.ndarray
+
+    @property
+    def lambda_min(self) -> float:
+        return float(self.path.lambdas[self.index_min])
+
+    @property
+    def lambda_1se(self) -> float:
+        return float(self.path.lambdas[self.index_1se])
+
+    def index(self, rule: str) -> int:
+        """Position of the lambda chosen by ``rule`` ("min" or "1se")."""
+        if rule not in ("min", "1se"):
+            raise ValueError(f"lambda_rule must be 'min' or '1se', got {rule!r}")
+        return self.index_min if rule == "min" else self.index_1se
+
+
+def make_folds(n: int, n_folds: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+    """Balanced random fold labels ``0..n_folds-1`` for ``n`` observations."""
+    if not 2 <= n_folds <= n:
+        raise ValueError(f"n_folds must be in [2, n={n}], got {n_folds}")
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(n) % n_folds)
+
+
+def cv_path(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_folds: int = 10,
+    foldid: np.ndarray | None = None,
+    seed: int | np.random.Generator | None = 0,
+    weights: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+    **path_kwargs,
+) -> CVPath:
+    """Fit :func:`~mrsolve.solvers.lasso.path.fit_path` on all data and on K folds.
+
+    Args:
+        X, y, weights, offset: as for ``fit_path``.
+        n_folds: number of folds K (ignored when ``foldid`` is given).
+        foldid: fold label of each observation ``(n,)``.
+        seed: seed or Generator of the random fold assignment.
+        **path_kwargs: the remaining ``fit_path`` arguments (family, l1_ratio, ...).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    n = X.shape[0]
+    family = path_kwargs.get("family", "gaussian")
+    if family == "multinomial" and path_kwargs.get("n_classes") is None:
+        path_kwargs["n_classes"] = int(np.max(y)) + 1
+    full = fit_path(X, y, weights=weights, offset=offset, **path_kwargs)
+    path_kwargs = {**path_kwargs, "lambdas": full.lambdas}
+    if foldid is None:
+        foldid = make_folds(n, n_folds, seed)
+    foldid = np.asarray(foldid)
+    if foldid.shape != (n,):
+        raise ValueError(f"foldid must have shape ({n},), got {foldid.shape}")
+    folds = np.unique(foldid)
+    if len(folds) < 2:
+        raise ValueError(f"foldid must hold at least 2 folds, got {len(folds)}")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    oof = np.zeros((len(full.lambdas), n, *full.intercept.shape[1:]))
+    errs = np.empty((len(folds), len(full.lambdas)))
+    fold_w = np.empty(len(folds))
+    for f, fold in enumerate(folds):
+        test = foldid == fold
+        train = ~test
+        sub = lambda a, rows: None if a is None else np.asarray(a)[rows]  # noqa: E731
+        fit = fit_path(X[train], y[train], weights=sub(weights, train),
+                       offset=sub(offset, train), **path_kwargs)  # fmt: skip
+        eta = fit.linear_predictor(X[test])
+        if len(eta) < len(full.lambdas):  # the fold's path stopped early: hold its last fit
+            eta = np.concatenate([eta, np.repeat(eta[-1:], len(full.lambdas) - len(eta), 0)])
+        oof[:, test] = eta
+        df = family_datafit(family, y[test], w[test], sub(offset, test),
+                            path_kwargs.get("n_classes"))  # fmt: skip
+        errs[f] = [float(df.deviance(torch.from_numpy(np.ascontiguousarray(e)))) for e in eta]
+        fold_w[f] = w[test].sum()
+    mean = fold_w @ errs / fold_w.sum()
+    var = fold_w @ (errs - mean) ** 2 / fold_w.sum()
+    se = np.sqrt(var / (len(folds) - 1))
+    i_min = int(np.argmin(mean))
+    i_1se = int(np.flatnonzero(mean <= mean[i_min] + se[i_min])[0])
+    return CVPath(full, mean, se, i_min, i_1se, oof, foldid)

@@ -1,0 +1,330 @@
+"""The pretrained lasso (Craig, Pilanci, Le Menestrel, Narasimhan, Rivas, Dehghannasiri,
+Salzman, Taylor, Tibshirani; arXiv:2401.12911).
+
+Stage 1 fits an overall lasso on all the data (input groups: with the K-1 group
+indicators unpenalized) and keeps its out-of-fold linear predictor ``eta_oof`` and its
+support ``S``. Stage 2 fits one lasso per task with offset ``(1 - alpha) * eta_oof`` and
+penalty factors 1 on ``S`` and ``1 / alpha`` elsewhere; it predicts
+``(1 - alpha) * eta_overall(x) + eta_task(x)``. ``alpha = 1`` gives separate per-task
+lassos; ``alpha = 0`` refits the overall support with the overall fit as offset.
+
+Tasks are, by the shape of the problem:
+
+- input groups (``groups`` given; gaussian, binomial, poisson): one task per group;
+- multinomial targets (family "multinomial", no groups): an overall multinomial lasso,
+  ``S`` the union over classes, then one-vs-rest binomial lassos per class;
+- multi-response (gaussian ``y`` of shape ``(n, r)``, no groups): an overall multi-task
+  lasso, ``S`` the rows with any nonzero, then one gaussian lasso per response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from mrsolve.solvers.datafit import FAMILIES
+from mrsolve.solvers.lasso.cv import CVPath, cv_path
+from mrsolve.solvers.lasso.estimators import as_numpy, like_input
+from mrsolve.solvers.validation import check_choice
+
+DEFAULT_ALPHAS = tuple(np.round(np.linspace(0, 1, 11), 2))
+
+
+@dataclass(frozen=True)
+class _Overall:
+    """Stage 1: the overall model at its chosen lambda."""
+
+    cv: CVPath
+    index: int
+    coef: np.ndarray  # (p,) or (p, k), group indicators excluded
+    support: np.ndarray  # (p,) bool
+    n_features: int
+
+    def eta(self, Xa: np.ndarray) -> np.ndarray:
+        """Full-data linear predictor on the augmented design (indicators appended)."""
+        return self.cv.path.linear_predictor(Xa)[self.index]
+
+
+def stage2_penalty_factor(support: np.ndarray, alpha: float) -> np.ndarray:
+    """1 on the overall support, ``1 / alpha`` elsewhere (``inf`` at alpha = 0)."""
+    with np.errstate(divide="ignore"):
+        off_support = np.inf if alpha == 0 else 1.0 / alpha
+    return np.where(support, 1.0, off_support)
+
+
+class PretrainedLasso(BaseEstimator):
+    """Pretrained lasso at a fixed ``alpha`` (see the module docstring).
+
+    Args:
+        alpha: mixing in [0, 1] between the overall model and separate task models.
+        family: "gaussian", "binomial", "poisson" (input groups, or a 2-D gaussian y for
+            multi-response) or "multinomial" (targets as tasks).
+        overall_lambda_rule: "1se" (default) or "min", for stage 1.
+        lambda_rule: "min" (default) or "1se", for the stage-2 lassos.
+        n_folds: folds of every cross-validation.
+        l1_ratio, n_lambdas, standardize, tol: as for :func:`fit_path`.
+        seed: seed of the fold assignments.
+
+    Attributes after ``fit``: ``tasks_`` (group labels, class labels or response
+    indices), ``support_`` ``(p,)``, ``overall_coef_`` ``(p,)`` or ``(p, k)``,
+    ``group_coef_`` ``(K, p)`` and ``group_intercept_`` ``(K,)`` of stage 2,
+    ``group_cv_`` (one CVPath per task), ``overall_cv_``.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        family: str = "gaussian",
+        overall_lambda_rule: str = "1se",
+        lambda_rule: str = "min",
+        n_folds: int = 10,
+        l1_ratio: float = 1.0,
+        n_lambdas: int = 100,
+        standardize: bool = False,
+        tol: float = 1e-10,
+        seed: int | None = 0,
+    ) -> None:
+        self.alpha = alpha
+        self.family = family
+        self.overall_lambda_rule = overall_lambda_rule
+        self.lambda_rule = lambda_rule
+        self.n_folds = n_folds
+        self.l1_ratio = l1_ratio
+        self.n_lambdas = n_lambdas
+        self.standardize = standardize
+        self.tol = tol
+        self.seed = seed
+
+    # -- validation ----------------------------------------------------------------
+    def _path_kwargs(self) -> dict:
+        return dict(l1_ratio=self.l1_ratio, n_lambdas=self.n_lambdas,
+                    standardize=self.standardize, tol=self.tol)  # fmt: skip
+
+    def _validate(self, X, y, groups):
+        check_choice("family", self.family, FAMILIES)
+        check_choice("overall_lambda_rule", self.overall_lambda_rule, ("min", "1se"))
+        check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
+        X = as_numpy(X, "X")
+        y = as_numpy(y, "y")
+        if X is None or X.ndim != 2:
+            raise ValueError(f"X must be a 2-D array (n, p), got {None if X is None else X.shape}")
+        X = X.astype(np.float64)
+        n = X.shape[0]
+        if y.shape[0] != n:
+            raise ValueError(f"y must have {n} rows like X, got {y.shape[0]}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X must be finite, got NaN or infinite values")
+        if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+            raise ValueError("y must be finite, got NaN or infinite values")
+        if groups is not None:
+            groups = as_numpy(groups, "groups")
+            if groups.shape != (n,):
+                raise ValueError(f"groups must have shape ({n},) like X's rows, got {groups.shape}")
+            if self.family == "multinomial":
+                raise ValueError("groups must be None for family='multinomial' (classes are tasks)")
+        elif self.family in ("binomial", "poisson") or (self.family == "gaussian" and y.ndim == 1):
+            raise ValueError(
+                f"groups must be given for family={self.family!r} with a 1-D y "
+                "(only multinomial or 2-D gaussian targets define their own tasks)"
+            )
+        return X, y, groups
+
+    # -- fitting -------------------------------------------------------------------
+    def fit(self, X, y, groups=None):
+        """Fit both stages at ``alpha``; ``groups`` (n,) labels the input groups."""
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        X, y, groups = self._validate(X, y, groups)
+        self._fit_overall(X, y, groups)
+        self._set_stage2(self._fit_stage2(X, self.alpha))
+        return self
+
+    def _encode_targets(self, y, groups):
+        """Family-encoded targets of stage 1 and the list of stage-2 tasks."""
+        fam = self.family
+        if fam in ("binomial", "multinomial"):
+            self.classes_, y = np.unique(y, return_inverse=True)
+            if fam == "binomial" and len(self.classes_) != 2:
+                raise ValueError(f"y must hold 2 classes for family='binomial', got "
+                                 f"{len(self.classes_)}")  # fmt: skip
+            if fam == "multinomial" and len(self.classes_) < 2:
+                raise ValueError(f"y must hold at least 2 classes, got {len(self.classes_)}")
+        y = y.astype(np.int64) if fam == "multinomial" else y.astype(np.float64)
+        if groups is not None:
+            self.tasks_ = np.unique(groups)
+            if len(self.tasks_) < 2:
+                raise ValueError(f"groups must hold at least 2 groups, got {len(self.tasks_)}")
+            for g in self.tasks_:
+                yk = y[groups == g]
+                if fam == "binomial" and len(np.unique(yk)) < 2:
+                    raise ValueError(f"group {g!r} holds a single class of y; every group "
+                                     "needs both classes for family='binomial'")  # fmt: skip
+                if len(yk) < 3:
+                    raise ValueError(f"group {g!r} has {len(yk)} rows; each group needs >= 3")
+            self.kind_ = "groups"
+        elif fam == "multinomial":
+            self.tasks_ = np.arange(len(self.classes_))
+            self.kind_ = "classes"
+        else:
+            self.tasks_ = np.arange(y.shape[1])
+            self.kind_ = "responses"
+        return y
+
+    def _augment(self, X, groups):
+        """X with the K-1 group indicators appended (input groups only)."""
+        if self.kind_ != "groups":
+            return X
+        if not np.all(np.isin(groups, self.tasks_)):
+            unknown = np.setdiff1d(groups, self.tasks_)
+            raise ValueError(f"groups holds labels not seen in fit: {unknown[:5].tolist()}")
+        ind = (groups[:, None] == self.tasks_[None, 1:]).astype(np.float64)
+        return np.hstack([X, ind])
+
+    def _fit_overall(self, X, y, groups):
+        self.y_enc_ = self._encode_targets(y, groups)
+        self.groups_ = groups
+        self.n_features_in_ = X.shape[1]
+        Xa = self._augment(X, groups)
+        p = X.shape[1]
+        pf = np.r_[np.ones(p), np.zeros(Xa.shape[1] - p)]
+        cv = cv_path(Xa, self.y_enc_, family=self.family, penalty_factor=pf,
+                     n_folds=min(self.n_folds, X.shape[0]), seed=self.seed,
+                     **self._path_kwargs())  # fmt: skip
+        index = cv.index(self.overall_lambda_rule)
+        coef = cv.path.coef[index][:p]
+        support = (np.abs(coef) > 0) if coef.ndim == 1 else np.any(np.abs(coef) > 0, axis=1)
+        self.overall_ = _Overall(cv, index, coef, support, p)
+        self.overall_cv_ = cv
+        self.overall_coef_ = coef
+        self.support_ = support
+        self.overall_oof_ = cv.oof_eta[index]
+
+    def _task_data(self, X, t):
+        """Rows, target, offset column and family of stage-2 task ``t``."""
+        if self.kind_ == "groups":
+            rows = self.groups_ == self.tasks_[t]
+            return rows, self.y_enc_[rows], self.overall_oof_[rows], self.family
+        rows = np.ones(X.shape[0], dtype=bool)
+        if self.kind_ == "classes":
+            return rows, (self.y_enc_ == t).astype(np.float64), self.overall_oof_[:, t], "binomial"
+        return rows, self.y_enc_[:, t], self.overall_oof_[:, t], "gaussian"
+
+    def _fit_stage2(self, X, alpha):
+        """One CV lasso per task at ``alpha``: list of (CVPath, chosen index)."""
+        pf = stage2_penalty_factor(self.support_, alpha)
+        fits = []
+        for t in range(len(self.tasks_)):
+            rows, yt, off, fam = self._task_data(X, t)
+            cv = cv_path(X[rows], yt, family=fam, offset=(1 - alpha) * off, penalty_factor=pf,
+                         n_folds=min(self.n_folds, int(rows.sum())), seed=self.seed,
+                         **self._path_kwargs())  # fmt: skip
+            fits.append((cv, cv.index(self.lambda_rule)))
+        return fits
+
+    def _set_stage2(self, fits, alphas=None):
+        self.alphas_per_task_ = (
+            np.full(len(fits), float(self.alpha)) if alphas is None else np.asarray(alphas)
+        )
+        self.group_cv_ = [cv for cv, _ in fits]
+        self.group_coef_ = np.stack([cv.path.coef[i] for cv, i in fits])
+        self.group_intercept_ = np.array([cv.path.intercept[i] for cv, i in fits])
+        self.group_cv_error_ = np.array([cv.cv_mean[i] for cv, i in fits])
+
+    # -- prediction ------------------------------------------------------------------
+    def decision_function(self, X, groups=None):
+        """Linear predictor ``(1 - alpha_t) eta_overall + eta_t``: ``(n,)`` for input
+        groups, ``(n, K)`` (one column per class / response) otherwise."""
+        check_is_fitted(self, "group_coef_")
+        Xn = as_numpy(X, "X")
+        if Xn is None or Xn.ndim != 2 or Xn.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape (n, {self.n_features_in_}), got "
+                             f"{None if Xn is None else Xn.shape}")  # fmt: skip
+        Xn = Xn.astype(np.float64)
+        if self.kind_ == "groups":
+            groups = as_numpy(groups, "groups")
+            if groups is None or groups.shape != (Xn.shape[0],):
+                raise ValueError(f"groups must have shape ({Xn.shape[0]},), got "
+                                 f"{None if groups is None else groups.shape}")  # fmt: skip
+            eta_all = self.overall_.eta(self._augment(Xn, groups))
+            t = np.searchsorted(self.tasks_, groups)
+            own = np.einsum("np,np->n", Xn, self.group_coef_[t]) + self.group_intercept_[t]
+            return like_input((1 - self.alphas_per_task_[t]) * eta_all + own, X)
+        eta_all = self.overall_.eta(Xn)
+        own = Xn @ self.group_coef_.T + self.group_intercept_
+        return like_input((1 - self.alphas_per_task_) * eta_all + own, X)
+
+    def predict_proba(self, X, groups=None):
+        """Class probabilities (binomial: ``(n, 2)``; multinomial: one-vs-rest
+        probabilities normalized to sum to 1, ``(n, K)``)."""
+        if self.family not in ("binomial", "multinomial"):
+            raise AttributeError(f"predict_proba needs a classification family, not {self.family}")
+        eta = as_numpy(self.decision_function(X, groups), "eta")
+        p = 1 / (1 + np.exp(-eta))
+        prob = np.stack([1 - p, p], 1) if p.ndim == 1 else p / p.sum(1, keepdims=True)
+        return like_input(prob, X)
+
+    def predict(self, X, groups=None):
+        """Mean response (gaussian: ``(n,)`` or ``(n, r)``; poisson) or class labels."""
+        eta = as_numpy(self.decision_function(X, groups), "eta")
+        if self.family == "poisson":
+            return like_input(np.exp(eta), X)
+        if self.family == "binomial":
+            return self.classes_[(eta > 0).astype(int)]
+        if self.family == "multinomial":
+            return self.classes_[np.argmax(eta, axis=1)]
+        return like_input(eta, X)
+
+
+class PretrainedLassoCV(PretrainedLasso):
+    """Pretrained lasso with ``alpha`` chosen by cross-validation over ``alphas``.
+
+    Stage 1 is fitted once; stage 2 for every alpha. ``alpha_rule="overall"`` picks the
+    alpha minimizing the task-size weighted mean of the stage-2 CV errors (each at its
+    chosen lambda); ``"per_group"`` picks one alpha per task. Attributes: ``alpha_``
+    (the overall choice), ``alphas_per_task_``, ``cv_error_`` ``(n_alphas,)``,
+    ``cv_error_per_task_`` ``(n_alphas, K)``, plus those of :class:`PretrainedLasso`.
+    """
+
+    def __init__(
+        self,
+        alphas=DEFAULT_ALPHAS,
+        alpha_rule: str = "overall",
+        family: str = "gaussian",
+        overall_lambda_rule: str = "1se",
+        lambda_rule: str = "min",
+        n_folds: int = 10,
+        l1_ratio: float = 1.0,
+        n_lambdas: int = 100,
+        standardize: bool = False,
+        tol: float = 1e-10,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(0.5, family, overall_lambda_rule, lambda_rule, n_folds, l1_ratio,
+                         n_lambdas, standardize, tol, seed)  # fmt: skip
+        self.alphas = alphas
+        self.alpha_rule = alpha_rule
+
+    def fit(self, X, y, groups=None):
+        check_choice("alpha_rule", self.alpha_rule, ("overall", "per_group"))
+        alphas = np.asarray(self.alphas, dtype=np.float64)
+        if alphas.ndim != 1 or len(alphas) == 0 or np.any((alphas < 0) | (alphas > 1)):
+            raise ValueError(f"alphas must be a non-empty 1-D grid in [0, 1], got {self.alphas}")
+        X, y, groups = self._validate(X, y, groups)
+        self._fit_overall(X, y, groups)
+        all_fits = [self._fit_stage2(X, a) for a in alphas]
+        err = np.array([[cv.cv_mean[i] for cv, i in fits] for fits in all_fits])
+        sizes = np.array([self._task_data(X, t)[0].sum() for t in range(len(self.tasks_))])
+        self.alphas_ = alphas
+        self.cv_error_per_task_ = err
+        self.cv_error_ = err @ sizes / sizes.sum()
+        best = int(np.argmin(self.cv_error_))
+        self.alpha_ = float(alphas[best])
+        if self.alpha_rule == "overall":
+            chosen = np.full(len(self.tasks_), best)
+        else:
+            chosen = np.argmin(err, axis=0)
+        self._set_stage2([all_fits[a][t] for t, a in enumerate(chosen)], alphas[chosen])
+        return self
