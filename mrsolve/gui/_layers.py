@@ -1,0 +1,140 @@
+"""Layer data for napari from the data model: no napari or Qt import here.
+
+A napari layer-data tuple is ``(data, kwargs, "image")``. Complex maps are shown as
+magnitudes; the complex array and what it is (its ``role``) travel in
+``metadata["mrsolve"]`` so the writer and the spectrum widget can use them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mrsolve.data.results import GroundTruth, Reconstruction
+from mrsolve.propeller.gridding import gridding
+from mrsolve.propeller.scan import Scan
+from mrsolve.recon.methods import reconstruct
+
+LayerData = tuple[np.ndarray, dict, str]
+ROLES = ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume")
+FIELD_MAP_COLORMAP = "coolwarm"  # diverging: blue below, red above resonance
+FAT_FRACTION_COLORMAP = "magma"
+
+
+def _numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _spatial_labels(ndim: int, leading: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Axis labels for an array of ``ndim`` axes ending in (y, x); extra axes are time."""
+    labels = ("t",) * (ndim - 2 - len(leading)) + leading + ("y", "x")
+    return labels[-ndim:]
+
+
+def _layer(array, name: str, role: str, **kwargs) -> LayerData:
+    array = _numpy(array)
+    info = {"role": role, **kwargs.pop("info", {})}
+    if np.iscomplexobj(array):
+        info["complex"] = array
+        array = np.abs(array)
+    kwargs.setdefault("axis_labels", _spatial_labels(array.ndim))
+    return (
+        array.astype(np.float32),
+        {"name": name, "metadata": {"mrsolve": info}, **kwargs},
+        "image",
+    )
+
+
+def frequency_axis(frequencies_hz) -> tuple[float, float]:
+    """(start, step) in Hz of uniformly spaced bins; ValueError if they are not uniform."""
+    f = _numpy(frequencies_hz).astype(np.float64).reshape(-1)
+    if f.size == 1:
+        return float(f[0]), 1.0
+    step = np.diff(f)
+    if not np.allclose(step, step[0], rtol=1e-3, atol=1e-6 * max(1.0, abs(step[0]))):
+        raise ValueError(f"frequencies_hz must be uniformly spaced, got steps {step.tolist()}")
+    return float(f[0]), float(step[0])
+
+
+def spectral_layer(volume, frequencies_hz, name: str, info: dict | None = None) -> LayerData:
+    """Magnitude of x(f, y, x) (or (t, f, y, x)) with the f axis scaled and labelled in Hz."""
+    volume = _numpy(volume)
+    start, step = frequency_axis(frequencies_hz)
+    lead = volume.ndim - 3
+    extra = {"frequencies_hz": _numpy(frequencies_hz).astype(np.float32), **(info or {})}
+    return _layer(
+        volume,
+        name,
+        "spectral_volume",
+        scale=(1.0,) * lead + (step, 1.0, 1.0),
+        translate=(0.0,) * lead + (start, 0.0, 0.0),
+        axis_labels=_spatial_labels(volume.ndim, ("f (Hz)",)),
+        info=extra,
+    )
+
+
+def result_layers(
+    rec: Reconstruction | GroundTruth, prefix: str, info: dict | None = None
+) -> list[LayerData]:
+    """Layers of a reconstruction or ground truth: image, water, fat, fat fraction (0-1),
+    field map (Hz, diverging, symmetric limits), spectral volume (f axis in Hz)."""
+    info = dict(info or {})
+    layers = [_layer(rec.image, f"{prefix} image", "image", info=info)]
+    for role in ("water", "fat"):
+        if getattr(rec, role) is not None:
+            layers.append(_layer(getattr(rec, role), f"{prefix} {role}", role, info=info))
+    if rec.fat_fraction is not None:
+        layers.append(
+            _layer(
+                rec.fat_fraction,
+                f"{prefix} fat fraction",
+                "fat_fraction",
+                colormap=FAT_FRACTION_COLORMAP,
+                contrast_limits=(0.0, 1.0),
+                info=info,
+            )
+        )
+    if rec.field_map_hz is not None:
+        fmap = _numpy(rec.field_map_hz)
+        limit = float(np.abs(fmap).max()) or 1.0
+        layers.append(
+            _layer(
+                fmap,
+                f"{prefix} field map (Hz)",
+                "field_map_hz",
+                colormap=FIELD_MAP_COLORMAP,
+                contrast_limits=(-limit, limit),
+                info=info,
+            )
+        )
+    volume = getattr(rec, "spectral_volume", None)
+    if volume is not None:
+        layers.append(spectral_layer(volume, rec.frequencies_hz, f"{prefix} spectral volume", info))
+    return layers
+
+
+def blade_images(scan: Scan, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(B, ny, nx) complex64: each blade gridded on its own (root-sum-of-squares over coils)."""
+    return torch.stack(
+        [
+            gridding(scan.select_blades(torch.tensor([b])), device=device).cpu()
+            for b in range(scan.n_blades)
+        ]
+    )
+
+
+def raw_layers(scan: Scan, prefix: str, source: str = "") -> list[LayerData]:
+    """A quick gridding image (per frame for dynamic scans) and the per-blade images.
+
+    Both layers carry the scan in ``metadata["mrsolve"]["scan"]`` so the reconstruction
+    widget can use them as its input.
+    """
+    info = {"scan": scan, "source": source, "field_strength_t": scan.field_strength_t}
+    quick = reconstruct(scan, "gridding").image
+    blades = blade_images(scan)
+    return [
+        _layer(quick, f"{prefix} gridding", "raw", info=info),
+        _layer(blades, f"{prefix} blades", "raw", axis_labels=("blade", "y", "x"), info=info),
+    ]

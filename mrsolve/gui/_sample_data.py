@@ -1,0 +1,13 @@
+"""File > Open Sample: a simulated water/fat PROPELLER phantom (raw k-space and truth)."""
+
+from __future__ import annotations
+
+from mrsolve.data.simulate import simulate
+from mrsolve.gui._layers import LayerData, raw_layers, result_layers
+
+
+def phantom_sample(size: int = 64, n_coils: int = 4, seed: int = 0) -> list[LayerData]:
+    """Layers of a simulated scan (gridding, blades; the scan travels in their metadata)
+    and of its ground truth (image, water, fat, fat fraction, field map)."""
+    sim = simulate(size=size, n_coils=n_coils, n_blades=12, n_lines=16, noise=0.01, seed=seed)
+    return raw_layers(sim.scan, "phantom") + result_layers(sim.truth, "phantom truth")

@@ -1,0 +1,49 @@
+"""Small simulated scans and files shared by the GUI tests (32 px, 2 coils)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mrsolve.data.ismrmrd_io import write_ismrmrd
+from mrsolve.data.results import Reconstruction, write_result
+from mrsolve.data.simulate import simulate
+
+
+@pytest.fixture(scope="session")
+def small_sim():
+    """Water only, on resonance: gridding must then reproduce the object closely."""
+    return simulate(size=32, n_coils=2, n_blades=6, n_lines=8, fat=False, max_offres_hz=0.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def raw_file(small_sim, tmp_path_factory):
+    return write_ismrmrd(tmp_path_factory.mktemp("raw") / "scan.h5", small_sim.scan)
+
+
+@pytest.fixture(scope="session")
+def result():
+    """A result with every map; the spectral volume has 5 bins at -400, -300, ..., 0 Hz."""
+    rng = np.random.default_rng(0)
+
+    def cplx(*shape):
+        z = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+        return torch.as_tensor(z, dtype=torch.complex64)
+
+    water, fat, volume = cplx(32, 32), cplx(32, 32), cplx(5, 32, 32)
+    return Reconstruction(
+        image=water + fat,
+        water=water,
+        fat=fat,
+        fat_fraction=fat.abs() / (water.abs() + fat.abs()),
+        field_map_hz=torch.as_tensor(rng.uniform(-80, 120, (32, 32)), dtype=torch.float32),
+        spectral_volume=volume,
+        frequencies_hz=torch.arange(-400.0, 1.0, 100.0),
+        method="gridding",
+    )
+
+
+@pytest.fixture(scope="session")
+def result_file(result, tmp_path_factory):
+    return write_result(tmp_path_factory.mktemp("result") / "rec.h5", result)

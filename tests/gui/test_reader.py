@@ -1,0 +1,133 @@
+"""Reader, writer and sample data: layers, names, shapes, scales; None for other files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+from mrsolve.data.results import Reconstruction, read_result, write_result
+from mrsolve.gui._reader import get_reader
+from mrsolve.gui._sample_data import phantom_sample
+from mrsolve.gui._writer import write_layers
+
+
+def _by_name(layers):
+    return {kwargs["name"]: (data, kwargs, kind) for data, kwargs, kind in layers}
+
+
+def test_result_file_layers(result, result_file):
+    layers = _by_name(get_reader(str(result_file))(str(result_file)))
+    assert set(layers) == {
+        f"rec {n}"
+        for n in ("image", "water", "fat", "fat fraction", "field map (Hz)", "spectral volume")
+    }
+    image, kwargs, kind = layers["rec image"]
+    assert kind == "image" and image.shape == (32, 32)
+    np.testing.assert_allclose(image, result.image.abs().numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(kwargs["metadata"]["mrsolve"]["complex"], result.image.numpy())
+    _, ff, _ = layers["rec fat fraction"]
+    assert ff["contrast_limits"] == (0.0, 1.0) and ff["colormap"] == "magma"
+    fmap, fm, _ = layers["rec field map (Hz)"]
+    limit = float(result.field_map_hz.abs().max())
+    assert fm["colormap"] == "coolwarm" and fm["contrast_limits"] == (-limit, limit)
+    np.testing.assert_allclose(fmap, result.field_map_hz.numpy())
+    volume, vk, _ = layers["rec spectral volume"]
+    assert volume.shape == (5, 32, 32)
+    assert vk["scale"] == (100.0, 1.0, 1.0) and vk["translate"] == (-400.0, 0.0, 0.0)
+    assert vk["axis_labels"] == ("f (Hz)", "y", "x")
+    # world coordinate of bin i along f is its frequency
+    freqs = vk["translate"][0] + vk["scale"][0] * np.arange(5)
+    np.testing.assert_allclose(freqs, [-400, -300, -200, -100, 0])
+
+
+def test_dynamic_result_has_time_axis(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = (rng.standard_normal((3, 16, 16)) + 1j * rng.standard_normal((3, 16, 16))).astype(
+        np.complex64
+    )
+    path = write_result(tmp_path / "dyn.h5", Reconstruction(image=torch.from_numpy(frames)))
+    [(data, kwargs, _)] = get_reader(str(path))(str(path))
+    assert data.shape == (3, 16, 16) and kwargs["axis_labels"] == ("t", "y", "x")
+    np.testing.assert_allclose(data, np.abs(frames), rtol=1e-6)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_raw_file_layers(small_sim, raw_file):
+    layers = _by_name(get_reader(str(raw_file))(str(raw_file)))
+    assert set(layers) == {"scan gridding", "scan blades"}
+    quick, qk, _ = layers["scan gridding"]
+    blades, bk, _ = layers["scan blades"]
+    assert quick.shape == (32, 32) and blades.shape == (6, 32, 32)
+    assert bk["axis_labels"] == ("blade", "y", "x")
+    assert qk["metadata"]["mrsolve"]["scan"].n_blades == 6
+    truth = small_sim.truth.image.abs().numpy()
+    # independent reference: the simulated object; gridding must resemble it
+    assert _correlation(quick, truth) > 0.97
+    # one blade alone is blurred across its readout but still correlates with the object
+    assert min(_correlation(b, truth) for b in blades) > 0.3
+
+
+def test_unrelated_files_have_no_reader(tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["image"] = np.zeros((4, 4))  # an /image but no mrsolve "kind"
+        f.create_group("dataset")["xml"] = "not xml"
+    text = tmp_path / "notes.h5"
+    text.write_text("plain text")
+    for path in (other, text, tmp_path / "missing.h5", tmp_path):
+        assert get_reader(str(path)) is None
+    assert get_reader([str(other)]) is None
+
+
+def test_writer_round_trip(result, result_file, tmp_path):
+    layers = get_reader(str(result_file))(str(result_file))
+    [path] = write_layers(str(tmp_path / "copy.h5"), layers)
+    back = read_result(path)
+    for name in ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume"):
+        np.testing.assert_array_equal(getattr(back, name).numpy(), getattr(result, name).numpy())
+    np.testing.assert_allclose(back.frequencies_hz.numpy(), [-400, -300, -200, -100, 0])
+    assert back.method == "gridding"
+
+
+def test_writer_without_metadata_uses_layer_data(tmp_path):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    [path] = write_layers(str(tmp_path / "plain.h5"), [(data, {"name": "x"}, "image")])
+    np.testing.assert_array_equal(read_result(path).image.numpy(), data.astype(np.complex64))
+
+
+def test_sample_data_layers():
+    layers = _by_name(phantom_sample(size=32, n_coils=2))
+    assert {"phantom gridding", "phantom blades", "phantom truth fat fraction"} <= set(layers)
+    assert layers["phantom truth image"][0].shape == (32, 32)
+    assert layers["phantom blades"][0].shape == (12, 32, 32)
+
+
+def test_import_needs_neither_qt_nor_napari():
+    code = (
+        "import sys, mrsolve, mrsolve.gui, mrsolve.gui.launch, mrsolve.gui._reader, "
+        "mrsolve.gui._writer, mrsolve.gui._worker, mrsolve.gui._sample_data\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'PyQt6', 'qtpy', 'vispy')]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_manifest_is_valid():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("mrsolve")
+    manifest.validate_imports()
+    assert manifest.name == "mrsolve"
+    assert {c.id for c in manifest.contributions.commands} >= {
+        "mrsolve.get_reader",
+        "mrsolve.write_layers",
+        "mrsolve.phantom_sample",
+    }
