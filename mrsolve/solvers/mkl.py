@@ -1,0 +1,144 @@
+"""Gated-ReLU networks as multiple kernel learning (arXiv 2309.15096).
+
+Patterns ``D_i = diag(1[X g_i >= 0])`` of gates ``g_i`` give the masked feature maps
+``A_i = D_i X`` and the kernel ``K_eta = sum_i eta_i D_i X X^T D_i``. With
+``||u|| = min_{eta > 0} ||u||^2 / (2 eta) + eta / 2`` the gated-ReLU group lasso
+
+    min_u 1/(2n) ||sum_i A_i u_i - y||^2 + beta sum_i ||u_i||_2
+
+is kernel ridge regression in ``K_eta`` jointly minimized over ``eta``: for fixed ``eta``,
+``alpha = (K_eta + n beta I)^(-1) y`` and ``u_i = eta_i A_i^T alpha``; for fixed ``u``,
+``eta_i = ||u_i||``. :func:`reweight` alternates the two (a majorize-minimize scheme whose
+objective decreases to the group-lasso optimum). The NTK of the gated ReLU network is
+``K_eta`` with ``eta_i`` the probability that a Gaussian gate gives pattern ``D_i``
+(:func:`ntk_weights`). ``X`` is used as given: append a column of ones for a bias. For
+``k`` outputs the groups are shared across outputs (``||u_i||`` is a Frobenius norm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from mrsolve.solvers.convex_nn.patterns import gate_masks
+from mrsolve.solvers.validation import check_finite, check_positive
+
+
+def _check(X: torch.Tensor, gates: torch.Tensor) -> None:
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(X.shape)}")
+    check_finite("X", X)
+    if gates.ndim != 2 or gates.shape[1] != X.shape[1]:
+        raise ValueError(f"gates must have shape (P, {X.shape[1]}), got {tuple(gates.shape)}")
+
+
+def masked_kernel(
+    X: torch.Tensor, gates: torch.Tensor, eta: torch.Tensor, Z: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``K_eta(Z, X) = sum_i eta_i D_i(Z) Z X^T D_i(X)``: ``(m, n)`` (``Z = X`` by default).
+
+    Args:
+        X: ``(n, d)`` training data.
+        gates: ``(P, d)``.
+        eta: ``(P,)`` non-negative mask weights.
+        Z: ``(m, d)`` points to evaluate at.
+    """
+    _check(X, gates)
+    if eta.shape != (gates.shape[0],) or bool((eta < 0).any()):
+        raise ValueError(f"eta must be >= 0 of shape ({gates.shape[0]},), got {tuple(eta.shape)}")
+    Z = X if Z is None else Z
+    DX = gate_masks(X, gates).to(X.dtype)
+    DZ = DX if Z is X else gate_masks(Z, gates).to(X.dtype)
+    return (Z @ X.T) * ((DZ * eta.to(X.dtype)) @ DX.T)
+
+
+def ntk_weights(
+    X: torch.Tensor, gates: torch.Tensor, n_samples: int = 20000, seed: int = 0
+) -> torch.Tensor:
+    """Monte Carlo probability that ``h ~ N(0, I)`` gives the pattern of each gate on ``X``.
+
+    Returns ``(P,)`` weights (they sum to at most 1: patterns of ``X`` missing from
+    ``gates`` carry the rest of the mass).
+    """
+    _check(X, gates)
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(n_samples, X.shape[1], generator=gen, dtype=torch.float64).to(X)
+    pats = torch.cat([gate_masks(X, gates).T, gate_masks(X, h).T])  # (P + S, n)
+    _, inverse = torch.unique(pats, dim=0, return_inverse=True)
+    counts = torch.bincount(inverse[gates.shape[0] :], minlength=int(inverse.max()) + 1)
+    return counts[inverse[: gates.shape[0]]].to(X.dtype) / n_samples
+
+
+def kernel_ridge(K: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
+    """``alpha = (K + n beta I)^(-1) y`` (the dual of the ``eta``-weighted ridge)."""
+    n = K.shape[0]
+    A = K + n * beta * torch.eye(n, dtype=K.dtype, device=K.device)
+    return torch.linalg.solve(A, y)
+
+
+@dataclass
+class MKLResult:
+    """Output of :func:`reweight`: final ``eta`` ``(P,)``, dual coefficients ``alpha``,
+    group weights ``u`` ``(P, d, k)`` and the group-lasso objective per iteration."""
+
+    eta: torch.Tensor
+    alpha: torch.Tensor
+    u: torch.Tensor
+    objective: list[float] = field(default_factory=list)
+    converged: bool = False
+
+
+def group_lasso_objective(
+    X: torch.Tensor, gates: torch.Tensor, u: torch.Tensor, y: torch.Tensor, beta: float
+) -> float:
+    """``1/(2n) ||sum_i D_i X u_i - y||^2 + beta sum_i ||u_i||`` for ``u`` ``(P, d, k)``."""
+    D = gate_masks(X, gates).to(X.dtype)
+    pred = torch.einsum("np,nd,pdk->nk", D, X, u)
+    y2 = y[:, None] if y.ndim == 1 else y
+    fit = 0.5 * float(((pred - y2) ** 2).sum()) / X.shape[0]
+    return fit + beta * float(torch.linalg.vector_norm(u, dim=(1, 2)).sum())
+
+
+def reweight(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    gates: torch.Tensor,
+    beta: float,
+    eta0: torch.Tensor | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-9,
+    seed: int = 0,
+) -> MKLResult:
+    """Iteratively reweighted kernel ridge: ``alpha = (K_eta + n beta I)^(-1) y``,
+    ``u_i = eta_i (D_i X)^T alpha``, ``eta_i = ||u_i||``; from ``eta0`` (NTK weights by
+    default). Stops when the objective decreases by less than ``tol`` relative."""
+    _check(X, gates)
+    beta = check_positive("beta", beta)
+    y2 = y[:, None] if y.ndim == 1 else y
+    if y2.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have {X.shape[0]} rows, got shape {tuple(y.shape)}")
+    eta = ntk_weights(X, gates, seed=seed) if eta0 is None else eta0.to(X.dtype)
+    D = gate_masks(X, gates).to(X.dtype)
+    res = MKLResult(eta, y2, torch.zeros(0))
+    for _ in range(max_iter):
+        alpha = kernel_ridge(masked_kernel(X, gates, eta), y2.to(X.dtype), beta)
+        u = eta[:, None, None] * torch.einsum("np,nd,nk->pdk", D, X, alpha)
+        res.eta, res.alpha, res.u = eta, alpha, u
+        res.objective.append(group_lasso_objective(X, gates, u, y2, beta))
+        eta = torch.linalg.vector_norm(u, dim=(1, 2))
+        if len(res.objective) > 1:
+            prev, cur = res.objective[-2], res.objective[-1]
+            if prev - cur <= tol * abs(cur):
+                res.converged = True
+                break
+    return res
+
+
+def kernel_predict(
+    X: torch.Tensor, gates: torch.Tensor, eta: torch.Tensor, alpha: torch.Tensor, Z: torch.Tensor
+) -> torch.Tensor:
+    """Kernel predictions ``K_eta(Z, X) alpha`` at new points ``Z`` ``(m, d)``."""
+    return masked_kernel(X, gates, eta, Z) @ alpha
