@@ -1,0 +1,33 @@
+"""Two-layer ReLU training through its Max-Cut connection (arXiv 2311.13177).
+
+:func:`solve` (random-hyperplane rounding with a certified approximation ratio),
+:func:`solve_orthogonal` (exact for orthogonally separable data), the dataset
+generators and the dual bounds.
+"""
+
+from mrsolve.solvers.maxcut.bounds import arrangement_bound, maxcut_bound, relaxation_bound
+from mrsolve.solvers.maxcut.datasets import (
+    CLASSES,
+    dataset_class,
+    geometric_factor,
+    is_negatively_correlated,
+    is_orthogonally_separable,
+    make_dataset,
+)
+from mrsolve.solvers.maxcut.solve import MaxCutSolution, orthogonal_gates, solve, solve_orthogonal
+
+__all__ = [
+    "CLASSES",
+    "MaxCutSolution",
+    "arrangement_bound",
+    "dataset_class",
+    "geometric_factor",
+    "is_negatively_correlated",
+    "is_orthogonally_separable",
+    "make_dataset",
+    "maxcut_bound",
+    "orthogonal_gates",
+    "relaxation_bound",
+    "solve",
+    "solve_orthogonal",
+]
