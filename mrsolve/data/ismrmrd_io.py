@@ -1,7 +1,11 @@
 """ISMRMRD HDF5 reader and writer for PROPELLER scans (methods/propeller.md, "File conventions").
 
-One acquisition per readout line: ``idx.set`` = blade (within its frame),
-``idx.kspace_encode_step_1`` = line in the blade, ``idx.repetition`` = frame;
+One acquisition per readout line: ``idx.set`` = blade (within its frame and echo),
+``idx.kspace_encode_step_1`` = line in the blade, ``idx.repetition`` = frame,
+``idx.slice`` = slice (one Scan each), ``idx.contrast`` = echo (its TE is entry
+``contrast`` of the header's ``sequenceParameters.TE`` list; echoes become extra blades
+of the slice's Scan with ``Scan.echo``), ``idx.average`` = average (the averages of a
+line are combined by their complex mean);
 ``traj`` (samples, 2) in cycles/FOV as (kx, ky); ``sample_time_us`` = dwell;
 ``center_sample`` = echo centre; ``acquisition_time_stamp`` in ticks of 2.5 ms (the
 Siemens convention). Noise scans carry ACQ_IS_NOISE_MEASUREMENT and become
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +62,13 @@ class HeaderFacts:
     n_lines: int | None
     n_repetitions: int | None
     parser: str
+    echo_te_s: tuple[float, ...] = ()
 
 
 # -- writing ---------------------------------------------------------------------------
 
 
-def _header_xml(scan: Scan, n_sets: int, title: str) -> str:
+def _header_xml(scan: Scan, n_sets: int, n_slices: int, n_averages: int, title: str) -> str:
     ny, nx = scan.image_shape
     fov_y, fov_x = scan.fov_mm
     space = xsd.encodingSpaceType(
@@ -78,6 +84,9 @@ def _header_xml(scan: Scan, n_sets: int, title: str) -> str:
         ),
         set=xsd.limitType(minimum=0, maximum=n_sets - 1, center=0),
         repetition=xsd.limitType(minimum=0, maximum=scan.n_frames - 1, center=0),
+        slice=xsd.limitType(minimum=0, maximum=n_slices - 1, center=0),
+        contrast=xsd.limitType(minimum=0, maximum=scan.n_echoes - 1, center=0),
+        average=xsd.limitType(minimum=0, maximum=n_averages - 1, center=0),
     )
     description = xsd.trajectoryDescriptionType(
         identifier="propeller",
@@ -106,17 +115,17 @@ def _header_xml(scan: Scan, n_sets: int, title: str) -> str:
             )
         ],
         sequenceParameters=xsd.sequenceParametersType(
-            TE=[scan.te_s * 1e3], sequence_type=_SEQUENCE_NAMES[scan.sequence]
+            TE=[te * 1e3 for te in scan.echo_te_s], sequence_type=_SEQUENCE_NAMES[scan.sequence]
         ),
     )
     return xsd.ToXML(header)
 
 
-def _blade_sets(frame: np.ndarray) -> np.ndarray:
-    """Index of each blade within its frame, in acquisition order."""
+def _blade_sets(frame: np.ndarray, echo: np.ndarray) -> np.ndarray:
+    """Index of each blade within its (frame, echo), in acquisition order."""
     sets = np.zeros_like(frame)
-    for f in np.unique(frame):
-        where = np.flatnonzero(frame == f)
+    for key in set(zip(frame.tolist(), echo.tolist(), strict=True)):
+        where = np.flatnonzero((frame == key[0]) & (echo == key[1]))
         sets[where] = np.arange(where.size)
     return sets
 
@@ -135,40 +144,26 @@ def _rows(heads: np.ndarray, data: list[np.ndarray], traj: list[np.ndarray]) -> 
     return rows
 
 
-def write_ismrmrd(
-    path: str | os.PathLike, scan: Scan, title: str = "mrsolve PROPELLER", noise_chunk: int = 1024
-) -> Path:
-    """Write ``scan`` as an ISMRMRD HDF5 file (atomically: temporary name, then rename).
+def _noise_parts(scan: Scan, noise_chunk: int) -> list[np.ndarray]:
+    if scan.noise is None:
+        return []
+    noise = scan.noise.detach().cpu().numpy().astype(np.complex64)
+    return [noise[:, i : i + noise_chunk] for i in range(0, noise.shape[1], noise_chunk)]
 
-    Noise scans come first, then one acquisition per line, blade by blade. Sample times
-    are not stored: a reader recomputes them from dwell, echo centre, TE and sequence
-    type. Timestamps are rounded to 2.5 ms ticks.
-    """
-    if not isinstance(scan, Scan):
-        raise TypeError(f"scan must be a propeller.scan.Scan, got {type(scan).__name__}")
+
+def _image_records(scan: Scan, slice_index: int, average: int) -> tuple[np.ndarray, list, list]:
+    """Headers, data and trajectories of the imaging lines of one slice (one average)."""
     kspace = scan.kspace.detach().cpu().numpy().astype(np.complex64)
     traj = scan.traj.detach().cpu().numpy().astype(np.float32)
     frame = scan.frame.cpu().numpy().astype(np.int64)
-    sets = _blade_sets(frame)
-    n_sets = int(sets.max()) + 1
+    echo = scan.echo.cpu().numpy().astype(np.int64)
+    sets = _blade_sets(frame, echo)
     stamps = scan.timestamps_s.cpu().numpy().astype(np.float64)
     stamps = np.round((stamps - stamps.min()) / TICK_S)  # uint32 ticks from the first blade
     angles = scan.angles.cpu().numpy().astype(np.float64)
-    noise_parts = []
-    if scan.noise is not None:
-        noise = scan.noise.detach().cpu().numpy().astype(np.complex64)
-        noise_parts = [noise[:, i : i + noise_chunk] for i in range(0, noise.shape[1], noise_chunk)]
-    n_noise, n_lines = len(noise_parts), scan.n_blades * scan.n_lines
-
+    n_lines = scan.n_blades * scan.n_lines
     # Headers filled column-wise (the per-object ismrmrd.Acquisition API is ~100x slower here).
-    heads = np.zeros(n_noise + n_lines, dtype=acquisition_header_dtype)
-    heads["version"] = 1
-    heads["scan_counter"] = np.arange(heads.size)
-    heads["sample_time_us"] = scan.dwell_s * 1e6
-    heads["active_channels"] = heads["available_channels"] = scan.n_coils
-    heads["number_of_samples"][:n_noise] = [part.shape[1] for part in noise_parts]
-    heads["flags"][:n_noise] = _flag("ACQ_IS_NOISE_MEASUREMENT")
-    img = heads[n_noise:]  # a view: filling it fills heads
+    img = np.zeros(n_lines, dtype=acquisition_header_dtype)
     blade = np.repeat(np.arange(scan.n_blades), scan.n_lines)
     line = np.tile(np.arange(scan.n_lines), scan.n_blades)
     img["number_of_samples"] = scan.n_readout
@@ -178,6 +173,9 @@ def write_ismrmrd(
     img["idx"]["set"] = sets[blade]
     img["idx"]["kspace_encode_step_1"] = line
     img["idx"]["repetition"] = frame[blade]
+    img["idx"]["contrast"] = echo[blade]
+    img["idx"]["slice"] = slice_index
+    img["idx"]["average"] = average
     c, s = np.cos(angles[blade]), np.sin(angles[blade])
     img["read_dir"] = np.stack([c, s, 0 * c], -1)
     img["phase_dir"] = np.stack([-s, c, 0 * c], -1)
@@ -185,18 +183,91 @@ def write_ismrmrd(
     img["flags"] = np.where(line == 0, _flag("ACQ_FIRST_IN_ENCODE_STEP1"), 0) | np.where(
         line == scan.n_lines - 1, _flag("ACQ_LAST_IN_ENCODE_STEP1"), 0
     )
-    img["flags"][-1] |= _flag("ACQ_LAST_IN_MEASUREMENT")
-    data = noise_parts + list(kspace.transpose(1, 2, 0, 3).reshape(n_lines, scan.n_coils, -1))
-    trajs = [np.zeros((p.shape[1], 0), np.float32) for p in noise_parts] + list(
-        traj.reshape(n_lines, scan.n_readout, 2)
-    )
+    data = list(kspace.transpose(1, 2, 0, 3).reshape(n_lines, scan.n_coils, -1))
+    return img, data, list(traj.reshape(n_lines, scan.n_readout, 2))
+
+
+def _check_compatible(slices: list[list[Scan]]) -> None:
+    first = slices[0][0]
+    keys = ("image_shape", "dwell_s", "center_sample", "sequence", "echo_te_s")
+    for i, averages in enumerate(slices):
+        for scan in averages:
+            if not isinstance(scan, Scan):
+                raise TypeError(
+                    f"slices must hold propeller.scan.Scan objects, got {type(scan).__name__}"
+                )
+            if tuple(scan.kspace.shape) != tuple(first.kspace.shape) or any(
+                getattr(scan, k) != getattr(first, k) for k in keys
+            ):
+                raise ValueError(
+                    f"slice {i} must have the first slice's k-space shape and {', '.join(keys)} "
+                    f"(one ISMRMRD header), got a different scan"
+                )
+    if len({len(a) for a in slices}) != 1:
+        raise ValueError(
+            f"every slice must have the same number of averages, got {[len(a) for a in slices]}"
+        )
+
+
+def write_exam(
+    path: str | os.PathLike,
+    slices: Sequence[Scan | Sequence[Scan]],
+    title: str = "mrsolve PROPELLER",
+    noise_chunk: int = 1024,
+) -> Path:
+    """Write several slices (each a Scan, or a list of Scans = its averages) as one ISMRMRD file.
+
+    Slice i gets ``idx.slice = i``, average a ``idx.average = a`` and each blade's echo
+    ``idx.contrast``; the header holds every echo's TE. All scans must share one header
+    (image shape, dwell, echo centre, sequence, echo times). The noise scan of the first
+    slice comes first. Written atomically (temporary name, then rename).
+    """
+    if isinstance(slices, Scan) or not isinstance(slices, Sequence) or len(slices) == 0:
+        raise ValueError(f"slices must be a non-empty list of Scans, got {type(slices).__name__}")
+    groups = [[s] if isinstance(s, Scan) else list(s) for s in slices]
+    if any(len(g) == 0 for g in groups):
+        raise ValueError("every slice must have at least one Scan (average), got an empty list")
+    _check_compatible(groups)
+    first = groups[0][0]
+    noise_parts = _noise_parts(first, noise_chunk)
+    records = [
+        _image_records(scan, i, a) for i, group in enumerate(groups) for a, scan in enumerate(group)
+    ]
+    noise_heads = np.zeros(len(noise_parts), dtype=acquisition_header_dtype)
+    noise_heads["number_of_samples"] = [part.shape[1] for part in noise_parts]
+    noise_heads["flags"] = _flag("ACQ_IS_NOISE_MEASUREMENT")
+    heads = np.concatenate([noise_heads, *(r[0] for r in records)])
+    heads["version"] = 1
+    heads["scan_counter"] = np.arange(heads.size)
+    heads["sample_time_us"] = first.dwell_s * 1e6
+    heads["active_channels"] = heads["available_channels"] = first.n_coils
+    heads["flags"][-1] |= _flag("ACQ_LAST_IN_MEASUREMENT")
+    data = noise_parts + [d for r in records for d in r[1]]
+    trajs = [np.zeros((p.shape[1], 0), np.float32) for p in noise_parts]
+    trajs += [t for r in records for t in r[2]]
     rows = _rows(heads, data, trajs)
+    n_sets = int(_blade_sets(first.frame.cpu().numpy(), first.echo.cpu().numpy()).max()) + 1
+    xml = _header_xml(first, n_sets, len(groups), len(groups[0]), title)
     with atomic_output(path) as tmp:
         with ismrmrd.Dataset(str(tmp), "dataset", mode="w") as dset:
-            dset.write_xml_header(_header_xml(scan, n_sets, title))
+            dset.write_xml_header(xml)
         with h5py.File(tmp, "a") as f:
             f["dataset"].create_dataset("data", data=rows, maxshape=(None,), chunks=True)
     return Path(path)
+
+
+def write_ismrmrd(
+    path: str | os.PathLike, scan: Scan, title: str = "mrsolve PROPELLER", noise_chunk: int = 1024
+) -> Path:
+    """Write ``scan`` as an ISMRMRD HDF5 file (atomically: temporary name, then rename).
+
+    Noise scans come first, then one acquisition per line, blade by blade. Sample times
+    are not stored: a reader recomputes them from dwell, echo centre, each echo's TE and
+    the sequence type. Timestamps are rounded to 2.5 ms ticks.
+    """
+    if not isinstance(scan, Scan):
+        raise TypeError(f"scan must be a propeller.scan.Scan, got {type(scan).__name__}")
+    return write_exam(path, [scan], title, noise_chunk)
 
 
 # -- header parsing ----------------------------------------------------------------------
@@ -231,6 +302,7 @@ def _facts_from_ismrmrd(xml: str) -> HeaderFacts:
         n_lines=_limit(enc.encodingLimits, "kspace_encoding_step_1"),
         n_repetitions=_limit(enc.encodingLimits, "repetition"),
         parser="ismrmrd",
+        echo_te_s=tuple(float(te) * 1e-3 for te in (seq.TE if seq is not None else None) or ()),
     )
 
 
@@ -275,6 +347,10 @@ def _facts_from_etree(xml: str) -> HeaderFacts:
     fov_x = _text(enc, "encodedSpace", "fieldOfView_mm", "x", cast=float)
     fov_y = _text(enc, "encodedSpace", "fieldOfView_mm", "y", cast=float)
     te_ms = _text(root, "sequenceParameters", "TE", cast=float)
+    seq_node = _child(root, "sequenceParameters")
+    all_te_ms = [
+        float(c.text) for c in (seq_node if seq_node is not None else []) if _local(c.tag) == "TE"
+    ]
     field = _text(root, "acquisitionSystemInformation", "systemFieldStrength_T", cast=float)
     h1 = _text(root, "experimentalConditions", "H1resonanceFrequency_Hz", cast=float)
 
@@ -294,6 +370,7 @@ def _facts_from_etree(xml: str) -> HeaderFacts:
         n_lines=limit("kspace_encoding_step_1"),
         n_repetitions=limit("repetition"),
         parser="etree",
+        echo_te_s=tuple(te * 1e-3 for te in all_te_ms),
     )
 
 
@@ -329,15 +406,7 @@ def _dataset_name(path: Path) -> str:
     )
 
 
-def read_ismrmrd(path: str | os.PathLike) -> Scan:
-    """Read a PROPELLER (or radial / per-sample-trajectory) ISMRMRD file into a Scan.
-
-    Blades are the (repetition, set) pairs in order of first appearance; lines are
-    sorted by ``kspace_encode_step_1``. The file is opened read-only. Raises
-    FileNotFoundError for a missing file and ValueError naming the problem for
-    everything else (not HDF5, no ISMRMRD dataset, unsupported trajectory, wrong
-    trajectory dimensions, NaN or empty data, blades inconsistent with the header).
-    """
+def _open_records(path: str | os.PathLike) -> tuple[Path, HeaderFacts, str]:
     p = check_hdf5(path)
     name = _dataset_name(p)
     with ismrmrd.Dataset(str(p), name, mode="r") as dset:
@@ -347,18 +416,54 @@ def read_ismrmrd(path: str | os.PathLike) -> Scan:
             f"ISMRMRD trajectory must be one of {list(ACCEPTED_TRAJECTORIES)} "
             f"(PROPELLER: 'other' with identifier 'propeller'), got {facts.trajectory!r}"
         )
-    # One bulk read of the acquisition records (ismrmrd.hdf5.acquisition_dtype layout):
-    # Dataset.read_acquisition re-indexes the file per line, ~10 ms each here.
-    with h5py.File(p, "r") as f:
-        rows = f[name]["data"][()] if "data" in f[name] else np.empty(0, acquisition_dtype)
-    heads = rows["head"]
+    return p, facts, name
+
+
+def _imaging(heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the noise scans and of the imaging lines (navigators etc. skipped)."""
     flags = heads["flags"].astype(np.uint64)
     is_noise = (flags & np.uint64(_flag("ACQ_IS_NOISE_MEASUREMENT"))) != 0
     skipped = np.zeros_like(is_noise)
     for flag in _SKIPPED_FLAGS:
         skipped |= (flags & np.uint64(_flag(flag))) != 0
-    noise = [_samples(rows[i]) for i in np.flatnonzero(is_noise)]
-    imaging = np.flatnonzero(~is_noise & ~skipped)
+    return np.flatnonzero(is_noise), np.flatnonzero(~is_noise & ~skipped)
+
+
+def list_slices(path: str | os.PathLike) -> list[int]:
+    """The slice indices (``idx.slice``) of a file's imaging lines, sorted; reads headers only."""
+    p, _, name = _open_records(path)
+    with h5py.File(p, "r") as f:
+        if "data" not in f[name]:
+            raise ValueError(f"file {str(p)!r} has no imaging acquisitions (no 'data')")
+        heads = f[name]["data"].fields("head")[()]
+    _, imaging = _imaging(heads)
+    if imaging.size == 0:
+        raise ValueError(
+            f"file {str(p)!r} has no imaging acquisitions (empty, or noise scans only)"
+        )
+    return sorted(set(heads["idx"]["slice"][imaging].tolist()))
+
+
+def read_slices(path: str | os.PathLike, slices: Sequence[int] | None = None) -> dict[int, Scan]:
+    """Read the slices of an ISMRMRD file: {slice index: Scan}, in slice order.
+
+    Per slice, blades are the (repetition, contrast, set) triples in order of first
+    appearance (``Scan.frame`` = repetition, ``Scan.echo`` = contrast, each echo's
+    sample times from its own TE); lines are sorted by ``kspace_encode_step_1``; the
+    averages of a line are combined by their complex mean. ``slices`` = None reads
+    them all. Raises FileNotFoundError for a missing file and ValueError naming the
+    problem for everything else (not HDF5, no ISMRMRD dataset, unsupported trajectory,
+    wrong trajectory dimensions, NaN or empty data, blades inconsistent with the
+    header, a requested slice not in the file).
+    """
+    p, facts, name = _open_records(path)
+    # One bulk read of the acquisition records (ismrmrd.hdf5.acquisition_dtype layout):
+    # Dataset.read_acquisition re-indexes the file per line, ~10 ms each here.
+    with h5py.File(p, "r") as f:
+        rows = f[name]["data"][()] if "data" in f[name] else np.empty(0, acquisition_dtype)
+    heads = rows["head"]
+    noise_idx, imaging = _imaging(heads)
+    noise = [_samples(rows[i]) for i in noise_idx]
     if imaging.size == 0:
         raise ValueError(
             f"file {str(p)!r} has no imaging acquisitions (empty, or noise scans only)"
@@ -375,21 +480,68 @@ def read_ismrmrd(path: str | os.PathLike) -> Scan:
         raise ValueError(
             f"sample_time_us must be the same for all lines, got values from {dwells.min()} to {dwells.max()}"
         )
-    blades: dict[tuple[int, int], dict[int, tuple]] = {}
-    for i in imaging:
+    in_file = sorted(set(heads["idx"]["slice"][imaging].tolist()))
+    wanted = in_file if slices is None else [int(s) for s in slices]
+    missing = sorted(set(wanted) - set(in_file))
+    if missing:
+        raise ValueError(f"slices {missing} are not in {str(p)!r}, which holds slices {in_file}")
+    first = heads[imaging[0]]
+    dwell, centre = float(dwells[0]) * 1e-6, int(first["center_sample"])
+    scans = {}
+    for index in sorted(set(wanted)):
+        lines = imaging[heads["idx"]["slice"][imaging] == index]
+        scan = _assemble(_blades(rows, lines), noise, facts, dwell, centre)
+        scan.extra.update(slice=index, slices_in_file=in_file)
+        scans[index] = scan
+    return scans
+
+
+def read_ismrmrd(path: str | os.PathLike, slice: int | None = None) -> Scan:
+    """Read one slice of a PROPELLER (or radial / per-sample-trajectory) ISMRMRD file.
+
+    ``slice`` = None reads the file's lowest slice index (the only one of a single-slice
+    file); ``scan.extra["slices_in_file"]`` lists them all. See :func:`read_slices`.
+    """
+    if slice is None:
+        return next(iter(read_slices(path, [list_slices(path)[0]]).values()))
+    return read_slices(path, [slice])[slice]
+
+
+def _blades(rows: np.ndarray, lines: np.ndarray) -> dict[tuple[int, int, int], dict[int, tuple]]:
+    """{(repetition, contrast, set): {line: (data, traj, time stamp)}}, averages combined."""
+    heads = rows["head"]
+    blades: dict[tuple[int, int, int], dict[int, list]] = {}
+    for i in lines:
         head = heads[i]
-        key = (int(head["idx"]["repetition"]), int(head["idx"]["set"]))
-        line = int(head["idx"]["kspace_encode_step_1"])
-        lines = blades.setdefault(key, {})
-        if line in lines:
+        idx = head["idx"]
+        key = (int(idx["repetition"]), int(idx["contrast"]), int(idx["set"]))
+        line, average = int(idx["kspace_encode_step_1"]), int(idx["average"])
+        entry = blades.setdefault(key, {}).setdefault(line, [[], None, None, set()])
+        if average in entry[3]:
             raise ValueError(
-                f"acquisition {i}: blade (repetition={key[0]}, set={key[1]}) has line {line} twice"
+                f"acquisition {i}: blade (repetition={key[0]}, contrast={key[1]}, set={key[2]}) "
+                f"has line {line} twice (average {average})"
             )
         n, d = int(head["number_of_samples"]), int(head["trajectory_dimensions"])
-        traj = rows[i]["traj"].reshape(n, d)[:, :2]
-        lines[line] = (_samples(rows[i]), traj, int(head["acquisition_time_stamp"]))
-    first = heads[imaging[0]]
-    return _assemble(blades, noise, facts, float(dwells[0]) * 1e-6, int(first["center_sample"]))
+        entry[0].append(_samples(rows[i]))
+        if entry[1] is None:
+            entry[1] = rows[i]["traj"].reshape(n, d)[:, :2]
+            entry[2] = int(head["acquisition_time_stamp"])
+        entry[3].add(average)
+    counts = {len(e[3]) for lines_ in blades.values() for e in lines_.values()}
+    if len(counts) > 1:
+        raise ValueError(f"every line must have the same number of averages, got {sorted(counts)}")
+    out = {}
+    for key, lines_ in blades.items():
+        out[key] = {}
+        for line, (data, traj, stamp, _) in lines_.items():
+            shapes = {d.shape for d in data}
+            if len(shapes) != 1:
+                raise ValueError(
+                    f"the averages of a line must have one shape, got {sorted(shapes)}"
+                )
+            out[key][line] = (np.mean(data, axis=0).astype(np.complex64), traj, stamp)
+    return out
 
 
 def _samples(row: np.void) -> np.ndarray:
@@ -410,9 +562,12 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
     if len(shapes) != 1:
         raise ValueError(f"all lines must have the same (coils, samples), got {sorted(shapes)}")
     (n_coils, n_read), order = shapes.pop(), line_sets.pop()
-    reps = sorted({rep for rep, _ in blades})
-    per_frame = {rep: sum(1 for r, _ in blades if r == rep) for rep in reps}
+    reps = sorted({key[0] for key in blades})
+    contrasts = sorted({key[1] for key in blades})
+    groups = [(rep, con) for rep in reps for con in contrasts]
+    per_frame = {g: sum(1 for k in blades if k[:2] == g) for g in groups}
     _check_against_header(facts, per_frame, len(order), len(reps))
+    echo_te_s = _echo_times(facts, contrasts)
 
     kspace = np.stack([np.stack([blades[k][l][0] for l in order], 1) for k in blades], 1)
     traj = np.stack([np.stack([blades[k][l][1] for l in order]) for k in blades]).astype(np.float32)
@@ -447,7 +602,11 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
         )
         if missing
     ]
-    t = readout_times(n_read, centre, dwell, sequence, te_s)
+    echo_of = {con: i for i, con in enumerate(contrasts)}
+    echo = np.array([echo_of[key[1]] for key in blades], dtype=np.int64)
+    te_s = echo_te_s[0]
+    lines_times = [readout_times(n_read, centre, dwell, sequence, te) for te in echo_te_s]
+    t = torch.stack([lines_times[e] for e in echo])[:, None, :]
     n_blades = len(blades)
     stamps = np.array([min(v[2] for v in lines.values()) for lines in blades.values()], np.float64)
     frame_of = {rep: i for i, rep in enumerate(reps)}
@@ -470,20 +629,36 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
         sequence=sequence,
         field_strength_t=field,
         fov_mm=facts.fov_mm,
-        frame=torch.tensor([frame_of[rep] for rep, _ in blades], dtype=torch.int64),
+        frame=torch.tensor([frame_of[key[0]] for key in blades], dtype=torch.int64),
         timestamps_s=torch.from_numpy(((stamps - stamps.min()) * TICK_S).astype(np.float32)),
         noise=noise_arr,
         extra=extra,
+        echo=torch.from_numpy(echo),
+        echo_te_s=echo_te_s,
     )
 
 
+def _echo_times(facts: HeaderFacts, contrasts: list[int]) -> tuple[float, ...]:
+    """TE of each contrast present (seconds), from the header's TE list."""
+    if len(contrasts) == 1:
+        te = facts.echo_te_s
+        return (te[contrasts[0]] if contrasts[0] < len(te) else (facts.te_s or 0.0),)
+    if max(contrasts) >= len(facts.echo_te_s):
+        raise ValueError(
+            f"header sequenceParameters.TE must list a TE for each contrast {contrasts}, "
+            f"got {len(facts.echo_te_s)} value(s)"
+        )
+    return tuple(facts.echo_te_s[c] for c in contrasts)
+
+
 def _check_against_header(
-    facts: HeaderFacts, per_frame: dict[int, int], n_lines: int, n_frames: int
+    facts: HeaderFacts, per_frame: dict[tuple[int, int], int], n_lines: int, n_frames: int
 ) -> None:
     counts = set(per_frame.values())
     if len(counts) != 1:
         raise ValueError(
-            f"every frame (repetition) must have the same number of blades, got {per_frame}"
+            "every frame (repetition) and echo (contrast) must have the same number of "
+            f"blades, got {per_frame}"
         )
     n_blades = counts.pop()
     if facts.n_sets is not None and facts.n_sets != n_blades:

@@ -8,7 +8,13 @@ One HDF5 file per reconstruction::
     /field_map_hz     float32 (optional; (ny, nx) or (nt, ny, nx))
     /spectral_volume  (nf, ny, nx) or (nt, nf, ny, nx) complex64 with attribute frequencies_hz
     root attributes   kind, method, config (JSON), mrsolve_version, input_sha256,
-                      runtime_s, device
+                      runtime_s, device, axes (names of the image axes, e.g.
+                      ["slice", "frame", "y", "x"]), slices (the file's slice indices
+                      along a "slice" axis)
+
+Whole exams add leading axes, in the order slice, echo, frame (each optional), before
+(y, x); every map has the leading axes of /image (the field map may drop all but
+"slice"), the spectral volume puts its bin axis just before (y, x).
 
 The ground-truth file of a simulation has the same layout (kind "truth") plus /mask,
 /coil_maps and /noise_covariance. Files are written to a temporary name in the target
@@ -30,6 +36,7 @@ import mrsolve
 from mrsolve.data.files import atomic_output, check_hdf5, sha256_file
 
 _COMPLEX = ("image", "water", "fat", "spectral_volume")
+LEADING_AXES = ("slice", "echo", "frame")
 __all__ = [
     "GroundTruth",
     "Reconstruction",
@@ -58,6 +65,9 @@ class Reconstruction:
         runtime_s: wall time of the reconstruction.
         device: where it ran.
         mrsolve_version: package version that wrote it.
+        axes: names of the image axes, a subsequence of (slice, echo, frame) then
+            ("y", "x"); None -> ("y", "x") or ("frame", "y", "x") by the image's ndim.
+        slices: the input file's slice index of each entry along a "slice" axis.
     """
 
     image: torch.Tensor
@@ -73,6 +83,8 @@ class Reconstruction:
     runtime_s: float = 0.0
     device: str = "cpu"
     mrsolve_version: str = mrsolve.__version__
+    axes: tuple[str, ...] | None = None
+    slices: tuple[int, ...] = ()
 
 
 @dataclass
@@ -88,6 +100,8 @@ class GroundTruth:
         coil_maps: (C, ny, nx) complex64 or None.
         noise_covariance: (C, C) complex64 or None.
         config: the simulation options (JSON-serializable).
+        axes: as in :class:`Reconstruction` (a multi-slice truth has a leading "slice"
+            axis on every map, the mask included).
     """
 
     image: torch.Tensor
@@ -99,6 +113,7 @@ class GroundTruth:
     coil_maps: torch.Tensor | None = None
     noise_covariance: torch.Tensor | None = None
     config: dict = field(default_factory=dict)
+    axes: tuple[str, ...] | None = None
 
 
 def _numpy(name: str, value, dtype) -> np.ndarray:
@@ -115,22 +130,47 @@ def _numpy(name: str, value, dtype) -> np.ndarray:
     return array
 
 
-def _check_maps(maps: dict[str, np.ndarray]) -> None:
+def resolve_axes(axes, ndim: int) -> tuple[str, ...]:
+    """Check ``axes`` against an image of ``ndim`` dimensions (None: the 2D / dynamic default)."""
+    if axes is None:
+        if ndim not in (2, 3):
+            raise ValueError(f"image must have shape (ny, nx) or (nt, ny, nx), got {ndim} axes")
+        return ("frame", "y", "x")[3 - ndim :]
+    axes = tuple(str(a) for a in axes)
+    lead = axes[:-2]
+    if (
+        axes[-2:] != ("y", "x")
+        or len(set(lead)) != len(lead)
+        or not set(lead) <= set(LEADING_AXES)
+        or list(lead) != sorted(lead, key=LEADING_AXES.index)
+    ):
+        raise ValueError(
+            f"axes must be a subsequence of {list(LEADING_AXES)} followed by 'y', 'x', got {list(axes)}"
+        )
+    if len(axes) != ndim:
+        raise ValueError(f"axes {list(axes)} must name each of the image's {ndim} axes")
+    return axes
+
+
+def _check_maps(maps: dict[str, np.ndarray], axes) -> tuple[str, ...]:
     image = maps["image"]
-    if image.ndim not in (2, 3):
-        raise ValueError(f"image must have shape (ny, nx) or (nt, ny, nx), got {image.shape}")
+    axes = resolve_axes(axes, image.ndim)
     for name in ("water", "fat", "fat_fraction"):
         if name in maps and maps[name].shape != image.shape:
             raise ValueError(
                 f"{name} must have the shape of image {image.shape}, got {maps[name].shape}"
             )
-    if "field_map_hz" in maps and maps["field_map_hz"].shape not in (image.shape, image.shape[-2:]):
+    allowed = [image.shape, image.shape[-2:]]
+    if axes[0] == "slice":
+        allowed.append((image.shape[0], *image.shape[-2:]))
+    if "field_map_hz" in maps and maps["field_map_hz"].shape not in allowed:
         raise ValueError(
-            f"field_map_hz must have shape {image.shape[-2:]} or {image.shape}, got {maps['field_map_hz'].shape}"
+            f"field_map_hz must have one of the shapes {allowed}, got {maps['field_map_hz'].shape}"
         )
     ff = maps.get("fat_fraction")
     if ff is not None and (ff.min() < 0 or ff.max() > 1):
         raise ValueError(f"fat_fraction must lie in [0, 1], got [{ff.min():.3g}, {ff.max():.3g}]")
+    return axes
 
 
 def _atomic_write(path: str | os.PathLike, fill) -> Path:
@@ -160,18 +200,21 @@ def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
     if not isinstance(rec, Reconstruction):
         raise TypeError(f"rec must be a Reconstruction, got {type(rec).__name__}")
     maps = _collect(rec, ("image", "water", "fat", "fat_fraction", "field_map_hz"), _COMPLEX)
-    _check_maps(maps)
+    axes = _check_maps(maps, rec.axes)
     volume = freqs = None
     if rec.spectral_volume is not None:
         volume = _numpy("spectral_volume", rec.spectral_volume, np.complex64)
         if rec.frequencies_hz is None:
             raise ValueError("frequencies_hz must be given with spectral_volume, got None")
         freqs = _numpy("frequencies_hz", rec.frequencies_hz, np.float32).reshape(-1)
-        expected_ndim = maps["image"].ndim + 1
-        if volume.ndim != expected_ndim or volume.shape[-2:] != maps["image"].shape[-2:]:
+        shape = maps["image"].shape
+        if volume.ndim != len(shape) + 1 or (volume.shape[:-3], volume.shape[-2:]) != (
+            shape[:-2],
+            shape[-2:],
+        ):
             raise ValueError(
-                f"spectral_volume must have shape (nf, ny, nx) (with a leading time axis for "
-                f"dynamic images) matching image {maps['image'].shape}, got {volume.shape}"
+                f"spectral_volume must have shape (nf, ny, nx) after the leading axes of "
+                f"image {shape}, got {volume.shape}"
             )
         if volume.shape[-3] != freqs.size:
             raise ValueError(
@@ -192,6 +235,8 @@ def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
             input_sha256=str(rec.input_sha256),
             runtime_s=float(rec.runtime_s),
             device=str(rec.device),
+            axes=list(axes),
+            slices=[int(i) for i in rec.slices],
         )
 
     return _atomic_write(path, fill)
@@ -208,6 +253,12 @@ def _read_maps(handle: h5py.File, names) -> dict[str, torch.Tensor]:
 def _attr(handle: h5py.File, name: str, default):
     value = handle.attrs.get(name, default)
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _axes(handle: h5py.File) -> tuple[str, ...] | None:
+    if "axes" not in handle.attrs:
+        return None
+    return tuple(a.decode() if isinstance(a, bytes) else str(a) for a in handle.attrs["axes"])
 
 
 def read_result(path: str | os.PathLike) -> Reconstruction:
@@ -231,6 +282,8 @@ def read_result(path: str | os.PathLike) -> Reconstruction:
             runtime_s=float(_attr(handle, "runtime_s", 0.0)),
             device=str(_attr(handle, "device", "")),
             mrsolve_version=str(_attr(handle, "mrsolve_version", "")),
+            axes=_axes(handle),
+            slices=tuple(int(i) for i in handle.attrs.get("slices", ())),
         )
 
 
@@ -239,17 +292,23 @@ def write_truth(path: str | os.PathLike, truth: GroundTruth) -> Path:
     if not isinstance(truth, GroundTruth):
         raise TypeError(f"truth must be a GroundTruth, got {type(truth).__name__}")
     maps = _collect(truth, ("image", "water", "fat", "fat_fraction", "field_map_hz"), _COMPLEX)
-    _check_maps(maps)
+    axes = _check_maps(maps, truth.axes)
     mask = _numpy("mask", truth.mask, bool)
-    if mask.shape != maps["image"].shape[-2:]:
-        raise ValueError(f"mask must have shape {maps['image'].shape[-2:]}, got {mask.shape}")
+    shape = maps["image"].shape
+    allowed = [shape[-2:], (shape[0], *shape[-2:])] if axes[0] == "slice" else [shape[-2:]]
+    if mask.shape not in allowed:
+        raise ValueError(f"mask must have one of the shapes {allowed}, got {mask.shape}")
     extra = _collect(truth, ("coil_maps", "noise_covariance"), ("coil_maps", "noise_covariance"))
     config = json.dumps(truth.config, sort_keys=True, default=str)
 
     def fill(handle: h5py.File) -> None:
         _write_maps(handle, {**maps, **extra, "mask": mask})
         handle.attrs.update(
-            kind="truth", method="truth", config=config, mrsolve_version=mrsolve.__version__
+            kind="truth",
+            method="truth",
+            config=config,
+            mrsolve_version=mrsolve.__version__,
+            axes=list(axes),
         )
 
     return _atomic_write(path, fill)
@@ -263,4 +322,6 @@ def read_truth(path: str | os.PathLike) -> GroundTruth:
         if missing:
             raise ValueError(f"file {str(path)!r} is not a ground-truth file: missing {missing}")
         maps = _read_maps(handle, (*required, "coil_maps", "noise_covariance"))
-        return GroundTruth(**maps, config=json.loads(_attr(handle, "config", "{}")))
+        return GroundTruth(
+            **maps, config=json.loads(_attr(handle, "config", "{}")), axes=_axes(handle)
+        )

@@ -33,6 +33,11 @@ class Scan:
         frame: (B,) int64 frame (repetition) index of each blade; all zero when static.
         timestamps_s: (B,) float32 acquisition time of each blade in seconds.
         noise: (C, S) complex64 noise-only samples for prewhitening, or None.
+        extra: free-form metadata (file facts, e.g. ``slice`` = the file's slice index).
+        echo: (B,) int64 echo (contrast) index of each blade; all zero for one echo.
+            Each echo's TE is already in ``times`` (gradient echo); the per-echo TEs
+            are ``echo_te_s``.
+        echo_te_s: TE of each echo in seconds; () -> (te_s,).
     """
 
     kspace: torch.Tensor
@@ -49,6 +54,8 @@ class Scan:
     timestamps_s: torch.Tensor | None = None
     noise: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
+    echo: torch.Tensor | None = None
+    echo_te_s: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kspace.ndim != 4:
@@ -70,6 +77,16 @@ class Scan:
             self.timestamps_s = torch.zeros(b, dtype=torch.float32)
         if tuple(self.frame.shape) != (b,):
             raise ValueError(f"frame must have shape ({b},), got {tuple(self.frame.shape)}")
+        if self.echo is None:
+            self.echo = torch.zeros(b, dtype=torch.int64, device=self.frame.device)
+        if tuple(self.echo.shape) != (b,):
+            raise ValueError(f"echo must have shape ({b},), got {tuple(self.echo.shape)}")
+        self.echo_te_s = tuple(float(t) for t in self.echo_te_s) or (float(self.te_s),)
+        n_echoes = int(self.echo.max()) + 1 if b else 1
+        if len(self.echo_te_s) < n_echoes:
+            raise ValueError(
+                f"echo_te_s must give a TE for each of the {n_echoes} echoes, got {self.echo_te_s}"
+            )
 
     @property
     def n_coils(self) -> int:
@@ -92,6 +109,10 @@ class Scan:
         return int(self.frame.max()) + 1 if self.frame.numel() else 0
 
     @property
+    def n_echoes(self) -> int:
+        return len(self.echo_te_s)
+
+    @property
     def angles(self) -> torch.Tensor:
         """Readout angle of each blade (B,) in radians, from the trajectory."""
         d = self.traj[:, self.n_lines // 2, -1] - self.traj[:, self.n_lines // 2, 0]
@@ -105,6 +126,7 @@ class Scan:
             traj=self.traj[index],
             times=self.times[index],
             frame=self.frame[index],
+            echo=self.echo[index],
             timestamps_s=self.timestamps_s[index],
         )
 
@@ -112,7 +134,7 @@ class Scan:
         """The same scan with its tensors on ``device``."""
         move = {
             k: getattr(self, k).to(device)
-            for k in ("kspace", "traj", "times", "frame", "timestamps_s")
+            for k in ("kspace", "traj", "times", "frame", "echo", "timestamps_s")
         }
         if self.noise is not None:
             move["noise"] = self.noise.to(device)

@@ -95,13 +95,26 @@ def run(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     config: Annotated[Path | None, typer.Option(help="TOML file of method options.")] = None,
+    slices: Annotated[
+        str | None, typer.Option(help="Slices to reconstruct, e.g. 0,3-5 (default: all).")
+    ] = None,
 ) -> None:
     """Reconstruct a raw file and write the output format (spectral volume by default)."""
     flags = {"preset": preset, "iterations": iterations, "seed": seed, "checkpoint": checkpoint}
     flags = {k: v for k, v in flags.items() if v is not None}
     if resume:
         flags["resume"] = True
-    rec = commands.reconstruct_file(raw, output, method, field_map, device, config, flags=flags)
+    rec = commands.reconstruct_file(
+        raw,
+        output,
+        method,
+        field_map,
+        device,
+        config,
+        console=console,
+        flags=flags,
+        slices=commands.parse_slices(slices),
+    )
     console.print(f"wrote [bold]{output}[/] ({rec.method}, {rec.runtime_s:.1f} s on {rec.device})")
 
 

@@ -15,8 +15,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from mrsolve.data.exam import stack_results
 from mrsolve.data.files import atomic_output, sha256_file
-from mrsolve.data.ismrmrd_io import read_ismrmrd, write_ismrmrd
+from mrsolve.data.ismrmrd_io import read_slices, write_ismrmrd
 from mrsolve.data.results import (
     GroundTruth,
     Reconstruction,
@@ -26,6 +27,7 @@ from mrsolve.data.results import (
     write_truth,
 )
 from mrsolve.data.simulate import simulate
+from mrsolve.propeller.scan import Scan
 from mrsolve.recon import metrics
 from mrsolve.recon.config import load_method_options
 from mrsolve.recon.inspect import describe_file
@@ -45,7 +47,10 @@ __all__ = [
     "compare_files",
     "demo",
     "describe",
+    "method_options",
+    "parse_slices",
     "reconstruct_file",
+    "reconstruct_scan",
     "scores_table",
     "simulate_to_files",
 ]
@@ -79,6 +84,58 @@ def simulate_to_files(raw: Path, truth: Path, **options) -> None:
         write_truth(tmp_truth, sim.truth)
 
 
+def parse_slices(text: str | None) -> list[int] | None:
+    """Slice indices from "0,3-5" (-> [0, 3, 4, 5]); None or "" -> None (all slices)."""
+    if text is None or not str(text).strip():
+        return None
+    out: list[int] = []
+    for part in str(text).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(
+                f"--slices must be indices and ranges like 0,3-5, got {text!r}"
+            ) from None
+        if first < 0 or last < first:
+            raise ValueError(f"--slices ranges must be non-negative and increasing, got {part!r}")
+        out.extend(range(first, last + 1))
+    return sorted(set(out))
+
+
+def reconstruct_scan(
+    scan: Scan,
+    method: str,
+    field_map: torch.Tensor | None,
+    device: torch.device,
+    options: dict,
+    callback=None,
+) -> Reconstruction:
+    """Reconstruct one slice; classical methods see each echo separately ("echo" axis)."""
+    if scan.n_echoes > 1 and METHODS[method].per_frame:
+        recs = [
+            reconstruct(
+                scan.select_blades(scan.echo == e), method, field_map, device, callback, **options
+            )
+            for e in range(scan.n_echoes)
+        ]
+        return stack_results(recs, "echo")
+    return reconstruct(
+        scan, method, field_map=field_map, device=device, callback=callback, **options
+    )
+
+
+def method_options(method: str, config: Path | None, flags: dict | None) -> dict:
+    """Options of ``method``: the ``[method]`` table of the TOML ``config``, then ``flags``."""
+    options = load_method_options(config, method) if config is not None else {}
+    if flags and method != "spectral":
+        raise ValueError(
+            f"--{next(iter(flags))} applies to method 'spectral' only, got --method {method}"
+        )
+    options.update(flags or {})
+    return options
+
+
 def reconstruct_file(
     raw: Path,
     output: Path,
@@ -88,26 +145,29 @@ def reconstruct_file(
     config: Path | None = None,
     console: Console | None = None,
     flags: dict | None = None,
+    slices: list[int] | None = None,
 ) -> Reconstruction:
     """Read ``raw``, reconstruct with ``method`` and write ``output`` (the output format).
 
     Options come from the ``[method]`` table of the TOML ``config``, then ``flags``
-    (command-line values) on top.
+    (command-line values) on top. ``slices`` (None: all) picks slices of a multi-slice
+    file; the output has a leading "slice" axis when the file holds several slices.
     """
-    options = load_method_options(config, method) if config is not None else {}
-    if flags and method != "spectral":
-        raise ValueError(
-            f"--{next(iter(flags))} applies to method 'spectral' only, got --method {method}"
-        )
-    options.update(flags or {})
+    options = method_options(method, config, flags)
     check_request(method, options, field_map is not None)
     output = _check_output(output, "output", inputs=(Path(raw),))
     dev = resolve_device(device)
-    scan = read_ismrmrd(raw)
-    fmap = load_field_map(field_map, scan.image_shape) if field_map is not None else None
+    scans = read_slices(raw, slices)
+    first = next(iter(scans.values()))
+    fmap = load_field_map(field_map, first.image_shape) if field_map is not None else None
     start = time.perf_counter()
-    with progress_callback(f"{method}", console) as callback:
-        rec = reconstruct(scan, method, field_map=fmap, device=dev, callback=callback, **options)
+    recs = []
+    for index, scan in scans.items():
+        label = method if len(scans) == 1 else f"{method} slice {index}"
+        with progress_callback(label, console) as callback:
+            recs.append(reconstruct_scan(scan, method, fmap, dev, options, callback))
+    multi = len(first.extra.get("slices_in_file", [0])) > 1
+    rec = stack_results(recs, "slice", list(scans)) if multi else recs[0]
     rec.runtime_s = time.perf_counter() - start
     rec.device = str(dev)
     rec.input_sha256 = sha256_file(raw)
