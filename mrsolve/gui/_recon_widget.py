@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,6 @@ from mrsolve.recon.methods import DEFAULT_METHOD, METHODS, check_request, recons
 from mrsolve.recon.pipeline import PRESETS
 
 
-class ReconstructionFailed(Exception):
-    """An algorithm error handed to the GUI (superqt would swallow a RuntimeError)."""
-
-
 def accepts(method: str, option: str) -> bool:
     """Whether ``method`` takes the keyword ``option`` (e.g. "preset", "iterations")."""
     try:
@@ -42,11 +39,21 @@ def accepts(method: str, option: str) -> bool:
     return True
 
 
+@dataclass
+class Failure:
+    """The error a reconstruction raised, returned (not raised) to the GUI thread."""
+
+    error: Exception
+
+
 def _steps(*args, **kwargs):
+    """:func:`reconstruction_steps` returning a :class:`Failure` instead of raising: the
+    widget shows it as a notification (raised, it would go to napari's error handler;
+    returned bare, superqt takes an exception for a deleted worker and drops it)."""
     try:
         return (yield from reconstruction_steps(*args, **kwargs))
-    except RuntimeError as err:
-        raise ReconstructionFailed(f"{type(err).__name__}: {err}") from err
+    except Exception as err:
+        return Failure(err)
 
 
 def _devices() -> list[str]:
@@ -215,12 +222,14 @@ class ReconstructionWidget(QWidget):
             preview_every=self.preview_every.value(),
             run=self.reconstructor,
             _start_thread=False,
+            _connect={
+                "yielded": self._on_progress,
+                "returned": self._on_result,
+                "errored": self._on_result,
+                "finished": self._on_finished,
+            },
             **options,
         )
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(self._on_result)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
@@ -247,7 +256,14 @@ class ReconstructionWidget(QWidget):
                 self.viewer.add_image(item.preview, name=name)
 
     def _on_result(self, rec) -> None:
-        if rec is None:  # aborted before the end
+        if isinstance(rec, Failure):
+            rec = rec.error
+        if rec is None or isinstance(rec, Cancelled):  # aborted or cancelled
+            self.status.setText("cancelled")
+            return
+        if isinstance(rec, Exception):
+            self.status.setText("failed")
+            show_error(f"Reconstruction failed: {type(rec).__name__}: {rec}")
             return
         name = f"{self._source_name} preview"
         if name in self.viewer.layers:
@@ -257,17 +273,9 @@ class ReconstructionWidget(QWidget):
             self.viewer.add_image(data, **kwargs)
         self.status.setText(f"done: {prefix}")
 
-    def _on_error(self, err: Exception) -> None:
-        if isinstance(err, Cancelled):
-            self.status.setText("cancelled")
-            return
-        self.status.setText("failed")
-        show_error(f"Reconstruction failed: {err}")
-
     def _on_finished(self) -> None:
         if self._cancel.is_set():
             self.status.setText("cancelled")
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.progress.setRange(0, 1)
