@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mrsolve.solvers.lasso.path import Path, family_datafit, fit_path
+from mrsolve.solvers.lasso.path import Path, family_datafit, fit_path, torch_single_thread
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ def cv_path(
         oof[:, test] = eta
         df = family_datafit(family, y[test], w[test], sub(offset, test),
                             path_kwargs.get("n_classes"))  # fmt: skip
-        errs[f] = [float(df.deviance(torch.from_numpy(np.ascontiguousarray(e)))) for e in eta]
+        with torch_single_thread():
+            errs[f] = [float(df.deviance(torch.from_numpy(np.ascontiguousarray(e)))) for e in eta]
         fold_w[f] = w[test].sum()
     mean = fold_w @ errs / fold_w.sum()
     var = fold_w @ (errs - mean) ** 2 / fold_w.sum()

@@ -19,6 +19,8 @@ coefficients are updated one class at a time (glmnet's "ungrouped" multinomial).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,6 +219,18 @@ class _Working:
         return passes
 
 
+@contextlib.contextmanager
+def torch_single_thread() -> Iterator[None]:
+    """Run torch single-threaded: the solver makes thousands of tiny datafit calls, and
+    after ``torch.set_num_threads(k > 1)`` each one waits ~ms on the OpenMP pool."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _as_penalty_factor(penalty_factor, p):
     if penalty_factor is None:
         return np.ones(p)
@@ -272,6 +286,15 @@ def fit_path(
         tol: relative convergence tolerance of coordinate descent and IRLS.
         max_sweeps: cap on coordinate-descent passes per solve.
     """
+    with torch_single_thread():
+        return _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_ratio,
+                         l1_ratio, penalty_factor, feature_groups, fit_intercept, standardize,
+                         n_classes, tol, max_sweeps)  # fmt: skip
+
+
+def _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_ratio, l1_ratio,
+              penalty_factor, feature_groups, fit_intercept, standardize, n_classes, tol,
+              max_sweeps):  # fmt: skip
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     n, p = X.shape
@@ -303,7 +326,8 @@ def fit_path(
     mix = max(l1_ratio, 1e-3)
     if lambdas is None:
         lam_max = float(np.max(gn[penalized] / (W.pf[penalized] * mix), initial=0.0))
-        lam_max = lam_max if lam_max > 0 else 1.0
+        # (1 + 1e-13): keeps the first fit exactly zero despite rounding in the gradient
+        lam_max = lam_max * (1 + 1e-13) if lam_max > 0 else 1.0
         ratio = lambda_min_ratio if lambda_min_ratio is not None else (1e-4 if n > p else 1e-2)
         lambdas = lam_max * np.logspace(0, np.log10(ratio), n_lambdas)
     else:
