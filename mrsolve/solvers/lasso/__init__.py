@@ -7,5 +7,19 @@ The GLM families (gaussian, binomial, multinomial, poisson) come from
 from mrsolve.solvers.lasso.cv import CVPath, cv_path, make_folds
 from mrsolve.solvers.lasso.estimators import LassoCV, LassoPath
 from mrsolve.solvers.lasso.path import Path, fit_path
+from mrsolve.solvers.lasso.pretrained import PretrainedLasso, PretrainedLassoCV
+from mrsolve.solvers.lasso.simulate import GroupedData, simulate_groups
 
-__all__ = ["CVPath", "LassoCV", "LassoPath", "Path", "cv_path", "fit_path", "make_folds"]
+__all__ = [
+    "CVPath",
+    "GroupedData",
+    "LassoCV",
+    "LassoPath",
+    "Path",
+    "PretrainedLasso",
+    "PretrainedLassoCV",
+    "cv_path",
+    "fit_path",
+    "make_folds",
+    "simulate_groups",
+]
