@@ -1,0 +1,181 @@
+"""Benchmark: two-layer ReLU training by Max-Cut rounding (arXiv 2311.13177, issue 6).
+
+For each dataset class (orthogonally separable, negatively correlated, general) and size
+``n`` (2-D data, no bias, ``beta`` fixed): the global optimum ``p*`` by exhaustive
+enumeration of every activation pattern (the baseline), the random-hyperplane rounding of
+:func:`mrsolve.solvers.maxcut.solve` with ``n`` hyperplanes and one round of SDP cuts, and
+its certified ratios. Reported: achieved ratio ``U / p*`` against the theoretical bound of
+the class, certified ratios ``U / L`` with the exact-arrangement and with the SDP bound,
+and time relative to exhaustive enumeration. A second table shows when the two-pattern
+algorithm for orthogonally separable data is exact, as ``beta`` varies.
+
+Run: ``.venv/bin/python benchmarks/maxcut.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from mrsolve.solvers import convex_nn as cnn
+from mrsolve.solvers import maxcut as mc
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+BOUND = {"orthogonal": 1.0, "negative": math.sqrt(math.pi / 2), "general": math.nan}
+
+
+def exhaustive(X, y, beta):
+    gates = cnn.enumerate_gates(torch.as_tensor(X))
+    return cnn.solve(X, y, gates, beta, solver="cvxpy", certify=False).objective
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def ratio_rows(sizes, seeds, beta):
+    rows = []
+    for kind in mc.CLASSES:
+        for n in sizes:
+            acc = {k: [] for k in ("factor", "achieved", "arr", "rel", "t_ratio", "t")}
+            for seed in range(seeds):
+                X, y = mc.make_dataset(kind, n, 2, seed=seed)
+                p_star, t_exact = timed(lambda X=X, y=y: exhaustive(X, y, beta))
+                sol, t_round = timed(
+                    lambda X=X, y=y, seed=seed, n=n: mc.solve(
+                        X, y, beta, n_hyperplanes=n, n_rounds=1, bound="both",
+                        solver="cvxpy", seed=seed,
+                    )
+                )  # fmt: skip
+                acc["factor"].append(mc.geometric_factor(X, y))
+                acc["achieved"].append(sol.objective / p_star)
+                acc["arr"].append(sol.objective / sol.bounds["arrangement"])
+                acc["rel"].append(sol.objective / sol.bounds["relaxation"])
+                acc["t_ratio"].append(t_round / t_exact)
+                acc["t"].append(t_round)
+            rows.append(
+                {
+                    "class": kind,
+                    "n": n,
+                    "factor": float(np.mean(acc["factor"])),
+                    "achieved": max(acc["achieved"]),
+                    "bound": BOUND[kind],
+                    "certified_arrangement": max(acc["arr"]),
+                    "certified_relaxation": max(acc["rel"]),
+                    "time_s": float(np.mean(acc["t"])),
+                    "time_vs_exhaustive": float(np.mean(acc["t_ratio"])),
+                }
+            )
+            print(fmt_row(rows[-1]))
+    return rows
+
+
+def orthogonal_rows(n, seeds, betas):
+    rows = []
+    for beta in betas:
+        exact, gap, t_ratio = [], [], []
+        for seed in range(seeds):
+            X, y = mc.make_dataset("orthogonal", n, 2, seed=seed)
+            p_star, t_exact = timed(lambda X=X, y=y, b=beta: exhaustive(X, y, b))
+            sol, t = timed(lambda X=X, y=y, b=beta: mc.solve_orthogonal(X, y, b, solver="cvxpy"))
+            exact.append(sol.exact)
+            gap.append(sol.objective / p_star)
+            t_ratio.append(t / t_exact)
+        rows.append(
+            {
+                "beta": beta,
+                "certified_exact": f"{sum(exact)}/{seeds}",
+                "worst U/p*": max(gap),
+                "time_vs_exhaustive": float(np.mean(t_ratio)),
+            }
+        )
+        print(rows[-1])
+    return rows
+
+
+def fmt_row(r):
+    return " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values())
+
+
+def markdown(rows):
+    head = "| " + " | ".join(rows[0]) + " |"
+    sep = "|" + "---|" * len(rows[0])
+    return [head, sep] + ["| " + fmt_row(r) + " |" for r in rows]
+
+
+def figure(rows, path):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for kind, color in zip(mc.CLASSES, ("C0", "C1", "C2"), strict=True):
+        rs = [r for r in rows if r["class"] == kind]
+        ns = [r["n"] for r in rs]
+        axes[0].plot(ns, [r["achieved"] for r in rs], "o-", color=color, label=kind)
+        if not math.isnan(BOUND[kind]):
+            axes[0].axhline(BOUND[kind], color=color, ls=":", lw=1)
+        axes[1].plot(ns, [r["certified_arrangement"] for r in rs], "o-", color=color,
+                     label=f"{kind}: exact cells")  # fmt: skip
+        axes[1].plot(ns, [r["certified_relaxation"] for r in rs], "s--", color=color,
+                     label=f"{kind}: SDP")  # fmt: skip
+    axes[0].set(xlabel="n", ylabel="U / p* (worst seed)", title="achieved ratio (dotted: bound)")
+    axes[1].set(xlabel="n", ylabel="U / L (worst seed)", title="certified ratio", yscale="log")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and seeds")
+    quick = parser.parse_args().quick
+    torch.set_num_threads(1)
+    sizes, seeds = ([8, 12], 2) if quick else ([8, 12, 16, 24], 4)
+    beta = 0.05
+    print("class | n | factor | achieved | bound | cert(arr) | cert(SDP) | time s | vs exhaustive")
+    rows = ratio_rows(sizes, seeds, beta)
+    orth = orthogonal_rows(12, seeds, [0.005, 0.02, 0.05, 0.2])
+    png = DOCS / "maxcut.png"
+    figure(rows, png)
+    md = [
+        "# Max-Cut rounding for two-layer ReLU training",
+        "",
+        "Produced by `benchmarks/maxcut.py`"
+        + (" --quick" if quick else "")
+        + f"; 2-D data, no bias, squared loss / (2n), beta = {beta}, {seeds} seeds; worst"
+        " seed shown. `achieved` = U / p* with p* from exhaustive enumeration of the"
+        " arrangement (CVXPY); `bound` = the class's theoretical ratio (1 orthogonal,"
+        " sqrt(pi/2) negatively correlated, none for general); `cert(...)` = U / L, the"
+        " ratio the solver certifies without knowing p*, with L from the exact-cell dual"
+        " bound or from the Max-Cut SDP relaxation; `factor` = largest cross-class cosine"
+        " (our proxy for the paper's geometric factor); times relative to exhaustive"
+        " enumeration in the same run.",
+        "",
+        *markdown(rows),
+        "",
+        "## Two class patterns on orthogonally separable data (n = 12)",
+        "",
+        "`certified_exact` counts the runs whose residual had the sign of y (the closed-form"
+        " certificate proves global optimality); the two-pattern network is not optimal when"
+        " beta is small enough for it to overshoot labels.",
+        "",
+        *markdown(orth),
+        "",
+        f"![ratios]({png.name})",
+        "",
+    ]
+    (DOCS / "maxcut.md").write_text("\n".join(md))
+    print(f"wrote {DOCS / 'maxcut.md'} and {png}")
+
+
+if __name__ == "__main__":
+    main()
