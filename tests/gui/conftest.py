@@ -9,12 +9,19 @@ import torch
 from mrsolve.data.ismrmrd_io import write_ismrmrd
 from mrsolve.data.results import Reconstruction, write_result
 from mrsolve.data.simulate import simulate
+from mrsolve.gui._layers import raw_layers
 
 
 @pytest.fixture(scope="session")
 def small_sim():
     """Water only, on resonance: gridding must then reproduce the object closely."""
     return simulate(size=32, n_coils=2, n_blades=6, n_lines=8, fat=False, max_offres_hz=0.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def small_raw_layers(small_sim):
+    """The reader's layers of ``small_sim`` (they carry the scan for the widget)."""
+    return raw_layers(small_sim.scan, "scan")
 
 
 @pytest.fixture(scope="session")

@@ -104,10 +104,11 @@ def test_writer_without_metadata_uses_layer_data(tmp_path):
 
 
 def test_sample_data_layers():
-    layers = _by_name(phantom_sample(size=32, n_coils=2))
+    layers = _by_name(phantom_sample(size=16, n_coils=1, n_blades=4, n_lines=8))
     assert {"phantom gridding", "phantom blades", "phantom truth fat fraction"} <= set(layers)
-    assert layers["phantom truth image"][0].shape == (32, 32)
-    assert layers["phantom blades"][0].shape == (12, 32, 32)
+    assert layers["phantom truth image"][0].shape == (16, 16)
+    assert layers["phantom blades"][0].shape == (4, 16, 16)
+    assert layers["phantom gridding"][1]["metadata"]["mrsolve"]["scan"].n_coils == 1
 
 
 def test_import_needs_neither_qt_nor_napari():

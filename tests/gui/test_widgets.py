@@ -12,7 +12,7 @@ import torch
 from mrsolve.data.phantom import Phantom
 from mrsolve.data.simulate import simulate
 from mrsolve.gui import _recon_widget
-from mrsolve.gui._layers import raw_layers, result_layers, spectral_layer
+from mrsolve.gui._layers import result_layers, spectral_layer
 from mrsolve.gui._recon_widget import ReconstructionWidget
 from mrsolve.gui._spectrum_widget import SpectrumWidget
 from mrsolve.gui._worker import Cancelled, reconstruction_steps
@@ -88,9 +88,11 @@ def test_worker_generator_cancel_stops_the_algorithm(small_sim):
     assert first.step == 1 and len(calls) == count < 10**6
 
 
-def test_widget_runs_two_iterations_and_adds_layers(make_napari_viewer, qtbot, small_sim):
+def test_widget_runs_two_iterations_and_adds_layers(
+    make_napari_viewer, qtbot, small_sim, small_raw_layers
+):
     viewer = make_napari_viewer()
-    _add(viewer, raw_layers(small_sim.scan, "scan"))
+    _add(viewer, small_raw_layers)
     widget = ReconstructionWidget(viewer)
     assert widget.source.currentText() == "scan gridding"
     widget.method.setCurrentText("spectral")
@@ -111,9 +113,9 @@ def test_widget_runs_two_iterations_and_adds_layers(make_napari_viewer, qtbot, s
     assert _correlation(image.data, small_sim.truth.image.abs().numpy()) > 0.8
 
 
-def test_cancel_stops_a_running_reconstruction(make_napari_viewer, qtbot, small_sim):
+def test_cancel_stops_a_running_reconstruction(make_napari_viewer, qtbot, small_raw_layers):
     viewer = make_napari_viewer()
-    _add(viewer, raw_layers(small_sim.scan, "scan"))
+    _add(viewer, small_raw_layers)
     widget = ReconstructionWidget(viewer)
     widget.method.setCurrentText("spectral")
     widget.iterations.setValue(5000)  # minutes if Cancel did not stop it
@@ -127,11 +129,13 @@ def test_cancel_stops_a_running_reconstruction(make_napari_viewer, qtbot, small_
     assert widget.run_button.isEnabled()
 
 
-def test_error_is_a_notification_not_a_crash(make_napari_viewer, qtbot, small_sim, monkeypatch):
+def test_error_is_a_notification_not_a_crash(
+    make_napari_viewer, qtbot, small_raw_layers, monkeypatch
+):
     shown = []
     monkeypatch.setattr(_recon_widget, "show_error", shown.append)
     viewer = make_napari_viewer()
-    _add(viewer, raw_layers(small_sim.scan, "scan"))
+    _add(viewer, small_raw_layers)
     widget = ReconstructionWidget(viewer)
 
     def broken(scan, method, callback, **options):
@@ -209,27 +213,20 @@ def test_spectrum_widget_peak_at_point_off_resonance(make_napari_viewer):
     assert widget.pixel == (y0, x0 - 6) and widget.magnitude.max() < 0.5 * peak
 
 
-def test_screenshot_with_result_and_spectrum_is_not_blank(make_napari_viewer, result_file):
-    viewer = make_napari_viewer()
-    viewer.open(str(result_file), plugin="mrsolve")
-    widget = SpectrumWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Spectrum")
-    viewer.cursor.position = (0.0, 16.0, 16.0)
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    assert shot.ndim == 3 and shot.shape[0] > 100 and shot.shape[1] > 100
-    canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
-    for layer in viewer.layers:
-        layer.visible = False
-    empty = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
-    assert empty.std() < 1.0  # the measure can fail: an empty canvas is uniform
-    assert canvas.std() > 10 and np.abs(canvas - empty).mean() > 10
-
-
-def test_view_opens_the_file_with_widgets(result_file, qtbot):
+def test_view_shows_result_with_widgets_and_screenshot_is_not_blank(result_file, qtbot):
     viewer = view(result_file, block=False)
     try:
         assert "rec spectral volume" in viewer.layers
         assert {"Spectrum", "Reconstruction"} <= set(viewer.window.dock_widgets)
+        viewer.cursor.position = (0.0, 16.0, 16.0)
+        shot = viewer.screenshot(canvas_only=False, flash=False)
+        assert shot.ndim == 3 and shot.shape[0] > 100 and shot.shape[1] > 100
+        canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+        for layer in viewer.layers:
+            layer.visible = False
+        empty = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+        assert empty.std() < 1.0  # the measure can fail: an empty canvas is uniform
+        assert canvas.std() > 10 and np.abs(canvas - empty).mean() > 10
     finally:
         viewer.close()
 
