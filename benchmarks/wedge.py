@@ -135,12 +135,19 @@ def figure(X, y, model, rows, path):
         ax.plot(*np.stack([p, q]).T, "g-", lw=1.5)
     ax.scatter(*X[y > 0].T, c="C0", s=12, label="+1")
     ax.scatter(*X[y < 0].T, c="C3", s=12, label="-1")
-    ax.set(xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), aspect="equal",
-           title=f"wedge lasso: {model.active.numel()} neurons (lines through anchor pairs)")  # fmt: skip
+    ax.set(
+        xlim=(-1.2, 1.2),
+        ylim=(-1.2, 1.2),
+        aspect="equal",
+        title=f"wedge lasso: {model.active.numel()} neurons (lines through anchor pairs)",
+    )
     ax.legend(fontsize=7, loc="lower right")
     ax = axes[1]
-    for method, style in (("wedge lasso", "o-"), ("gated ReLU (convex)", "s-"),
-                          ("ReLU net (Adam)", "^-")):  # fmt: skip
+    for method, style in (
+        ("wedge lasso", "o-"),
+        ("gated ReLU (convex)", "s-"),
+        ("ReLU net (Adam)", "^-"),
+    ):
         rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["neurons"])
         ax.plot([r["neurons"] for r in rs], [r["test_acc"] for r in rs], style, label=method)
     ax.set(xscale="log", xlabel="active neurons", ylabel="test accuracy", title="spiral")

@@ -75,7 +75,9 @@ def test_ratio_and_lower_bound_valid(kind):
 
 def test_default_solver_and_bias():
     X, y = mc.make_dataset("general", 8, 2, seed=4)
-    sol = mc.solve(X, y, 0.1, n_hyperplanes=8, n_rounds=0, bias=True)
+    sol = mc.solve(
+        X, y, 0.1, n_hyperplanes=8, n_rounds=0, bias=True, bound="both", sdp="burer_monteiro"
+    )
     assert sol.ratio >= 1
     assert sol.lower_bound <= global_optimum(X, y, 0.1, bias=True) * (1 + 1e-6)
     out = sol.decision_function(X)

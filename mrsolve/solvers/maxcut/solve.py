@@ -173,9 +173,17 @@ def _certified(
 ):
     """Solve on ``gates``; return the solution, its network objective, bounds and cuts."""
     sol = cnn.solve(
-        Xt, yt, gates, beta, activation="relu", solver=solver, bias=bias, certify=False,
+        Xt,
+        yt,
+        gates,
+        beta,
+        activation="relu",
+        solver=solver,
+        bias=bias,
+        certify=False,
+        device=Xt.device,
         **solve_kwargs,
-    )  # fmt: skip
+    )
     datafit = cnn.make_datafit("squared", yt, Xt.dtype)
     net = sol.to_torch()
     with torch.no_grad():
