@@ -133,6 +133,72 @@ def compare(
 
 
 @app.command()
+def batch(
+    inputs: Annotated[list[Path], typer.Argument(help="ISMRMRD raw files.")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Output folder.")],
+    method: Annotated[str, typer.Option(help=f"One of {', '.join(commands.METHODS)}.")] = (
+        commands.DEFAULT_METHOD
+    ),
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="ray: cluster address (auto, ray://host:10001).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Local processes, or CPUs of a Ray cluster started here.")
+    ] = None,
+    gpus_per_task: Annotated[float, typer.Option(help="ray: GPUs reserved per task.")] = 0.0,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or auto (default: auto with GPUs, else cpu).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of method options.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="spectral: static, fatwater or dynamic.")
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(help="spectral: iteration budget.")] = None,
+) -> None:
+    """Reconstruct many files, one task per slice; rerun to finish what is missing."""
+    from mrsolve.recon.batch import run_batch
+
+    flags = {k: v for k, v in {"preset": preset, "iterations": iterations}.items() if v is not None}
+    options = commands.method_options(method, config, flags)
+    report = run_batch(
+        inputs,
+        out_dir,
+        method,
+        options,
+        executor=executor,
+        workers=workers,
+        address=address,
+        gpus_per_task=gpus_per_task,
+        device=device or ("auto" if gpus_per_task else "cpu"),
+        console=console,
+    )
+    console.print(
+        f"{report.count('done')} slice(s) reconstructed, {report.count('skipped')} already done, "
+        f"{len(report.failed)} failed; manifest [bold]{report.manifest}[/]"
+    )
+    for record in report.failed:
+        where = (
+            record["input"] if record["slice"] is None else f"{record['input']}:{record['slice']}"
+        )
+        console.print(f"[red]failed[/] {where}: {record['error']}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def view(file: Annotated[Path, typer.Argument(help="Raw ISMRMRD or mrsolve output file.")]) -> None:
+    """Open a file in napari with the mrsolve widgets (needs the gui extra)."""
+    try:
+        import napari  # noqa: F401  (only to tell a missing extra from other errors)
+    except ImportError:
+        _fail("recon view needs the gui extra: pip install 'mrsolve[gui]'")
+    from mrsolve.gui.launch import view as launch_view
+
+    launch_view(file)
+
+
+@app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Folder for the files and the figure.")] = Path(
         "mrsolve-demo"
