@@ -72,6 +72,32 @@ def ntk_weights(
     return counts[inverse[: gates.shape[0]]].to(X.dtype) / n_samples
 
 
+def ntk_gates(
+    X: torch.Tensor, n_samples: int = 1000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monte Carlo NTK: ``n_samples`` Gaussian gates, one per distinct non-zero pattern,
+    with ``eta`` the fraction of draws giving it, so ``K_eta ~ E_h[D_h X X^T D_h]``.
+
+    In more than a few dimensions every pattern of :func:`ntk_weights` has a tiny
+    probability and is rarely hit again; this estimator weights the drawn patterns instead.
+
+    Returns:
+        gates ``(P, d)`` and ``eta`` ``(P,)``.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(X.shape)}")
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(n_samples, X.shape[1], generator=gen, dtype=torch.float64).to(X)
+    masks = gate_masks(X, h).T  # (S, n)
+    _, inverse, counts = torch.unique(masks, dim=0, return_inverse=True, return_counts=True)
+    first = torch.full((counts.shape[0],), n_samples, dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(n_samples), reduce="amin")
+    keep = masks[first].any(1)
+    return h[first[keep]], counts[keep].to(X.dtype) / n_samples
+
+
 def kernel_ridge(K: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
     """``alpha = (K + n beta I)^(-1) y`` (the dual of the ``eta``-weighted ridge)."""
     n = K.shape[0]

@@ -103,3 +103,20 @@ def test_mkl_errors():
         reweight(X, y, gates, 0.0)
     with pytest.raises(ValueError, match="rows"):
         reweight(X, y[:3], gates, 0.1)
+
+
+def test_ntk_gates_frequencies_match_the_drawn_patterns():
+    from mrsolve.solvers.mkl import ntk_gates
+
+    X, _ = _data(12)
+    gates, eta = ntk_gates(X, n_samples=500, seed=3)
+    h = torch.randn(
+        500, X.shape[1], generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    pats = (X @ h.T >= 0).T
+    for g, e in zip(gates, eta, strict=True):
+        same = (pats == (X @ g >= 0)).all(1).double().mean()
+        assert abs(float(same) - float(e)) < 1e-12
+    # the Monte Carlo kernel is the average masked Gram matrix over the draws
+    K = sum(torch.diag(p.double()) @ X @ X.T @ torch.diag(p.double()) for p in pats) / 500
+    torch.testing.assert_close(masked_kernel(X, gates, eta), K)
