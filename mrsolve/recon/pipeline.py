@@ -113,7 +113,7 @@ class SpectralConfig:
 
 PRESETS: dict[str, dict] = {
     "static": {},
-    "fatwater": {"waterfat": {"enabled": True}, "free": {"iterations": 60}},
+    "fatwater": {"waterfat": {"enabled": True}, "free": {"enabled": False}},
     "dynamic": {"dynamic": True, "free": {"tv_time": 0.5, "iterations": 100}},
 }
 _SECTIONS = ("frequency", "operator", "free", "waterfat", "stopping")
@@ -294,7 +294,7 @@ def run_free_volume(
     tracker, x, done = _Tracker(), x0, 0
     if state is not None:
         x, done = state["x"].to(problem.device), state["done"]
-        tv.dual = [d.to(problem.device) for d in state["dual"]]
+        tv.dual = [d.to(problem.device) for d in state["dual"]] or None
         tracker = _Tracker(
             state["best"], state["best_x"].to(problem.device), state["bad"], state["history"]
         )
@@ -316,7 +316,7 @@ def run_free_volume(
         stopped = tracker.update(held, x, stop)
         if checkpointer is not None:
             checkpointer.save("free", {"x": x.cpu(), "done": done, "best": tracker.best,
-                                       "dual": [d.cpu() for d in tv.dual],
+                                       "dual": [d.cpu() for d in tv.dual or []],
                                        "best_x": tracker.best_state.cpu(), "bad": tracker.bad,
                                        "history": tracker.history})  # fmt: skip
     best = tracker.best_state if tracker.best_state is not None else x

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from mrsolve.propeller.fat import FatSpectrum
 from mrsolve.solvers.validation import check_positive
 
 
@@ -34,3 +35,36 @@ def fat_fraction(water: torch.Tensor, fat: torch.Tensor, threshold: float = 0.05
     level = torch.quantile(total.flatten(), 0.99) if total.numel() else torch.tensor(0.0)
     keep = total > threshold * level
     return torch.where(keep, f / total.clamp_min(1e-30), torch.zeros_like(total))
+
+
+def _deposit(volume: torch.Tensor, bins_hz: torch.Tensor, freq: torch.Tensor, value) -> None:
+    """Add ``value`` at frequency ``freq`` (ny, nx), split linearly between neighbouring bins."""
+    n = bins_hz.numel()
+    if n == 1:
+        volume[0] += value
+        return
+    step = float(bins_hz[1] - bins_hz[0])
+    pos = ((freq - float(bins_hz[0])) / step).clamp(0, n - 1)
+    low = pos.floor().long().clamp_max(n - 2)
+    frac = (pos - low).to(volume.dtype)
+    volume.scatter_add_(0, low[None], ((1 - frac) * value)[None])
+    volume.scatter_add_(0, (low + 1)[None], (frac * value)[None])
+
+
+def volume_from_water_fat(
+    water: torch.Tensor,
+    fat: torch.Tensor,
+    field_map_hz: torch.Tensor,
+    spectrum: FatSpectrum,
+    bins_hz: torch.Tensor,
+) -> torch.Tensor:
+    """The spectral volume (F, ny, nx) of a parametric fit on equally spaced ``bins_hz``.
+
+    Water at psi(r) and fat peak p (amplitude a_p) at psi(r) + f_p, each split linearly
+    between its two neighbouring bins (clamped at the ends); sums over f to water + fat.
+    """
+    volume = torch.zeros((bins_hz.numel(), *water.shape), dtype=torch.complex64)
+    _deposit(volume, bins_hz, field_map_hz, water.to(torch.complex64))
+    for f_p, a_p in zip(spectrum.frequencies_hz, spectrum.amplitudes, strict=True):
+        _deposit(volume, bins_hz, field_map_hz + float(f_p), float(a_p) * fat.to(torch.complex64))
+    return volume

@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 import torch
 
 from mrsolve.data.results import Reconstruction
+from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
 from mrsolve.recon.models import build_problem
@@ -26,7 +27,7 @@ from mrsolve.recon.pipeline import (
     run_free_volume,
     run_water_fat,
 )
-from mrsolve.recon.readouts import fat_fraction, image_from_volume
+from mrsolve.recon.readouts import fat_fraction, image_from_volume, volume_from_water_fat
 from mrsolve.solvers.validation import resolve_device
 
 
@@ -103,7 +104,13 @@ def reconstruct_spectral(
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
         out["field_map_hz"] = maps["field_map_hz"].float().cpu()
         out["fat_fraction"] = fat_fraction(out["water"], out["fat"])
-        out.setdefault("image", out["water"] + out["fat"])
+        out["image"] = out["water"] + out["fat"]
+        if "spectral_volume" not in out:
+            spectrum = fat_spectrum(scan.field_strength_t, cfg.frequency.fat_model)
+            out["spectral_volume"] = volume_from_water_fat(
+                out["water"], out["fat"], out["field_map_hz"], spectrum, bins
+            )
+            out["frequencies_hz"] = bins.float()
     config = {**asdict(cfg), "report": report}
     return Reconstruction(
         **out, method="spectral", config=config, runtime_s=time.perf_counter() - start,
