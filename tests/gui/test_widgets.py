@@ -17,6 +17,7 @@ from mrsolve.gui._recon_widget import ReconstructionWidget
 from mrsolve.gui._spectrum_widget import SpectrumWidget
 from mrsolve.gui._worker import Cancelled, reconstruction_steps
 from mrsolve.gui.launch import view
+from mrsolve.recon.methods import reconstruct
 
 pytestmark = pytest.mark.gui
 
@@ -98,6 +99,8 @@ def test_widget_runs_two_iterations_and_adds_layers(
     widget.method.setCurrentText("spectral")
     widget.iterations.setValue(2)
     widget.preview_every.setValue(1)
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda event: inserted.append(event.value.name))
     widget.start()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.status.text() == "done: scan gridding spectral"
@@ -108,6 +111,7 @@ def test_widget_runs_two_iterations_and_adds_layers(
     freqs = volume.metadata["mrsolve"]["frequencies_hz"]
     np.testing.assert_allclose(volume.translate[0], freqs[0], rtol=1e-5)
     np.testing.assert_allclose(volume.scale[0], freqs[1] - freqs[0], rtol=1e-3)
+    assert inserted[0] == "scan gridding preview"  # live preview before the result
     assert "scan gridding preview" not in viewer.layers  # replaced by the result
     # two iterations already give an image of the object (independent reference: truth)
     assert _correlation(image.data, small_sim.truth.image.abs().numpy()) > 0.8
@@ -125,12 +129,16 @@ def test_cancel_stops_a_running_reconstruction(make_napari_viewer, qtbot, small_
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     assert widget.status.text() == "cancelled"
     assert widget.progress.value() < 5000
+    # the algorithm's own thread ends too (at its next iteration)
+    qtbot.waitUntil(
+        lambda: all(t.name != "mrsolve-spectral" for t in threading.enumerate()), timeout=30_000
+    )
     assert [layer.name for layer in viewer.layers if "spectral" in layer.name] == []
     assert widget.run_button.isEnabled()
 
 
 def test_error_is_a_notification_not_a_crash(
-    make_napari_viewer, qtbot, small_raw_layers, monkeypatch
+    make_napari_viewer, qtbot, small_sim, small_raw_layers, raw_file, monkeypatch
 ):
     shown = []
     monkeypatch.setattr(_recon_widget, "show_error", shown.append)
@@ -151,6 +159,17 @@ def test_error_is_a_notification_not_a_crash(
     widget.method.setCurrentText("conjugate-phase")
     widget.start()
     assert widget.worker is None and "field map" in shown[1]
+    # a raw file picked instead of a layer, reconstructed for real
+    widget.reconstructor = reconstruct
+    widget.add_file(raw_file)
+    assert widget.source.currentText() == "file: scan.h5"
+    widget.method.setCurrentText("gridding")
+    assert not widget.iterations.isEnabled()  # gridding has no iterations
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    image = viewer.layers["scan.h5 gridding image"].data
+    assert _correlation(image, small_sim.truth.image.abs().numpy()) > 0.97
+    assert len(shown) == 2
 
 
 def _point_scan(y0: int, x0: int, f0: float):
