@@ -9,6 +9,11 @@ from mrsolve.solvers.lasso.estimators import LassoCV, LassoPath
 from mrsolve.solvers.lasso.path import Path, fit_path
 from mrsolve.solvers.lasso.pretrained import PretrainedLasso, PretrainedLassoCV
 from mrsolve.solvers.lasso.simulate import GroupedData, simulate_groups
+from mrsolve.solvers.lasso.variants import (
+    PretrainedRLearner,
+    SequentialPretrainedLasso,
+    StumpFeatures,
+)
 
 __all__ = [
     "CVPath",
@@ -18,6 +23,9 @@ __all__ = [
     "Path",
     "PretrainedLasso",
     "PretrainedLassoCV",
+    "PretrainedRLearner",
+    "SequentialPretrainedLasso",
+    "StumpFeatures",
     "cv_path",
     "fit_path",
     "make_folds",

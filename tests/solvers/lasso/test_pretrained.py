@@ -159,3 +159,21 @@ def test_unknown_group_at_predict_raises():
     m = PretrainedLasso(alpha=0.5, **FAST).fit(d.X, d.y, d.groups)
     with pytest.raises(ValueError, match="not seen in fit"):
         m.predict(d.X[:2], np.array([0, 9]))
+
+
+def test_plots_return_figures_with_the_data():
+    from matplotlib.figure import Figure
+
+    from mrsolve.solvers.lasso import LassoCV
+    from mrsolve.solvers.lasso.plots import plot_coefficient_map, plot_cv_alpha, plot_cv_lambda
+
+    d = _small(seed=9)
+    m = PretrainedLassoCV(alphas=(0.0, 0.5, 1.0), **FAST).fit(d.X, d.y, d.groups)
+    fig = plot_cv_alpha(m)
+    assert isinstance(fig, Figure)
+    np.testing.assert_allclose(fig.axes[0].lines[len(m.tasks_)].get_ydata(), m.cv_error_)
+    fig = plot_coefficient_map(m)
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape[0] == 1 + len(m.tasks_)
+    est = LassoCV(n_lambdas=10, n_folds=3).fit(d.X, d.y)
+    assert isinstance(plot_cv_lambda(est), Figure)
