@@ -179,8 +179,7 @@ class ReconstructionWidget(QWidget):
         name = self.field_map.currentText()
         if name in ("", "none"):
             return None
-        info = self.viewer.layers[name].metadata["mrsolve"]
-        return torch.as_tensor(np.asarray(info.get("complex", self.viewer.layers[name].data)))
+        return torch.as_tensor(np.asarray(self.viewer.layers[name].data), dtype=torch.float32)
 
     def options(self) -> dict:
         """The keyword options for the selected method (device, field map, preset, ...)."""
