@@ -169,6 +169,14 @@ def test_error_is_a_notification_not_a_crash(
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     image = viewer.layers["scan.h5 gridding image"].data
     assert _correlation(image, small_sim.truth.image.abs().numpy()) > 0.97
+    # conjugate phase with a field-map layer picked in the widget
+    _add(viewer, [ly for ly in result_layers(small_sim.truth, "truth") if "field" in ly[1]["name"]])
+    widget.field_map.setCurrentText("truth field map (Hz)")
+    widget.method.setCurrentText("conjugate-phase")
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    image = viewer.layers["scan.h5 conjugate-phase image"].data
+    assert _correlation(image, small_sim.truth.image.abs().numpy()) > 0.97
     assert len(shown) == 2
 
 
