@@ -123,4 +123,4 @@ class ConvexProgram:
         """Largest cone violation ``max(0, -(2 D_p - I) X u_g)`` (0 for gated ReLU)."""
         if not self.constrained:
             return 0.0
-        return float((-self.cone(u)).clamp_min(0).max())
+        return max(0.0, float((-self.cone(u)).max()))
