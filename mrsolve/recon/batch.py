@@ -193,7 +193,7 @@ def make_batch_executor(
         """RayExecutor whose tasks also reserve ``gpus_per_task`` GPUs."""
 
         def __init__(self) -> None:
-            super().__init__(address=address, num_cpus=workers)
+            super().__init__(address=address, num_cpus=None if address else workers)
             if gpus_per_task:
                 import ray
 
@@ -428,9 +428,16 @@ def _execute(pool, tasks, manifest, key, outputs, console, fail_first) -> None:
                     file.done.add(task.slice)
                     manifest.add(**base, **record, output=task.part)
                     if file.done == set(file.slices):
-                        _assemble(file, key)
-                        outputs.append(file.output)
-                        manifest.add(input=task.input, status="assembled", output=str(file.output))
+                        try:
+                            _assemble(file, key)
+                        except (OSError, ValueError) as err:  # parts stay for a rerun
+                            error = f"{type(err).__name__}: {err}"
+                            manifest.add(input=task.input, status="failed", error=error)
+                        else:
+                            outputs.append(file.output)
+                            manifest.add(
+                                input=task.input, status="assembled", output=str(file.output)
+                            )
                 elif attempts[task.input, task.slice] < MAX_ATTEMPTS:
                     manifest.add(**base, **{**record, "status": "retry"})
                     submit(file, task)

@@ -46,11 +46,24 @@ def simulate(
     noise: Annotated[float, typer.Option(help="Noise std relative to the k-space RMS.")] = 0.01,
     sequence: Annotated[str, typer.Option(help="spin-echo or gradient-echo.")] = "spin-echo",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    n_slices: Annotated[int, typer.Option(help="Slices (one phantom each).")] = 1,
+    echo_times_ms: Annotated[
+        str | None, typer.Option(help="Echo times in ms, e.g. 1.15,2.3 (gradient echo).")
+    ] = None,
+    averages: Annotated[int, typer.Option(help="Averages (independent noise).")] = 1,
 ) -> None:
     """Simulate a phantom scan with the exact per-sample signal equation."""
+    exam = {}
+    if n_slices != 1 or echo_times_ms is not None or averages != 1:
+        exam = {
+            "n_slices": n_slices,
+            "n_averages": averages,
+            "echo_times_s": commands.parse_echo_times(echo_times_ms),
+        }
     commands.simulate_to_files(
         raw,
         truth,
+        **exam,
         size=size,
         n_blades=blades,
         n_lines=lines,

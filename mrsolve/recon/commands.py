@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mrsolve.data.exam import stack_results
+from mrsolve.data.exam import simulate_exam_to_files, stack_results
 from mrsolve.data.files import atomic_output, sha256_file
 from mrsolve.data.ismrmrd_io import read_slices, write_ismrmrd
 from mrsolve.data.results import (
@@ -73,11 +73,31 @@ def _check_output(path: Path, name: str, inputs: tuple[Path, ...] = ()) -> Path:
     return path
 
 
+def parse_echo_times(text: str | None) -> list[float] | None:
+    """Echo times in seconds from "1.15,2.3" (milliseconds); None -> None."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) * 1e-3 for v in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"--echo-times-ms must be numbers like 1.15,2.3, got {text!r}") from None
+    if any(not v >= 0 for v in values):
+        raise ValueError(f"--echo-times-ms must be non-negative, got {text!r}")
+    return values
+
+
 def simulate_to_files(raw: Path, truth: Path, **options) -> None:
-    """Simulate a scan; write the raw ISMRMRD file and the ground-truth file (both or neither)."""
+    """Simulate a scan; write the raw ISMRMRD file and the ground-truth file (both or neither).
+
+    ``n_slices``, ``n_averages`` or ``echo_times_s`` among ``options`` simulate a whole
+    exam (:func:`mrsolve.data.exam.simulate_exam`).
+    """
     raw, truth = _check_output(raw, "raw output"), _check_output(truth, "truth output")
     if raw.resolve() == truth.resolve():
         raise ValueError(f"--truth must differ from the raw file, got {str(truth)!r} for both")
+    if {"n_slices", "n_averages", "echo_times_s"} & set(options):
+        simulate_exam_to_files(raw, truth, **options)
+        return
     sim = simulate(**options)
     with atomic_output(raw) as tmp_raw, atomic_output(truth) as tmp_truth:
         write_ismrmrd(tmp_raw, sim.scan)

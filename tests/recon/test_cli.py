@@ -166,3 +166,25 @@ def test_simulate_bad_option_writes_nothing(tmp_path, capsys):
     assert recon("simulate", raw, "--truth", truth, "--size", "0") == 2
     _one_error_line(capsys, "size")
     assert not raw.exists() and not truth.exists()
+
+
+def test_simulate_and_run_a_multi_slice_two_echo_exam(tmp_path, capsys):
+    raw, truth, out = tmp_path / "exam.h5", tmp_path / "exam_truth.h5", tmp_path / "o.h5"
+    exam = ["--n-slices", "2", "--echo-times-ms", "1.15,2.3", "--sequence", "gradient-echo"]
+    assert recon("simulate", raw, "--truth", truth, *TINY, *exam) == 0
+    assert read_truth(truth).axes == ("slice", "y", "x")
+    assert recon("run", raw, "-o", out, "--method", "gridding", "--slices", "1") == 0
+    rec = read_result(out)
+    assert rec.axes == ("slice", "echo", "y", "x") and rec.image.shape == (1, 2, 32, 32)
+    assert rec.slices == (1,)
+    capsys.readouterr()
+    assert recon("run", raw, "-o", tmp_path / "p.h5", "--method", "gridding", "--slices", "5") == 2
+    _one_error_line(capsys, "slices [5]")
+    assert recon("run", raw, "-o", tmp_path / "p.h5", "--method", "gridding", "--slices", "x") == 2
+    _one_error_line(capsys, "--slices")
+    assert (
+        recon("simulate", tmp_path / "r.h5", "--truth", tmp_path / "t.h5", "--echo-times-ms", "a")
+        == 2
+    )
+    _one_error_line(capsys, "--echo-times-ms")
+    assert not (tmp_path / "p.h5").exists() and not (tmp_path / "r.h5").exists()
