@@ -79,11 +79,11 @@ class WaterFatConfig:
 
     enabled: bool = False
     optimizer: str = "lbfgs"  # "lbfgs" or "adam"
-    iterations: int = 60
+    iterations: int = 100
     lr: float = 0.05
     init_cg_iterations: int = 20
     tv: float = 0.003
-    psi_smooth: float = 1e-4
+    psi_smooth: float = 1e-7
     downsample: int = 4
     max_abs_hz: float = 200.0
 

@@ -25,6 +25,7 @@ def small():
                     noise=0.02, seed=5)  # fmt: skip
 
 
+@pytest.mark.slow  # ~100 s on 2 loaded cores; benchmarks/spectral_recon.py reports the same metrics
 def test_fatwater_on_3t_phantom_meets_targets():
     sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=3.0,
                    max_offres_hz=150.0, noise=0.02, seed=0)  # fmt: skip
@@ -90,13 +91,14 @@ def test_resume_ends_where_uninterrupted_run_ends(small, tmp_path, preset):
 def test_heldout_rule_stops_when_heldout_loss_stalls(small):
     rec = reconstruct_spectral(
         small.scan, "static", iterations=200, free={"tv": 0.0},
-        stopping={"check_every": 5, "patience": 2}, holdout_fraction=0.15, **FAST,
+        stopping={"check_every": 3, "patience": 2, "min_improvement": 0.02},
+        holdout_fraction=0.15, **FAST,
     )  # fmt: skip
     report = rec.config["report"]["free"]
     assert report["stopped_early"] and report["iterations"] < 200
     history = report["heldout_history"]
-    best_before = min(history[:-2])
-    assert all(h > best_before * (1 - 1e-3) for h in history[-2:])
+    n = len(history)
+    assert all(history[i] > min(history[:i]) * (1 - 0.02) for i in (n - 2, n - 1))
 
 
 def test_heldout_lines_are_seeded_and_sized():
