@@ -279,12 +279,25 @@ def figures(phantom, recon, curves):
     )
     ax.legend(fontsize=7)
     ax = axes[1]
+    names = list(dict.fromkeys(name for name, _ in curves["images"]))[-2:]  # the last gray/color
+    colors = dict(zip(LABELS.values(), ["C0", "C1", "C2", "C3"], strict=True))
     for (name, label), pts in curves["images"].items():
-        ax.plot(*zip(*pts, strict=True), marker=".", label=f"{name}: {label}")
+        if name in names:
+            style = "-" if name == names[0] else "--"
+            ax.plot(
+                *zip(*pts, strict=True),
+                style,
+                color=colors[label],
+                marker=".",
+                label=f"{name}: {label}",
+            )
     ax.set(
-        title="images (B1=4, B2=8)", xlabel="bits per entry", ylabel="relative error", yscale="log"
+        title="images (B1=4, B2=8; all images in lplr.md)",
+        xlabel="bits per entry",
+        ylabel="relative error",
+        yscale="log",
     )
-    ax.legend(fontsize=5, ncol=2)
+    ax.legend(fontsize=6)
     ax = axes[2]
     for label, pts in curves["knn"].items():
         ax.plot(*zip(*pts, strict=True), marker="o", label=label)
