@@ -42,7 +42,7 @@ NOTES = """Findings.
 - In 2-D the arrangement has only O(n) cells, so exhaustive enumeration is cheap and the
   rounding, whose time is dominated by its certificates (one SDP per sign, the exact-cell
   bound), is 5-15x slower; rounding pays off when the rank makes enumeration infeasible.
-- Beyond enumeration (d = 8) the certified ratio comes from the SDP alone and is 1.2-2.3:
+- Beyond enumeration (d = 8) the certified ratio comes from the SDP alone and is 1.2-2.4:
   the true ratio is unknown there but, by the small cases, mostly the bound's looseness.
 - The two class patterns are optimal for orthogonally separable data only while the
   residual has the sign of y (large beta); at small beta the network overshoots labels and
