@@ -1,4 +1,4 @@
-"""Benchmark: two-layer ReLU training by Max-Cut rounding (arXiv 2311.13177, issue 6).
+"""Benchmark: two-layer ReLU training by Max-Cut rounding (arXiv 2311.10972, issue 6).
 
 For each dataset class (orthogonally separable, negatively correlated, general) and size
 ``n`` (2-D data, no bias, ``beta`` fixed): the global optimum ``p*`` by exhaustive

@@ -1,4 +1,4 @@
-"""Benchmark: wedge-product features on the two-spiral dataset (arXiv 2310.11028, issue 6).
+"""Benchmark: wedge-product features on the two-spiral dataset (arXiv 2309.16512, issue 6).
 
 The lasso over the wedge dictionary (every pair of training samples, both orientations)
 along its regularization path, against a gated-ReLU convex network

@@ -1,4 +1,4 @@
-"""Two-layer ReLU training through its Max-Cut connection (arXiv 2311.13177).
+"""Two-layer ReLU training through its Max-Cut connection (arXiv 2311.10972).
 
 :func:`solve` (random-hyperplane rounding with a certified approximation ratio),
 :func:`solve_orthogonal` (exact for orthogonally separable data), the dataset

@@ -1,4 +1,4 @@
-"""The three dataset classes of the Max-Cut analysis of ReLU training (arXiv 2311.13177).
+"""The three dataset classes of the Max-Cut analysis of ReLU training (arXiv 2311.10972).
 
 Labels ``y`` are ``+-1``; the classes are the signs of ``y``.
 

@@ -1,4 +1,4 @@
-"""Two-layer ReLU training with a certified approximation ratio (arXiv 2311.13177).
+"""Two-layer ReLU training with a certified approximation ratio (arXiv 2311.10972).
 
 The Goemans-Williamson analogue: random hyperplanes ``h ~ N(0, I)`` through the data
 round to activation patterns ``D = diag(1[X h >= 0])``; the convex ReLU program on those

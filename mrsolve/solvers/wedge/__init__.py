@@ -1,4 +1,4 @@
-"""Wedge-product features for ReLU networks (arXiv 2310.11028).
+"""Wedge-product features for ReLU networks (arXiv 2309.16512).
 
 Neurons are hyperplanes through ``d`` training samples (generalized cross products of
 their differences); training is a lasso over the resulting signed-volume features.

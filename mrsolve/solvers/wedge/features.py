@@ -1,4 +1,4 @@
-"""Wedge-product neurons: hyperplanes through ``d`` training samples (arXiv 2310.11028).
+"""Wedge-product neurons: hyperplanes through ``d`` training samples (arXiv 2309.16512).
 
 For samples ``x_{i_0}, ..., x_{i_{d-1}}`` in ``R^d`` the hyperplane through them has the
 normal ``c = star(a_1 ^ ... ^ a_{d-1})``, the Hodge dual of the wedge of the differences
