@@ -12,7 +12,8 @@ Reported: slices per minute, speed-up over the baseline, and the overhead per ta
 (workers x wall - sum of task times) / tasks: scheduling, process start, file I/O.
 Writes docs/batch_throughput.md and docs/batch_throughput.png.
 
-    python benchmarks/batch_throughput.py [--quick] [--method gridding] [--size 64]
+    python benchmarks/batch_throughput.py [--quick] [--method spectral] [--iterations 10]
+                                          [--size 48] [--files 3] [--slices 4]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rich.table import Table
 
 from mrsolve.data.exam import simulate_exam
 from mrsolve.data.ismrmrd_io import read_slices, write_exam
-from mrsolve.recon.batch import run_batch
+from mrsolve.recon.batch import ProcessExecutor, run_batch
 from mrsolve.recon.commands import reconstruct_scan
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -52,12 +53,12 @@ def make_inputs(folder: Path, n_files: int, n_slices: int, size: int) -> list[Pa
     return paths
 
 
-def baseline(paths: list[Path], method: str, device: str) -> tuple[float, int]:
+def baseline(paths: list[Path], method: str, options: dict, device: str) -> tuple[float, int]:
     """Wall time of reconstructing every slice serially in this process."""
     start, n = time.perf_counter(), 0
     for path in paths:
         for scan in read_slices(path).values():
-            reconstruct_scan(scan, method, None, torch.device(device), {})
+            reconstruct_scan(scan, method, None, torch.device(device), dict(options))
             n += 1
     return time.perf_counter() - start, n
 
@@ -77,7 +78,9 @@ def warm_ray(workers: int) -> None:
     ray.get([ray.remote(num_cpus=1)(_warm).remote(i) for i in range(workers)])
 
 
-def timed_batch(paths, out: Path, method: str, executor: str, workers: int, **kw) -> dict:
+def timed_batch(paths, out: Path, method, options, executor, workers: int, **kw) -> dict:
+    if executor == "local":  # one torch thread per worker, as Ray gives its workers
+        executor = ProcessExecutor(workers, threads_per_worker=1)
     start = time.perf_counter()
     report = run_batch(
         paths, out, method, executor=executor, workers=workers, console=Console(quiet=True), **kw
@@ -87,66 +90,72 @@ def timed_batch(paths, out: Path, method: str, executor: str, workers: int, **kw
     if len(done) != sum(1 for r in report.records if r["slice"] is not None):
         raise RuntimeError(f"batch {executor} x{workers} did not finish: {report.failed}")
     task_time = sum(r["wall_s"] for r in done)
-    return {
+    result = {
         "wall_s": wall,
         "tasks": len(done),
         "slices_per_min": 60 * len(done) / wall,
         "overhead_s": (workers * wall - task_time) / len(done),
         "device": done[0]["device"],
     }
+    if isinstance(executor, ProcessExecutor):
+        executor.shutdown()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 files x 2 slices of 32 px")
-    parser.add_argument("--method", default="gridding")
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--method", default="spectral")
+    parser.add_argument("--iterations", type=int, default=10, help="spectral iterations")
+    parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--files", type=int, default=3)
     parser.add_argument("--slices", type=int, default=4)
     args = parser.parse_args()
     if args.quick:
-        args.size, args.files, args.slices = 32, 2, 2
+        args.size, args.files, args.slices, args.iterations = 32, 2, 2, 5
+    options = {"iterations": args.iterations} if args.method == "spectral" else {}
     import ray
 
+    torch.set_num_threads(1)  # every backend computes with one thread per worker
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = make_inputs(folder, args.files, args.slices, args.size)
         start = time.perf_counter()  # the forkserver imports torch + mrsolve once per process
-        run_batch(paths[:1], folder / "warm", args.method, workers=1, console=Console(quiet=True))
+        timed_batch(paths[:1], folder / "warm", args.method, options, "local", 1)
         pool_start = time.perf_counter() - start
-        wall, n = baseline(paths, args.method, "cpu")
+        wall, n = baseline(paths, args.method, options, "cpu")
         rows.append({"backend": "serial (baseline)", "workers": 1, "wall_s": wall, "tasks": n,
                      "slices_per_min": 60 * n / wall, "overhead_s": 0.0, "device": "cpu"})  # fmt: skip
         for workers in (1, 2):
             out = folder / f"local{workers}"
             rows.append({"backend": "local", "workers": workers,
-                         **timed_batch(paths, out, args.method, "local", workers)})  # fmt: skip
+                         **timed_batch(paths, out, args.method, options, "local", workers)})  # fmt: skip
         for workers in (1, 2):
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
             warm_ray(workers)
             try:
                 out = folder / f"ray{workers}"
                 rows.append({"backend": "ray", "workers": workers,
-                             **timed_batch(paths, out, args.method, "ray", workers)})  # fmt: skip
+                             **timed_batch(paths, out, args.method, options, "ray", workers)})  # fmt: skip
             finally:
                 ray.shutdown()
         if torch.cuda.is_available():
             out = folder / "local_gpu"
             rows.append({"backend": "local + GPU", "workers": 1,
-                         **timed_batch(paths, out, args.method, "local", 1, device="cuda")})  # fmt: skip
+                         **timed_batch(paths, out, args.method, options, "local", 1, device="cuda")})  # fmt: skip
             ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
             warm_ray(1)
             try:
                 rows.append({"backend": "ray + 1 GPU/task", "workers": 1,
-                             **timed_batch(paths, folder / "ray_gpu", args.method, "ray", 1,
+                             **timed_batch(paths, folder / "ray_gpu", args.method, options, "ray", 1,
                                            gpus_per_task=1, device="auto")})  # fmt: skip
             finally:
                 ray.shutdown()
     base = rows[0]["slices_per_min"]
     title = (
         f"recon batch throughput: {args.files} files x {args.slices} slices, {args.size} px, "
-        f"method {args.method}"
+        f"method {args.method} {options or ''}"
     )
     table = Table(title=title)
     header = [
@@ -175,7 +184,7 @@ def main() -> None:
         "forkserver that imported torch and mrsolve once per process; that one-time start "
         f"(with a first warm-up batch of {args.slices} slices) took {pool_start:.1f} s and is "
         "not in the table. Ray clusters were started and their workers warmed before the "
-        "clock, as for an existing cluster. Shared machine: timings are noisy.",
+        "clock, as for an existing cluster. Every backend computes with one torch thread per worker (the serial baseline too). Shared machine: timings are noisy.",
         "",
         "```json",
         json.dumps(rows, indent=1),
