@@ -266,13 +266,19 @@ def demo(
     raw, truth_path = folder / "raw.h5", folder / "truth.h5"
     simulate_to_files(raw, truth_path, size=size, max_offres_hz=150.0, noise=0.01, seed=seed)
     truth = read_truth(truth_path)
-    rows, images = {}, {"truth": truth.image}
+    rows, images, maps = {}, {"truth": truth.image}, None
     for method in METHODS:
         out = folder / f"{method}.h5"
         fmap = truth_path if method == "conjugate-phase" else None
-        rec = reconstruct_file(raw, out, method, fmap, device, console=console)
+        flags = {"preset": "fatwater"} if method == "spectral" else None
+        rec = reconstruct_file(raw, out, method, fmap, device, console=console, flags=flags)
         label = f"{method} (true field map)" if fmap is not None else method
         rows[label] = score(rec, truth)
         images[label] = rec.image
-    figure = comparison_figure(images, rows, folder / "demo.png")
+        if rec.fat_fraction is not None and rec.field_map_hz is not None:
+            maps = {
+                "fat fraction": (truth.fat_fraction, rec.fat_fraction),
+                "field map (Hz)": (truth.field_map_hz * truth.mask, rec.field_map_hz * truth.mask),
+            }
+    figure = comparison_figure(images, rows, folder / "demo.png", maps)
     return scores_table(rows), figure

@@ -24,9 +24,10 @@ def _executor():
 
 
 def test_ray_one_worker_killed_mid_run_still_decodes(ray_cluster):
-    # polar N=4, K=3: any single erasure is decodable; worker 3 dies as soon as it starts
+    # polar N=4, K=3: any single erasure is decodable; worker 3 dies as soon as it starts,
+    # the others answer after 2 s, long enough for Ray to report the dead worker first
     out, rep = coded_matmul(
-        A, B, workers=4, k=3, code="polar", executor=_executor(), delays=[0.2] * 3 + [0.0], fail=[3]
+        A, B, workers=4, k=3, code="polar", executor=_executor(), delays=[2.0] * 3 + [0.0], fail=[3]
     )
     assert rep.decoded and _rel(out) < 1e-8
     assert rep.failed == [3] and 3 not in rep.answered
