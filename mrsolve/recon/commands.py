@@ -237,17 +237,27 @@ def compare_files(output: Path, truth: Path) -> dict[str, float]:
 def scores_table(rows: dict[str, dict[str, float]]) -> Table:
     """A rich table, one row per reconstruction, one column per metric."""
     columns = sorted({k for scores in rows.values() for k in scores}, key=_metric_order)
-    table = Table(title="Reconstruction vs ground truth")
+    table = Table(title="Reconstruction vs ground truth", caption="(zero): the all-zero predictor")
     table.add_column("reconstruction")
     for c in columns:
-        table.add_column(c, justify="right")
+        table.add_column(_HEADERS.get(c, c), justify="right")
     for name, scores in rows.items():
         table.add_row(name, *(f"{scores[c]:.4g}" if c in scores else "-" for c in columns))
     return table
 
 
+_HEADERS = {
+    "nrmse": "NRMSE",
+    "ssim": "SSIM",
+    "fat_fraction_mae": "FF MAE",
+    "fat_fraction_mae_zero": "FF MAE (zero)",
+    "field_map_rmse_hz": "B0 RMSE Hz",
+    "field_map_rmse_zero_hz": "B0 RMSE (zero)",
+}
+
+
 def _metric_order(name: str) -> int:
-    order = ["nrmse", "ssim", "fat_fraction_mae", "fat_fraction_mae_zero", "field_map_rmse_hz"]
+    order = list(_HEADERS)
     return order.index(name) if name in order else len(order)
 
 
@@ -272,7 +282,7 @@ def demo(
         fmap = truth_path if method == "conjugate-phase" else None
         flags = {"preset": "fatwater"} if method == "spectral" else None
         rec = reconstruct_file(raw, out, method, fmap, device, console=console, flags=flags)
-        label = f"{method} (true field map)" if fmap is not None else method
+        label = f"{method} (true B0 map)" if fmap is not None else method
         rows[label] = score(rec, truth)
         images[label] = rec.image
         if rec.fat_fraction is not None and rec.field_map_hz is not None:
