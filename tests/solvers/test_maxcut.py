@@ -12,14 +12,6 @@ from mrsolve.solvers import maxcut as mc
 from mrsolve.solvers.convex_nn.network import TwoLayerNet, network_objective
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def global_optimum(X, y, beta, bias=False):
     """p* by exhaustive enumeration of every activation pattern, solved by CVXPY."""
     Xt = torch.as_tensor(X)

@@ -16,14 +16,6 @@ from mrsolve.solvers.mkl import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n=25, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 2))

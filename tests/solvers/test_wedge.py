@@ -11,14 +11,6 @@ from sklearn.utils.estimator_checks import check_estimator
 from mrsolve.solvers import wedge as W
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def data(n, d, seed=0):
     return torch.as_tensor(np.random.default_rng(seed).standard_normal((n, d)))
 
