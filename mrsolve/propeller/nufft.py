@@ -248,13 +248,53 @@ class _NUFFTAdjoint(Linop):
         return self.fwd
 
 
+def toeplitz_kernel(nufft: NUFFT, weights: torch.Tensor) -> torch.Tensor:
+    """FFT'd point-spread kernel K of A^H diag(w) A on the (2 ny, 2 nx) grid.
+
+    A^H diag(w) A x = crop(IFFT2(FFT2(zero-pad x) * K)) for each batch entry of ``w``.
+
+    Args:
+        nufft: the operator A (its ``batch_shape`` is ignored).
+        weights: real or complex sample weights of shape (*batch, *nufft.traj.shape[:-1]).
+
+    Returns:
+        (*batch, 2 ny, 2 nx): float32 for real weights (the PSF is then Hermitian, so the
+        kernel is real and costs half per application), complex64 for complex weights.
+    """
+    if not isinstance(nufft, NUFFT):
+        raise TypeError(f"nufft must be a NUFFT, got {type(nufft).__name__}")
+    samples = tuple(nufft.traj.shape[:-1])
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
+    if tuple(weights.shape[weights.ndim - len(samples) :]) != samples:
+        raise ValueError(
+            f"weights must have shape (*batch, {', '.join(map(str, samples))}), "
+            f"got {tuple(weights.shape)}"
+        )
+    ny, nx = nufft.image_shape
+    batch = weights.shape[: weights.ndim - len(samples)]
+    # The PSF h(d) = sum_k w_k exp(+i 2 pi k.d / n) for d in [-n, n): an adjoint NUFFT
+    # on a 2x image with the trajectory scaled by 2 (same phase k d / n).
+    doubled = NUFFT(
+        2 * nufft.traj, (2 * ny, 2 * nx), batch, oversamp=nufft.oversamp, width=nufft.width
+    )
+    psf = doubled.H(weights.to(device=nufft.device, dtype=torch.complex64))
+    # Offsets d = -n never occur between two pixels, so they can be dropped; for real
+    # weights this leaves h(-d) = conj(h(d)) exactly and the kernel real.
+    psf[..., 0, :] = 0
+    psf[..., :, 0] = 0
+    kernel = torch.fft.fft2(torch.fft.ifftshift(psf, dim=(-2, -1)))
+    return kernel if weights.is_complex() else kernel.real.contiguous()
+
+
 class ToeplitzNormal(Linop):
     """A^H W A of a :class:`NUFFT` by Toeplitz embedding on a (2 ny, 2 nx) grid.
 
     Args:
         nufft: the operator A.
         weights: real sample weights W of shape ``nufft.traj.shape[:-1]`` (density
-            compensation, data weights); None means all ones.
+            compensation, data weights); None means all ones. For complex weights use
+            :func:`toeplitz_kernel` directly.
     """
 
     def __init__(self, nufft: NUFFT, weights: torch.Tensor | None = None) -> None:
@@ -269,18 +309,7 @@ class ToeplitzNormal(Linop):
             raise ValueError(f"weights must have shape {samples}, got {tuple(weights.shape)}")
         super().__init__(nufft.ishape, nufft.ishape, device=nufft.device)
         self.image_shape = nufft.image_shape
-        ny, nx = self.image_shape
-        # The PSF h(d) = sum_k w_k exp(+i 2 pi k.d / n) for d in [-n, n): an adjoint NUFFT
-        # on a 2x image with the trajectory scaled by 2 (same phase k d / n).
-        doubled = NUFFT(
-            2 * nufft.traj, (2 * ny, 2 * nx), oversamp=nufft.oversamp, width=nufft.width
-        )
-        psf = doubled.H(weights.to(device=nufft.device, dtype=torch.complex64))
-        # Offsets d = -n never occur between two pixels; dropping them leaves h(-d) =
-        # conj(h(d)) exactly, so the kernel is real (half the work per application).
-        psf[0, :] = 0
-        psf[:, 0] = 0
-        self._kernel = torch.fft.fft2(torch.fft.ifftshift(psf)).real.contiguous()
+        self._kernel = toeplitz_kernel(nufft, weights)
 
     def _apply(self, x):
         ny, nx = self.image_shape

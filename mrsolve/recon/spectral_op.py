@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from mrsolve.propeller.dft import DFT
-from mrsolve.propeller.nufft import NUFFT
+from mrsolve.propeller.nufft import NUFFT, toeplitz_kernel
 from mrsolve.solvers.linop import Linop
 from mrsolve.solvers.validation import check_finite, check_positive, check_shape
 
@@ -169,25 +169,6 @@ class _SpectralEncodingAdjoint(Linop):
         return self.fwd
 
 
-def toeplitz_kernels(nufft: NUFFT, weights: torch.Tensor) -> torch.Tensor:
-    """FFT'd point-spread kernels on the (2 ny, 2 nx) grid for complex sample weights.
-
-    ``weights`` (*batch, *S) -> (*batch, 2 ny, 2 nx) complex64 such that
-    A^H diag(w) A x = crop(IFFT(FFT(pad x) * K)). The PSF h(d) = sum_k w_k e^{+i 2 pi k.d / n}
-    is one adjoint NUFFT on a doubled image with the trajectory scaled by 2, as in
-    :class:`~mrsolve.propeller.nufft.ToeplitzNormal` (which takes real weights only).
-    """
-    ny, nx = nufft.image_shape
-    samples = nufft.traj.shape[:-1]
-    batch = weights.shape[: weights.ndim - len(samples)]
-    doubled = NUFFT(
-        2 * nufft.traj, (2 * ny, 2 * nx), batch_shape=batch, oversamp=nufft.oversamp,
-        width=nufft.width,
-    )  # fmt: skip
-    psf = doubled.H(weights.to(torch.complex64))
-    return torch.fft.fft2(torch.fft.ifftshift(psf, dim=(-2, -1)))
-
-
 class SpectralNormal(Linop):
     """A^H W A of a :class:`SpectralEncoding`: L x L Toeplitz kernels, no NUFFT.
 
@@ -219,7 +200,7 @@ class SpectralNormal(Linop):
         keep = int((sv > tol * sv[0]).sum())
         mix = (coef[:, :keep] * sv[:keep]).to(torch.complex64)  # (L^2, Q)
         funcs = vh[:keep].to(torch.complex64)[:, enc.time_index]  # (Q, *S)
-        kernels = toeplitz_kernels(enc.nufft, weights.to(enc.device) * funcs)  # (Q, 2ny, 2nx)
+        kernels = toeplitz_kernel(enc.nufft, weights.to(enc.device) * funcs)  # (Q, 2ny, 2nx)
         grid = kernels.shape[-2:]
         mixed = mix @ kernels.reshape(keep, -1)  # (L^2, G)
         # grid-point-major (2ny, 2nx, L, L): one batched small matmul per application

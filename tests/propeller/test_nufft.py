@@ -3,7 +3,7 @@ import torch
 
 from mrsolve.propeller.dft import DFT
 from mrsolve.propeller.geometry import BladeGeometry
-from mrsolve.propeller.nufft import NUFFT, toeplitz_normal
+from mrsolve.propeller.nufft import NUFFT, toeplitz_kernel, toeplitz_normal
 from mrsolve.solvers.linop import dot_test
 
 
@@ -127,6 +127,32 @@ def test_toeplitz_normal_matches_dft_normal(name):
     weighted = toeplitz_normal(a, weights)
     assert _rel(weighted(x), d.H(weights * d(x))) < 1e-3
     assert _rel(a.normal(weights)(x), weighted(x)) < 1e-6
+
+
+def _apply_kernel(kernel, x):
+    ny, nx = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (0, nx, 0, ny))
+    return torch.fft.ifft2(torch.fft.fft2(padded) * kernel)[..., :ny, :nx]
+
+
+@pytest.mark.parametrize("name", ["odd_nonsquare_random", "propeller_odd_batch2d"])
+def test_toeplitz_kernel_complex_weights_match_dft(name):
+    traj, image_shape, _, g = _case(name)
+    a, d = NUFFT(traj, image_shape), DFT(traj, image_shape)
+    weights = _cplx((2, *traj.shape[:-1]), g)  # a batch of two complex weight sets
+    kernel = toeplitz_kernel(a, weights)
+    assert kernel.shape == (2, 2 * image_shape[0], 2 * image_shape[1])
+    x = _cplx(image_shape, g)
+    for w, k in zip(weights, kernel, strict=True):
+        assert _rel(_apply_kernel(k, x), d.H(w * d(x))) < 1e-3
+    real = weights.real
+    real_kernel = toeplitz_kernel(a, real)
+    assert not real_kernel.is_complex()
+    assert _rel(_apply_kernel(real_kernel[0], x), d.H(real[0] * d(x))) < 1e-3
+    with pytest.raises(ValueError, match="weights"):
+        toeplitz_kernel(a, torch.ones(2, 7))
+    with pytest.raises(TypeError, match="nufft"):
+        toeplitz_kernel(d, real)
 
 
 def test_toeplitz_is_differentiable():
