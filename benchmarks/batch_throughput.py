@@ -83,8 +83,9 @@ def timed_batch(paths, out: Path, method, options, executor, workers: int, **kw)
         executor = ProcessExecutor(workers, threads_per_worker=1)
     start = time.perf_counter()
     report = run_batch(
-        paths, out, method, executor=executor, workers=workers, console=Console(quiet=True), **kw
-    )
+        paths, out, method, options, executor=executor, workers=workers,
+        console=Console(quiet=True), **kw,
+    )  # fmt: skip
     wall = time.perf_counter() - start
     done = [r for r in report.records if r["status"] == "done"]
     if len(done) != sum(1 for r in report.records if r["slice"] is not None):
