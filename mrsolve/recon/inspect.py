@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 
 import h5py
+import ismrmrd
+import numpy as np
 from rich.table import Table
 
 from mrsolve.data.files import check_hdf5
-from mrsolve.data.ismrmrd_io import read_ismrmrd
+from mrsolve.data.ismrmrd_io import list_slices, read_ismrmrd
+
+_NOISE_FLAG = np.uint64(1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1))
 
 
 def describe_file(path: Path) -> Table:
@@ -34,11 +38,25 @@ def _table(title: str) -> Table:
     return table
 
 
+def _count_averages(path: Path) -> int:
+    """Distinct ``idx.average`` values of the imaging lines (reads the headers only)."""
+    with h5py.File(path, "r") as f:
+        group = next(g for g in f.values() if isinstance(g, h5py.Group) and "data" in g)
+        heads = group["data"].fields("head")[()]
+    imaging = (heads["flags"].astype(np.uint64) & _NOISE_FLAG) == 0
+    return len(set(heads["idx"]["average"][imaging].tolist()))
+
+
 def _describe_raw(path: Path) -> Table:
-    scan = read_ismrmrd(path)
+    slices = list_slices(path)
+    scan = read_ismrmrd(path, slice=slices[0])  # slices of one file share their geometry
     table = _table(f"{path.name}: ISMRMRD PROPELLER raw data")
     dk = scan.traj[0, 0, 1] - scan.traj[0, 0, 0]
+    tes = ", ".join(f"{te * 1e3:.3g}" for te in scan.echo_te_s)
     rows = {
+        "slices": f"{len(slices)}: {', '.join(map(str, slices))}",
+        "echoes: TE (ms)": f"{scan.n_echoes}: {tes}",
+        "averages": _count_averages(path),
         "image size (ny, nx)": scan.image_shape,
         "field of view (mm)": scan.fov_mm,
         "coils": scan.n_coils,
@@ -46,7 +64,6 @@ def _describe_raw(path: Path) -> Table:
         "frames": scan.n_frames,
         "readout spacing (cycles/FOV)": f"{float(dk.norm()):.3g}",
         "sequence": scan.sequence.replace("_", " "),
-        "TE (ms)": f"{scan.te_s * 1e3:.3g}",
         "dwell (us)": f"{scan.dwell_s * 1e6:.3g}",
         "readout duration (ms)": f"{scan.n_readout * scan.dwell_s * 1e3:.3g}",
         "field strength (T)": scan.field_strength_t,
@@ -63,6 +80,10 @@ def _describe_maps(path: Path, f: h5py.File) -> Table:
     for key in ("method", "device", "runtime_s", "mrsolve_version", "input_sha256"):
         if key in f.attrs:
             table.add_row(key, str(f.attrs[key]))
+    for key in ("axes", "slices"):  # the leading axes of a whole-exam output, its slice indices
+        if key in f.attrs:
+            values = [v.decode() if isinstance(v, bytes) else str(v) for v in f.attrs[key]]
+            table.add_row(key, ", ".join(values))
     for name, node in f.items():
         if isinstance(node, h5py.Dataset):
             table.add_row(f"/{name}", f"{node.shape} {node.dtype}")
