@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
 
 
-class Compressed:
+class Compressed(ABC):
     """Base class of compressed matrices, images and tensors.
 
     Subclasses define ``shape`` (a tuple attribute), ``bits`` (exact storage size in bits: packed codes plus
@@ -20,11 +21,13 @@ class Compressed:
     shape: tuple[int, ...]
 
     @property
+    @abstractmethod
     def bits(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__} does not define bits")
+        """Exact storage size in bits (packed codes plus scales)."""
 
+    @abstractmethod
     def _dense(self) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} does not define _dense")
+        """The reconstruction as a torch tensor of shape ``self.shape``."""
 
     def dense(self) -> np.ndarray | torch.Tensor:
         """The reconstruction, shape ``self.shape`` (numpy when the input was numpy)."""

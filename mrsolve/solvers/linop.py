@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -33,7 +34,7 @@ def _shape(shape: Sequence[int], name: str) -> Shape:
     return out
 
 
-class Linop:
+class Linop(ABC):
     """Base class: subclasses implement ``_apply`` and ``_adjoint``.
 
     Args:
@@ -58,11 +59,13 @@ class Linop:
         self._N: Linop | None = None
 
     # -- to implement -------------------------------------------------------------
+    @abstractmethod
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} does not define _apply")
+        """A x for x of shape ``ishape``."""
 
+    @abstractmethod
     def _adjoint(self) -> Linop:
-        raise NotImplementedError(f"{type(self).__name__} does not define _adjoint")
+        """The adjoint operator (called once; ``H`` caches it)."""
 
     def _normal(self) -> Linop:
         return Compose([self.H, self])
