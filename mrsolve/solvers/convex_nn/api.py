@@ -26,7 +26,7 @@ def _as_tensor(name: str, a: Any, dtype: torch.dtype | None, device: torch.devic
         t = a
     else:
         try:
-            t = torch.as_tensor(np.asarray(a))
+            t = torch.from_numpy(np.array(a))  # a copy: the caller's array is never shared
         except (TypeError, ValueError) as err:
             raise TypeError(f"{name} must be an array or tensor, got {type(a).__name__}") from err
     if t.is_complex():
