@@ -14,15 +14,16 @@ docs/spectral_recon.png (truth, gridding, spectral, water, fat, fat fraction, fi
 from __future__ import annotations
 
 import argparse
-import threading
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import psutil
 import torch
 
 from mrsolve.data.simulate import simulate
@@ -46,33 +47,130 @@ from mrsolve.solvers.validation import resolve_device
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-class PeakMemory:
-    """Peak resident memory (MiB above the start) of this process, sampled every 20 ms."""
-
-    def __enter__(self):
-        self.proc, self.peak, self.run = psutil.Process(), 0, True
-        self.base = self.proc.memory_info().rss
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.run:
-            self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self.run = False
-        self.thread.join()
-        self.mib = self.peak / 2**20
+STATIC_METHODS = [
+    "gridding",
+    "pipe",
+    "conjugate phase (oracle field map)",
+    "spectral static (dense grid)",
+    "spectral static (planes)",
+    "spectral fatwater (parametric)",
+]
+DYNAMIC_METHODS = ["gridding per frame", "spectral dynamic (dense grid)"]
+FIGURE_FIELDS = ("image", "water", "fat", "fat_fraction", "field_map_hz")
 
 
-def _run(fn):
-    with PeakMemory() as mem:
-        start = time.perf_counter()
-        out = fn()
-        wall = time.perf_counter() - start
-    return out, wall, mem.mib
+def _status_kib(field):
+    """A ``/proc/self/status`` field in KiB (VmRSS: resident now, VmHWM: peak resident)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _memory_start(device):
+    """Reset the peak-memory counter; return the current usage (bytes) as the baseline."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    # Linux: writing 5 resets the process's peak RSS (VmHWM) to its current RSS
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kib("VmRSS") * 1024
+
+
+def _memory_peak_mib(device, base):
+    """Peak usage above ``base`` since :func:`_memory_start`, in MiB."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return (_status_kib("VmHWM") * 1024 - base) / 2**20
+
+
+def _static_sim(size, field_t, noise, seed, quick):
+    return simulate(size=size, n_blades=8 if quick else 12, n_lines=size // 4, n_coils=4,
+                    field_strength_t=field_t, max_offres_hz=150.0, noise=noise, seed=seed)  # fmt: skip
+
+
+def _dynamic_sim(size, field_t, noise, seed, quick):
+    return simulate(size=size, n_blades=6 if quick else 8, n_lines=size // 4, n_coils=4,
+                    n_frames=3, field_strength_t=field_t, max_offres_hz=100.0, noise=noise,
+                    seed=seed)  # fmt: skip
+
+
+def _reconstruction(method, scan, truth, device, quick):
+    """The call that reconstructs ``scan`` with ``method`` (no arguments; timed and measured)."""
+    bins = {"frequency": {"n_bins": 16 if quick else 32}}
+    its = 30 if quick else 100
+    calls = {
+        "gridding": lambda: gridding(scan, coil_maps="walsh", device=device),
+        "pipe": lambda: pipe_reconstruct(scan, coil_maps="walsh", device=device).image,
+        "conjugate phase (oracle field map)": lambda: conjugate_phase(
+            scan, truth.field_map_hz, coil_maps="walsh", device=device
+        ),
+        "spectral static (dense grid)": lambda: reconstruct_spectral(
+            scan, "static", device=device, iterations=its, **bins
+        ),
+        "spectral static (planes)": lambda: reconstruct_spectral(
+            scan, "static", device=device, iterations=its, free={"encoding": "planes"}, **bins
+        ),
+        "spectral fatwater (parametric)": lambda: reconstruct_spectral(
+            scan, "fatwater", device=device, iterations=40 if quick else 100, **bins
+        ),
+        "gridding per frame": lambda: [
+            gridding(scan.select_blades(scan.frame == t), coil_maps="walsh", device=device)
+            for t in range(scan.n_frames)
+        ],
+        "spectral dynamic (dense grid)": lambda: reconstruct_spectral(
+            scan, "dynamic", device=device, iterations=its, **bins
+        ),
+    }
+    return calls[method]
+
+
+def measure(kind, method, size, field_t, noise, seed, quick, device, threads):
+    """One reconstruction in this (fresh) process: its metrics row, wall time, peak memory.
+
+    Returns (row, rec); rec: the fat/water result's FIGURE_FIELDS (numpy), else None.
+    """
+    torch.set_num_threads(threads)
+    device = resolve_device(device)
+    _warm_up(device)
+    sim = (_static_sim if kind == "static" else _dynamic_sim)(size, field_t, noise, seed, quick)
+    scan, truth = sim.scan, sim.truth
+    call = _reconstruction(method, scan, truth, device, quick)
+    base = _memory_start(device)
+    start = time.perf_counter()
+    out = call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    mib = _memory_peak_mib(device, base)
+    case = f"{kind} {field_t} T, noise {noise}"
+    if kind == "dynamic":
+        images = out if isinstance(out, list) else out.image
+        return _mean_frames(case, method, images, truth, wall, mib), None
+    if isinstance(out, torch.Tensor):
+        return _row(case, method, out, truth, wall, mib), None
+    row = _row(case, method, out.image, truth, wall, mib, out.fat_fraction, out.field_map_hz)
+    if method != "spectral fatwater (parametric)":
+        return row, None
+    # numpy, not torch tensors: torch would pass them through shared memory of this process
+    return row, {k: getattr(out, k).cpu().numpy() for k in FIGURE_FIELDS}
+
+
+def _warm_up(device):
+    """First-call costs of torch, sparse kernels and FFT plans, on a tiny problem."""
+    warm = simulate(size=16, n_blades=4, n_lines=4, n_coils=2, seed=0).scan
+    gridding(warm, coil_maps="walsh", device=device)
+    reconstruct_spectral(warm, "static", iterations=2, device=device)
+
+
+def _in_fresh_process(*args):
+    """:func:`measure` in a new process, so memory freed (but kept) by earlier runs is not
+    reused and the peak counter starts from this reconstruction alone."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
+        return pool.submit(measure, *args).result()
 
 
 def _row(case, method, image, truth, wall, mib, ff=None, fm=None, frame=None):
@@ -90,52 +188,23 @@ def _row(case, method, image, truth, wall, mib, ff=None, fm=None, frame=None):
     }
 
 
-def static_rows(size, field_t, noise, device, seed, quick):
-    sim = simulate(size=size, n_blades=8 if quick else 12, n_lines=size // 4, n_coils=4,
-                   field_strength_t=field_t, max_offres_hz=150.0, noise=noise, seed=seed)  # fmt: skip
-    scan, truth = sim.scan, sim.truth
-    case = f"static {field_t} T, noise {noise}"
-    rows = []
+def case_rows(size, field_t, noise, device, threads, quick):
+    """Static (seed 0) and dynamic (seed 1) rows of one field strength and noise level."""
+    truth = _static_sim(size, field_t, noise, 0, quick).truth
     zero = torch.zeros_like(truth.field_map_hz)
-    rows.append({**_row(case, "zero predictors", truth.image, truth, 0, 0, zero, zero),
-                 "nrmse": None, "ssim": None})  # fmt: skip
-    img, wall, mib = _run(lambda: gridding(scan, coil_maps="walsh", device=device))
-    rows.append(_row(case, "gridding", img, truth, wall, mib))
-    res, wall, mib = _run(lambda: pipe_reconstruct(scan, coil_maps="walsh", device=device))
-    rows.append(_row(case, "pipe", res.image, truth, wall, mib))
-    img, wall, mib = _run(
-        lambda: conjugate_phase(scan, truth.field_map_hz, coil_maps="walsh", device=device)
-    )
-    rows.append(_row(case, "conjugate phase (oracle field map)", img, truth, wall, mib))
-    bins = {"frequency": {"n_bins": 16 if quick else 32}}
-    its = 30 if quick else 100
-    for name, preset, extra in [
-        ("spectral static (dense grid)", "static", {"iterations": its}),
-        ("spectral static (planes)", "static", {"iterations": its, "free": {"encoding": "planes"}}),
-        ("spectral fatwater (parametric)", "fatwater", {"iterations": 40 if quick else 100}),
-    ]:
-        rec, wall, mib = _run(
-            lambda p=preset, e=extra: reconstruct_spectral(scan, p, device=device, **bins, **e)
-        )
-        rows.append(_row(case, name, rec.image, truth, wall, mib, rec.fat_fraction,
-                         rec.field_map_hz))  # fmt: skip
-    return rows, (sim, rec)
-
-
-def dynamic_rows(size, field_t, noise, device, seed, quick):
-    sim = simulate(size=size, n_blades=6 if quick else 8, n_lines=size // 4, n_coils=4,
-                   n_frames=3, field_strength_t=field_t, max_offres_hz=100.0, noise=noise,
-                   seed=seed)  # fmt: skip
-    scan, truth = sim.scan, sim.truth
-    case = f"dynamic {field_t} T, noise {noise}"
-    frames = [scan.select_blades(scan.frame == t) for t in range(scan.n_frames)]
-    grids, wall, mib = _run(lambda: [gridding(f, coil_maps="walsh") for f in frames])
-    rows = [_mean_frames(case, "gridding per frame", grids, truth, wall, mib)]
-    bins = {"frequency": {"n_bins": 16 if quick else 32}}
-    rec, wall, mib = _run(lambda: reconstruct_spectral(
-        scan, "dynamic", iterations=30 if quick else 100, device=device, **bins))  # fmt: skip
-    rows.append(_mean_frames(case, "spectral dynamic (dense grid)", rec.image, truth, wall, mib))
-    return rows
+    case = f"static {field_t} T, noise {noise}"
+    rows = [{**_row(case, "zero predictors", truth.image, truth, 0, 0, zero, zero),
+             "nrmse": None, "ssim": None}]  # fmt: skip
+    rec = None
+    for kind, methods, seed in [("static", STATIC_METHODS, 0), ("dynamic", DYNAMIC_METHODS, 1)]:
+        for method in methods:
+            row, out = _in_fresh_process(
+                kind, method, size, field_t, noise, seed, quick, str(device), threads
+            )
+            rows.append(row)
+            if out is not None:
+                rec = SimpleNamespace(**{k: torch.from_numpy(v) for k, v in out.items()})
+    return rows, rec
 
 
 def _mean_frames(case, method, images, truth, wall, mib):
@@ -266,19 +335,15 @@ def main():
     size = 32 if args.quick else args.size
     fields_t = [3.0] if args.quick else [1.5, 3.0]
     noises = [0.02] if args.quick else [0.01, 0.03]
-    # warm-up (first-call costs of torch, sparse kernels, FFT plans) outside the timings
-    warm = simulate(size=16, n_blades=4, n_lines=4, n_coils=2, seed=0).scan
-    gridding(warm, coil_maps="walsh", device=device)
-    reconstruct_spectral(warm, "static", iterations=2, device=device)
+    _warm_up(device)  # for the engine and speed rows measured in this process
     rows, shown = [], None
     for field_t in fields_t:
         for noise in noises:
-            r, last = static_rows(size, field_t, noise, device, seed=0, quick=args.quick)
+            r, rec = case_rows(size, field_t, noise, device, args.threads, args.quick)
             rows += r
             if field_t == 3.0:
-                shown = last
-            rows += dynamic_rows(size, field_t, noise, device, seed=1, quick=args.quick)
-            print(markdown(rows[-9:], list(rows[0])))
+                shown = (_static_sim(size, field_t, noise, 0, args.quick), rec)
+            print(markdown(r, list(r[0])))
     keys = ["case", "method", "nrmse", "ssim", "ff_mae", "fm_rmse", "time_s", "mem_mib"]
     table = markdown(rows, keys)
     engines = markdown(engine_rows(24 if args.quick else 48, device),
@@ -299,7 +364,11 @@ def main():
         f"`benchmarks/spectral_recon.py`, {args.threads} CPU threads ({device}), size {size}, "
         "4 coils, 3 T / 1.5 T, noise = std relative to the k-space RMS. Zero predictors: "
         "fat fraction 0 and field map 0 everywhere. Conjugate phase is given the true field "
-        "map (oracle). Dynamic rows: mean over frames.\n\n"
+        "map (oracle). Dynamic rows: mean over frames. Each reconstruction runs in a fresh "
+        "process (after a tiny warm-up); time_s is its wall time and mem_mib its peak memory "
+        "above the usage just before it: on CPU the peak resident set (Linux VmHWM, reset "
+        "through /proc/self/clear_refs) minus the resident set at the start, on CUDA "
+        "torch.cuda.max_memory_allocated minus memory_allocated at the start.\n\n"
         f"{table}\n## Forward-model engines (error vs explicit per-sample model)\n\n{engines}\n"
         f"## Speed (static preset, random data, fixed iteration count)\n\n{speed_table}\n"
         "![spectral reconstruction](spectral_recon.png)\n"
