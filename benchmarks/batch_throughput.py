@@ -34,7 +34,8 @@ from rich.table import Table
 
 from mrsolve.data.exam import simulate_exam
 from mrsolve.data.ismrmrd_io import read_slices, write_exam
-from mrsolve.recon.batch import ProcessExecutor, run_batch
+from mrsolve.data.results import read_result
+from mrsolve.recon.batch import ProcessExecutor, _batch_key, run_batch
 from mrsolve.recon.commands import reconstruct_scan
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -90,6 +91,9 @@ def timed_batch(paths, out: Path, method, options, executor, workers: int, **kw)
     done = [r for r in report.records if r["status"] == "done"]
     if len(done) != sum(1 for r in report.records if r["slice"] is not None):
         raise RuntimeError(f"batch {executor} x{workers} did not finish: {report.failed}")
+    key = read_result(report.outputs[0]).config.get("batch_key")
+    if key != _batch_key(method, options):  # the workers must run what the baseline ran
+        raise RuntimeError(f"batch {executor} x{workers} ran other options than {options}")
     task_time = sum(r["wall_s"] for r in done)
     result = {
         "wall_s": wall,
