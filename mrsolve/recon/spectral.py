@@ -20,14 +20,11 @@ from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
 from mrsolve.recon.models import build_problem
-from mrsolve.recon.pipeline import (
-    Checkpointer,
-    frequency_range,
-    resolve_config,
-    run_free_volume,
-    run_water_fat,
-)
+from mrsolve.recon.pipeline import frequency_range, resolve_config
 from mrsolve.recon.readouts import fat_fraction, image_from_volume, volume_from_water_fat
+from mrsolve.recon.stages.free_volume import run_free_volume
+from mrsolve.recon.stages.loops import Checkpointer
+from mrsolve.recon.stages.water_fat import run_water_fat
 from mrsolve.solvers.validation import resolve_device
 
 

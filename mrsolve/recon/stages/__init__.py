@@ -1,0 +1,1 @@
+"""Stages of the spectral reconstruction, each with its configuration dataclass."""
