@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrsolve.solvers.convex_nn.admm_solver import solve_admm
 from mrsolve.solvers.convex_nn.certificate import certificate
+from mrsolve.solvers.convex_nn.cvxpy_solver import solve_cvxpy
+from mrsolve.solvers.convex_nn.fista_solver import solve_fista
 from mrsolve.solvers.convex_nn.network import TwoLayerNet, network_from_groups
 from mrsolve.solvers.convex_nn.patterns import sample_gates
 from mrsolve.solvers.convex_nn.problem import ConvexProgram, negative_slope
-from mrsolve.solvers.convex_nn.solvers import solve_admm, solve_cvxpy, solve_fista
 from mrsolve.solvers.datafit import Datafit, Logistic, Multinomial, Quadratic
 from mrsolve.solvers.validation import check_choice, check_finite, check_positive, resolve_device
 

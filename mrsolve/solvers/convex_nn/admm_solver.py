@@ -1,62 +1,17 @@
-"""Solvers of the convex programs: FISTA (gated ReLU), ADMM (cone constrained), CVXPY.
+"""ADMM with a cached factorization for the cone-constrained (ReLU) programs.
 
-Each returns ``(u, info, mu)``: group weights, a small info object (iterations,
-convergence) and the cone multipliers ``(n, 2, k, P)`` when the program has cones.
+Returns ``(u, info, mu)`` with the cone multipliers ``mu`` (n, 2, k, P).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from mrsolve.solvers.alg import AdmmInfo, FistaInfo, admm, fista, power_iteration
+from mrsolve.solvers.alg import AdmmInfo, admm
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
-from mrsolve.solvers.datafit import Logistic, Multinomial, Quadratic
 from mrsolve.solvers.prox import group_soft_threshold
-
-
-def solve_fista(
-    p: ConvexProgram,
-    u0: torch.Tensor | None = None,
-    max_iter: int = 10000,
-    tol: float = 1e-7,
-    callback: Callable | None = None,
-) -> tuple[torch.Tensor, FistaInfo, None]:
-    """Restarted FISTA with backtracking on the group lasso (programs without cones)."""
-    if p.constrained:
-        raise ValueError("solver 'fista' handles activation='gated_relu' only; use 'admm'")
-    last: dict[str, torch.Tensor] = {}
-
-    def eta(u):
-        # f and grad are evaluated at the same point: share the forward pass
-        if last.get("u") is not u:
-            last["u"], last["eta"] = u, p.forward(u)
-        return last["eta"]
-
-    def f(u):
-        return p.datafit.value(eta(u))
-
-    def grad(u):
-        return p.adjoint(p.datafit.grad(eta(u)))
-
-    gen = torch.Generator().manual_seed(0)
-    start = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.X.device, p.X.dtype)
-    lip = p.datafit.lipschitz * power_iteration(
-        lambda v: p.adjoint(p.forward(v)), start, max_iter=30, tol=1e-3
-    )
-    u, info = fista(
-        f,
-        grad,
-        lambda v, t: group_soft_threshold(v, p.beta * t),
-        p.zeros() if u0 is None else u0,
-        step=1.0 / max(lip, 1e-30),
-        max_iter=max_iter,
-        tol=tol,
-        callback=callback,
-    )
-    return u, info, None
 
 
 class _MajorizedStep:
@@ -167,48 +122,3 @@ def solve_admm(
     v, _ = split(z)
     _, dual_s = split(info.rho * info.dual)
     return v.clone(), info, (-cs * dual_s).clamp_min(0)
-
-
-def solve_cvxpy(
-    p: ConvexProgram, solver: str = "CLARABEL", **solver_options
-) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
-    """The same program in CVXPY (reference for small problems; float64 on the CPU)."""
-    import cvxpy as cp
-
-    X = p.X.detach().cpu().double().numpy()
-    W = p.weight.cpu().double().numpy()
-    S = p.sign.cpu().double().numpy()
-    y = p.datafit.y.cpu().double().numpy()
-    w = (p.datafit.weights / p.datafit.n).cpu().double().numpy()
-    d = X.shape[1]
-    k, P = p.n_outputs, p.gates.shape[0]
-    n_sign = 2 if p.constrained else 1
-    V = [[cp.Variable((d, P)) for _ in range(k)] for _ in range(n_sign)]
-    cols = []
-    for c in range(k):
-        U = V[0][c] - V[1][c] if p.constrained else V[0][c]
-        cols.append(cp.sum(cp.multiply(W, X @ U), axis=1))
-    if isinstance(p.datafit, Quadratic):
-        loss = sum(w @ cp.square(cols[c] - y[:, c]) for c in range(k)) / 2
-    elif isinstance(p.datafit, Multinomial):
-        E = cp.vstack(cols).T
-        loss = w @ (cp.log_sum_exp(E, axis=1) - cp.sum(cp.multiply(y, E), axis=1))
-    elif isinstance(p.datafit, Logistic):
-        loss = sum(w @ (cp.logistic(cols[c]) - cp.multiply(y[:, c], cols[c])) for c in range(k))
-    else:
-        raise TypeError(f"datafit {type(p.datafit).__name__} has no CVXPY form here")
-    penalty = sum(cp.sum(cp.norm(Vjc, 2, axis=0)) for row in V for Vjc in row)
-    cones = [cp.multiply(S, X @ Vjc) >= 0 for row in V for Vjc in row] if p.constrained else []
-    prob = cp.Problem(cp.Minimize(loss + p.beta * penalty), cones)
-    prob.solve(solver=solver, **solver_options)
-    if prob.status not in ("optimal", "optimal_inaccurate"):
-        raise RuntimeError(f"CVXPY ({solver}) returned status {prob.status}")
-    u = np.stack([np.stack([Vjc.value.T for Vjc in row]) for row in V])
-    u = torch.from_numpy(u if p.constrained else u[0]).to(p.X.device, p.X.dtype)
-    mu = None
-    if p.constrained:
-        duals = np.stack(
-            [np.stack([con.dual_value for con in cones[j * k : (j + 1) * k]]) for j in range(2)]
-        )
-        mu = torch.from_numpy(duals).permute(2, 0, 1, 3).to(p.X.device, p.X.dtype)
-    return u, {"status": prob.status, "solver": solver, "value": prob.value}, mu
