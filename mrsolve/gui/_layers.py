@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mrsolve.data.results import GroundTruth, Reconstruction
+from mrsolve.data.results import GroundTruth, Reconstruction, resolve_axes
 from mrsolve.propeller.gridding import gridding
 from mrsolve.propeller.scan import Scan
 from mrsolve.recon.methods import reconstruct
@@ -27,19 +27,26 @@ def _numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def _spatial_labels(ndim: int, leading: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Axis labels for an array of ``ndim`` axes ending in (y, x); extra axes are time."""
-    labels = ("t",) * (ndim - 2 - len(leading)) + leading + ("y", "x")
-    return labels[-ndim:]
+def _spatial_labels(
+    ndim: int, leading: tuple[str, ...] = (), outer: tuple[str, ...] | None = None
+) -> tuple[str, ...]:
+    """Axis labels for an array of ``ndim`` axes ending in ``leading + (y, x)``.
+
+    ``outer`` names the axes before those (the file's ``axes`` attribute, e.g. slice,
+    echo, frame); an array with fewer axes (a field map that kept only "slice") takes
+    the outermost names; None: "t"."""
+    n_outer = ndim - 2 - len(leading)
+    names = ("t",) * n_outer if outer is None else tuple(outer)[:n_outer]
+    return (names + leading + ("y", "x"))[-ndim:]
 
 
-def _layer(array, name: str, role: str, **kwargs) -> LayerData:
+def _layer(array, name: str, role: str, outer=None, **kwargs) -> LayerData:
     array = _numpy(array)
     info = {"role": role, **kwargs.pop("info", {})}
     if np.iscomplexobj(array):
         info["complex"] = array
         array = np.abs(array)
-    kwargs.setdefault("axis_labels", _spatial_labels(array.ndim))
+    kwargs.setdefault("axis_labels", _spatial_labels(array.ndim, outer=outer))
     return (
         array.astype(np.float32),
         {"name": name, "metadata": {"mrsolve": info}, **kwargs},
@@ -58,8 +65,11 @@ def frequency_axis(frequencies_hz) -> tuple[float, float]:
     return float(f[0]), float(step[0])
 
 
-def spectral_layer(volume, frequencies_hz, name: str, info: dict | None = None) -> LayerData:
-    """Magnitude of x(f, y, x) (or (t, f, y, x)) with the f axis scaled and labelled in Hz."""
+def spectral_layer(
+    volume, frequencies_hz, name: str, info: dict | None = None, outer=None
+) -> LayerData:
+    """Magnitude of x(f, y, x) (or (..., f, y, x)) with the f axis scaled and labelled in Hz;
+    ``outer`` names the leading axes (None: "t")."""
     volume = _numpy(volume)
     start, step = frequency_axis(frequencies_hz)
     lead = volume.ndim - 3
@@ -70,7 +80,7 @@ def spectral_layer(volume, frequencies_hz, name: str, info: dict | None = None) 
         "spectral_volume",
         scale=(1.0,) * lead + (step, 1.0, 1.0),
         translate=(0.0,) * lead + (start, 0.0, 0.0),
-        axis_labels=_spatial_labels(volume.ndim, ("f (Hz)",)),
+        axis_labels=_spatial_labels(volume.ndim, ("f (Hz)",), outer),
         info=extra,
     )
 
@@ -79,18 +89,21 @@ def result_layers(
     rec: Reconstruction | GroundTruth, prefix: str, info: dict | None = None
 ) -> list[LayerData]:
     """Layers of a reconstruction or ground truth: image, water, fat, fat fraction (0-1),
-    field map (Hz, diverging, symmetric limits), spectral volume (f axis in Hz)."""
+    field map (Hz, diverging, symmetric limits), spectral volume (f axis in Hz); leading
+    axes are labelled from ``rec.axes`` (slice, echo, frame)."""
     info = dict(info or {})
-    layers = [_layer(rec.image, f"{prefix} image", "image", info=info)]
+    outer = resolve_axes(getattr(rec, "axes", None), rec.image.ndim)[:-2]
+    layers = [_layer(rec.image, f"{prefix} image", "image", outer, info=info)]
     for role in ("water", "fat"):
         if getattr(rec, role) is not None:
-            layers.append(_layer(getattr(rec, role), f"{prefix} {role}", role, info=info))
+            layers.append(_layer(getattr(rec, role), f"{prefix} {role}", role, outer, info=info))
     if rec.fat_fraction is not None:
         layers.append(
             _layer(
                 rec.fat_fraction,
                 f"{prefix} fat fraction",
                 "fat_fraction",
+                outer,
                 colormap=FAT_FRACTION_COLORMAP,
                 contrast_limits=(0.0, 1.0),
                 info=info,
@@ -104,6 +117,7 @@ def result_layers(
                 fmap,
                 f"{prefix} field map (Hz)",
                 "field_map_hz",
+                outer,
                 colormap=FIELD_MAP_COLORMAP,
                 contrast_limits=(-limit, limit),
                 info=info,
@@ -111,7 +125,9 @@ def result_layers(
         )
     volume = getattr(rec, "spectral_volume", None)
     if volume is not None:
-        layers.append(spectral_layer(volume, rec.frequencies_hz, f"{prefix} spectral volume", info))
+        layers.append(
+            spectral_layer(volume, rec.frequencies_hz, f"{prefix} spectral volume", info, outer)
+        )
     return layers
 
 

@@ -51,8 +51,28 @@ def test_dynamic_result_has_time_axis(tmp_path):
     )
     path = write_result(tmp_path / "dyn.h5", Reconstruction(image=torch.from_numpy(frames)))
     [(data, kwargs, _)] = get_reader(str(path))(str(path))
-    assert data.shape == (3, 16, 16) and kwargs["axis_labels"] == ("t", "y", "x")
+    assert data.shape == (3, 16, 16) and kwargs["axis_labels"] == ("frame", "y", "x")
     np.testing.assert_allclose(data, np.abs(frames), rtol=1e-6)
+
+
+def test_exam_axes_label_the_dims(tmp_path):
+    rng = np.random.default_rng(2)
+    shape = (2, 3, 8, 8)  # slice, echo, y, x
+    image = torch.from_numpy((rng.standard_normal(shape) + 0j).astype(np.complex64))
+    rec = Reconstruction(
+        image=image,
+        field_map_hz=torch.zeros(2, 8, 8),  # the field map keeps only the slice axis
+        spectral_volume=torch.zeros(2, 3, 4, 8, 8, dtype=torch.complex64),
+        frequencies_hz=torch.tensor([-300.0, -200.0, -100.0, 0.0]),
+        axes=("slice", "echo", "y", "x"),
+    )
+    path = write_result(tmp_path / "exam.h5", rec)
+    layers = _by_name(get_reader(str(path))(str(path)))
+    assert layers["exam image"][1]["axis_labels"] == ("slice", "echo", "y", "x")
+    assert layers["exam field map (Hz)"][1]["axis_labels"] == ("slice", "y", "x")
+    volume = layers["exam spectral volume"][1]
+    assert volume["axis_labels"] == ("slice", "echo", "f (Hz)", "y", "x")
+    assert volume["scale"] == (1.0, 1.0, 100.0, 1.0, 1.0)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
