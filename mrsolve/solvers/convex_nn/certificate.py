@@ -48,6 +48,14 @@ def dual_objective(datafit: Datafit, eta: torch.Tensor, t: float) -> float:
     return float((w * phi).sum())
 
 
+def scaled_dual(datafit: Datafit, eta: torch.Tensor, norms: torch.Tensor, beta: float) -> float:
+    """Dual value of ``theta = grad L(eta)`` scaled into the dual feasible set:
+    ``-L*(t theta)`` with ``t = min(1, beta / max(norms))``, ``norms`` the group norms of
+    ``F^T theta - G^T mu`` (of the gradient ``F^T theta`` for programs without cones)."""
+    worst = float(norms.max())
+    return dual_objective(datafit, eta, 1.0 if worst <= beta else beta / worst)
+
+
 def min_cone_norms(
     X: torch.Tensor,
     weight: torch.Tensor,
@@ -122,10 +130,8 @@ def certificate(
     eta = p.forward(u)
     theta = p.datafit.grad(eta)
     norms, _ = min_cone_norms(p.X, p.weight, p.sign if p.constrained else None, theta, mu, n_iter)
-    worst = float(norms.max())
-    t = 1.0 if worst <= p.beta else p.beta / worst
     primal = p.objective(u)
-    dual = dual_objective(p.datafit, eta, t)
+    dual = scaled_dual(p.datafit, eta, norms, p.beta)
     gap = primal - dual
     pattern_gap = float("nan")
     if fresh_gates is not None and fresh_gates.shape[0] > 0:
