@@ -60,12 +60,6 @@ class TVProx:
         self.n_iter = n_iter
         self.dual: list[torch.Tensor] | None = None
 
-    def _primal(self, v, lam, p):
-        div = sum(
-            w * forward_difference_adjoint(q, d) for q, (d, w) in zip(p, self.dirs, strict=True)
-        )
-        return v - lam * div
-
     def __call__(self, v: torch.Tensor, lam: float, l1: float = 0.0) -> torch.Tensor:
         check_positive("lam", lam, allow_zero=True)
         check_positive("l1", l1, allow_zero=True)
@@ -73,23 +67,61 @@ class TVProx:
         return soft_threshold(x, l1) if l1 > 0 else x
 
     def _solve(self, v: torch.Tensor, lam: float) -> torch.Tensor:
+        # Planar real arrays (parts, ...) updated in place: complex abs() and the
+        # temporaries of the textbook form made this prox cost more than a NUFFT per call.
         dirs = self.dirs
         step = 1.0 / (lam * 4.0 * sum(w * w for _, w in dirs))
         if self.dual is None or self.dual[0].shape != v.shape:
             self.dual = [torch.zeros_like(v) for _ in dirs]
-        p = self.dual
+        vr = _planar(v)
+        p = [_planar(q) for q in self.dual]
         r = [q.clone() for q in p]
+        g = [torch.empty_like(vr) for _ in dirs]
+        x, norm = torch.empty_like(vr), torch.empty_like(vr[0])
         t = 1.0
         for _ in range(self.n_iter):
-            x = self._primal(v, lam, r)
-            g = [q + step * w * forward_difference(x, d) for q, (d, w) in zip(r, dirs, strict=True)]
-            spatial = torch.sqrt(g[0].abs().square() + g[1].abs().square()).clamp_min(1.0)
-            new = [g[0] / spatial, g[1] / spatial] + [q / q.abs().clamp_min(1.0) for q in g[2:]]
+            _primal(x, vr, lam, r, dirs)
+            for gd, rd, (d, w) in zip(g, r, dirs, strict=True):
+                n = x.shape[d]
+                torch.sub(x.narrow(d, 1, n - 1), x.narrow(d, 0, n - 1), out=gd.narrow(d, 0, n - 1))
+                gd.narrow(d, n - 1, 1).zero_()
+                gd.mul_(step * w).add_(rd)
+            for group in (g[:2], *([gd] for gd in g[2:])):  # isotropic in (x, y)
+                parts = [part for gd in group for part in gd]
+                torch.mul(parts[0], parts[0], out=norm)
+                for part in parts[1:]:
+                    norm.addcmul_(part, part)
+                norm.sqrt_().clamp_min_(1.0)
+                for gd in group:
+                    gd.div_(norm)
             t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
-            r = [a + ((t - 1) / t_next) * (a - b) for a, b in zip(new, p, strict=True)]
-            p, t = new, t_next
-        self.dual = p
-        return self._primal(v, lam, p)
+            c = (t - 1) / t_next
+            for gd, pd, rd in zip(g, p, r, strict=True):
+                torch.mul(gd, 1 + c, out=rd)
+                rd.sub_(pd, alpha=c)
+            p, g, t = g, p, t_next
+        _primal(x, vr, lam, p, dirs)
+        self.dual = [_unplanar(q, v) for q in p]
+        return _unplanar(x, v)
+
+
+def _planar(v: torch.Tensor) -> torch.Tensor:
+    """(2, ...) real and imaginary parts of a complex tensor, (1, ...) copy of a real one."""
+    return torch.stack([v.real, v.imag]) if v.is_complex() else v[None].clone()
+
+
+def _unplanar(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return torch.complex(x[0], x[1]) if like.is_complex() else x[0]
+
+
+def _primal(out, v, lam, duals, dirs) -> None:
+    """out = v - lam sum_d w_d D_d^T q_d (D^T of :func:`forward_difference_adjoint`), in place."""
+    out.copy_(v)
+    for q, (d, w) in zip(duals, dirs, strict=True):
+        n = q.shape[d]
+        head = q.narrow(d, 0, n - 1)
+        out.narrow(d, 0, n - 1).add_(head, alpha=lam * w)
+        out.narrow(d, 1, n - 1).sub_(head, alpha=lam * w)
 
 
 def smooth_tv(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -21,9 +21,12 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import scipy.fft
 import torch
 
 from mrsolve.propeller.dft import DFT
@@ -51,17 +54,24 @@ def _check_samples(traj: torch.Tensor, times: torch.Tensor) -> None:
 class TemporalBasis:
     """Orthonormal temporal basis of e^{i 2 pi f t} over the scan's distinct times.
 
+    Every row is a unit phase times a real vector, U[t, l] = e^{i 2 pi c t} R[t, l]
+    (c the centre of the frequency range), so that conj(U[t, l]) U[t, l'] is real.
+
     Attributes:
         times_s: (n_t,) float32 distinct sample times, sorted.
         u: (n_t, L) complex128 left singular vectors of P[t, f] = e^{i 2 pi f t}.
         frequencies_hz: (F,) float64 frequencies the basis was built from.
-        singular_values: (min(n_t, F),) all singular values of P (for reports).
+        singular_values: (min(n_t, 2F),) all singular values (for reports).
+        max_error: a-priori bound on the model error, max |P - U U^H P| over the times
+            and a 4x denser frequency grid on the same range: the relative error of
+            every sample of a single-frequency image (module doc of ``temporal_basis``).
     """
 
     times_s: torch.Tensor
     u: torch.Tensor
     frequencies_hz: torch.Tensor
     singular_values: torch.Tensor
+    max_error: float
 
     @property
     def rank(self) -> int:
@@ -82,33 +92,75 @@ class TemporalBasis:
     def phases(self, frequencies_hz: torch.Tensor) -> torch.Tensor:
         """P(t, f) = e^{i 2 pi f t} (n_t, F) complex128 at the basis times."""
         f = torch.as_tensor(frequencies_hz, dtype=torch.float64, device=self.u.device)
-        phase = 2 * math.pi * self.times_s.double()[:, None] * f[None, :]
-        return torch.polar(torch.ones_like(phase), phase)
+        return _phases(self.times_s.double(), f)
 
     def coefficients(self, frequencies_hz: torch.Tensor) -> torch.Tensor:
         """B = U^H P(f) (L, F) complex64: the temporal coefficients of bin images."""
         return (self.u.conj().T @ self.phases(frequencies_hz)).to(torch.complex64)
 
 
+def _phases(times: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    phase = 2 * math.pi * times[:, None] * freqs[None, :]
+    return torch.polar(torch.ones_like(phase), phase)
+
+
+def _truncation_errors(u: torch.Tensor, probe: torch.Tensor, max_rank: int) -> torch.Tensor:
+    """max |P - U_L U_L^H P| over ``probe`` (n_t, K) for L = 0..max_rank, float64."""
+    coef = u[:, :max_rank].conj().T @ probe  # (max_rank, K)
+    residual, out = probe.clone(), [float(probe.abs().max())]
+    for rank in range(max_rank):
+        residual -= u[:, rank : rank + 1] * coef[rank : rank + 1]
+        out.append(float(residual.abs().max()))
+    return torch.tensor(out, dtype=torch.float64)
+
+
 def temporal_basis(
-    times: torch.Tensor, frequencies_hz: torch.Tensor, tol: float = 1e-6
+    times: torch.Tensor,
+    frequencies_hz: torch.Tensor,
+    tol: float = 1e-6,
+    max_error: float | None = None,
 ) -> TemporalBasis:
     """SVD basis of e^{i 2 pi f t} for the distinct values of ``times`` (s) and ``frequencies_hz``.
 
-    Keeps the singular vectors with s_l > tol * s_1: ||P - U U^H P||_2 <= tol * s_1.
-    Pass a dense frequency grid over a range to span every frequency in it.
+    The rank L is the number of singular values above ``tol * s_1`` or, when
+    ``max_error`` is given, the smallest L whose a-priori model error
+    max |e^{i 2 pi f t} - U U^H e^{i 2 pi f t}| (over the times and a 4x denser grid on
+    the frequency range) is at most ``max_error``. That bounds the model's per-sample
+    relative error for an image at one frequency, and for a volume the error of y by
+    ``max_error * sum_f ||A_f x_f||``. Pass a dense frequency grid over a range to span
+    every frequency in it.
+
+    Built from the real matrix [cos, sin](2 pi (f - c) t), c the range's centre, whose
+    left singular vectors R are real: U = diag(e^{i 2 pi c t}) R spans e^{i 2 pi f t}
+    for f and its mirror 2c - f (the same singular values as P when the frequencies are
+    symmetric about c, as on an even grid). Real R makes the normal operator's Toeplitz
+    kernels real (:class:`SpectralNormal`).
     """
     check_positive("tol", tol)
+    if max_error is not None:
+        check_positive("max_error", max_error)
     check_finite("times", torch.as_tensor(times))
     uniq = torch.unique(torch.as_tensor(times).detach().float().reshape(-1).cpu())
     freqs = torch.as_tensor(frequencies_hz, dtype=torch.float64).reshape(-1).cpu()
     if freqs.numel() < 1:
         raise ValueError("frequencies_hz must hold at least one frequency, got none")
-    phase = 2 * math.pi * uniq.double()[:, None] * freqs[None, :]
-    u, s, _ = torch.linalg.svd(torch.polar(torch.ones_like(phase), phase), full_matrices=False)
-    keep = int((s > tol * s[0]).sum())
+    lo, hi = float(freqs.min()), float(freqs.max())
+    centre, t = (lo + hi) / 2, uniq.double()
+    phase = 2 * math.pi * t[:, None] * (freqs - centre)[None, :]
+    real, s, _ = torch.linalg.svd(torch.cat([phase.cos(), phase.sin()], 1), full_matrices=False)
+    u = _phases(t, torch.tensor([centre], dtype=torch.float64)) * real  # (n_t, n_sv)
+    probe = _phases(t, torch.linspace(lo, hi, 4 * freqs.numel() - 3, dtype=torch.float64))
+    by_tol = int((s > tol * s[0]).sum())
+    if max_error is None:
+        keep = by_tol
+        error = float(_truncation_errors(u, probe, keep)[keep])
+    else:
+        errors = _truncation_errors(u, probe, u.shape[1])
+        fits = torch.nonzero(errors <= max_error).flatten()
+        keep = int(fits[0]) if fits.numel() else u.shape[1]
+        error = float(errors[keep])
     device = torch.as_tensor(times).device
-    return TemporalBasis(uniq.to(device), u[:, :keep].to(device), freqs.to(device), s)
+    return TemporalBasis(uniq.to(device), u[:, :keep].to(device), freqs.to(device), s, error)
 
 
 class SpectralEncoding(Linop):
@@ -173,13 +225,19 @@ class SpectralNormal(Linop):
     """A^H W A of a :class:`SpectralEncoding`: L x L Toeplitz kernels, no NUFFT.
 
     (A^H W A)_{l l'} = sum_c S_c^* T[w conj(U_l) U_l'] S_c, where T[v] is the Toeplitz
-    operator NUFFT^H diag(v) NUFFT. Per application: L C FFTs, one (L x L) @ (L x C)
-    product per grid point, L C inverse FFTs on the (2 ny, 2 nx) grid.
+    operator NUFFT^H diag(v) NUFFT. The basis makes conj(U_l) U_l' real (see
+    :func:`temporal_basis`), so the kernels are real and, at every point of the
+    (2 ny, 2 nx) grid, one real symmetric (L x L) matrix. Per application: L C
+    zero-padded FFTs, one (L x L) @ (L x 2C) real product per grid point, L C cropped
+    inverse FFTs.
 
     The L^2 kernels are built from Q ~ 2 L point-spread functions: the products
-    conj(U_l(t)) U_l'(t) span few functions of t (frequency differences), so an SVD of
-    the (L^2, n_t) product matrix truncated at ``tol`` gives them with Q adjoint NUFFTs
-    instead of L^2.
+    U_l(t) U_l'(t) span few functions of t, so an SVD of the (L^2, n_t) product matrix
+    truncated at ``tol`` gives them with Q adjoint NUFFTs instead of L^2.
+
+    The grid arrays (2 ny, 2 nx, L, C) live in a per-thread workspace reused across
+    applications (and operators of the same size): allocating them anew costs as much
+    as the FFTs on CPU (fresh pages for every large allocation).
     """
 
     def __init__(
@@ -192,32 +250,86 @@ class SpectralNormal(Linop):
             raise TypeError(f"weights must be a real torch.Tensor, got {weights!r:.80}")
         check_shape("weights", weights, samples)
         super().__init__(enc.ishape, enc.ishape, device=enc.device)
-        self.maps = enc.maps
+        self.maps = enc.maps.permute(1, 2, 0).contiguous()  # (ny, nx, C)
         rank = enc.ishape[0]
         u = enc.basis_u.to(torch.complex128)  # (n_t, L)
         products = (u.conj()[:, :, None] * u[:, None, :]).reshape(u.shape[0], -1).T
-        coef, sv, vh = torch.linalg.svd(products, full_matrices=False)  # (L^2, n_t)
+        if float(products.imag.abs().max()) > 1e-9 * float(products.abs().max()):
+            raise ValueError("basis rows must be a phase times a real vector (temporal_basis)")
+        coef, sv, vh = torch.linalg.svd(products.real, full_matrices=False)  # (L^2, n_t)
         keep = int((sv > tol * sv[0]).sum())
-        mix = (coef[:, :keep] * sv[:keep]).to(torch.complex64)  # (L^2, Q)
-        funcs = vh[:keep].to(torch.complex64)[:, enc.time_index]  # (Q, *S)
-        kernels = toeplitz_kernel(enc.nufft, weights.to(enc.device) * funcs)  # (Q, 2ny, 2nx)
-        grid = kernels.shape[-2:]
+        mix = (coef[:, :keep] * sv[:keep]).float()  # (L^2, Q)
+        funcs = vh[:keep].float()[:, enc.time_index]  # (Q, *S)
+        kernels = toeplitz_kernel(enc.nufft, weights.to(enc.device).float() * funcs)  # real
+        self.grid = tuple(kernels.shape[-2:])
         mixed = mix @ kernels.reshape(keep, -1)  # (L^2, G)
-        # grid-point-major (2ny, 2nx, L, L): one batched small matmul per application
-        self.kernels = mixed.T.reshape(*grid, rank, rank).contiguous()
+        # grid-point-major (G, L, L): one batched small matmul per application
+        self.kernels = mixed.T.reshape(-1, rank, rank).contiguous()
         self.n_psf = keep
 
     def _apply(self, z):
-        ny, nx = z.shape[-2:]
-        # fft2 with s= zero-pads internally (much faster than padding, or than 1D FFTs
-        # along a strided axis); the per-point matmul wants contiguous pixel-major input
-        spec = torch.fft.fft2(z[:, None] * self.maps, s=(2 * ny, 2 * nx))  # (L, C, 2ny, 2nx)
-        mixed = self.kernels @ spec.permute(2, 3, 0, 1).contiguous()  # (2ny, 2nx, L, C)
-        out = torch.fft.ifft2(mixed.permute(2, 3, 0, 1))[..., :ny, :nx]
-        return (out * self.maps.conj()).sum(1)
+        return _SelfAdjoint.apply(z, self)
+
+    def _matvec(self, z: torch.Tensor) -> torch.Tensor:
+        (ny, nx), (gy, gx) = z.shape[-2:], self.grid
+        rank, coils = z.shape[0], self.maps.shape[-1]
+        spec, mixed = _workspace((gy, gx, rank, coils), self.device)
+        spec[:ny, nx:].zero_()
+        spec[ny:].zero_()
+        torch.mul(z.permute(1, 2, 0)[..., None], self.maps[:, :, None, :], out=spec[:ny, :nx])
+        _fft_(spec[:ny], 1)  # rows beyond ny are zero: transform only the first ny
+        _fft_(spec, 0)
+        real = (gy * gx, rank, 2 * coils)
+        torch.bmm(self.kernels, torch.view_as_real(spec).view(real),
+                  out=torch.view_as_real(mixed).view(real))  # fmt: skip
+        _fft_(mixed, 0, inverse=True)
+        _fft_(mixed[:ny], 1, inverse=True)  # only the first ny rows are kept
+        out = (mixed[:ny, :nx] * self.maps.conj()[:, :, None, :]).sum(-1)  # (ny, nx, L)
+        return out.permute(2, 0, 1).contiguous()
 
     def _adjoint(self):
         return self
+
+
+class _SelfAdjoint(torch.autograd.Function):
+    """N z for a self-adjoint N, differentiable: the gradient is N applied to the grad."""
+
+    @staticmethod
+    def forward(ctx, z, op):
+        ctx.op = op
+        return op._matvec(z.detach())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.op._matvec(grad), None
+
+
+_WORKSPACE = threading.local()
+
+
+def _workspace(shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two complex64 arrays of ``shape`` on ``device``, reused by later calls of this thread."""
+    cached = getattr(_WORKSPACE, "arrays", None)
+    if cached is None or cached[0].shape != shape or cached[0].device != device:
+        cached = tuple(torch.empty(shape, dtype=torch.complex64, device=device) for _ in "ab")
+        _WORKSPACE.arrays = cached
+    return cached
+
+
+def _fft_(x: torch.Tensor, dim: int, inverse: bool = False) -> None:
+    """In-place (inverse) FFT of ``x`` along ``dim`` (default normalisation).
+
+    On CPU through scipy.fft: along the leading axes of these (gy, gx, L, C) arrays it
+    runs in place and about twice as fast as torch.fft here (benchmarks/spectral_speed.py).
+    """
+    if x.device.type != "cpu":
+        x.copy_((torch.fft.ifft if inverse else torch.fft.fft)(x, dim=dim))
+        return
+    arr = x.numpy()
+    fn = scipy.fft.ifft if inverse else scipy.fft.fft
+    out = fn(arr, axis=dim, overwrite_x=True, workers=torch.get_num_threads())
+    if not np.shares_memory(out, arr):
+        arr[...] = out
 
 
 class ExplicitSpectralModel(Linop):
