@@ -36,8 +36,10 @@ class FreeVolumeConfig:
     l1_f: float = 0.0
     tv_time: float = 0.0
     prox_iterations: int = 5
-    plane_rank: int = 16
-    plane_lr: float = 0.02
+    plane_rank: int = 4
+    plane_lr: float = 0.01
+    plane_resolution: int = 1  # spatial plane size divisor
+    plane_warm_start: int = 10  # dense FISTA iterations that start the planes (0: random)
 
 
 def _tv_prox(cfg: FreeVolumeConfig, dynamic: bool) -> TVProx:
@@ -81,13 +83,12 @@ def run_free_volume(
 ) -> tuple[torch.Tensor, dict]:
     """Stage 1: the free volume (F, ny, nx), or (T, F, ny, nx) when dynamic, and a report."""
     free, stop = cfg.free, cfg.stopping
-    coef = problem.basis.coefficients(bins_hz).to(problem.device)
-    n_frames = len(problem.frames)
-    shape = (n_frames, bins_hz.numel(), *problem.image_shape)
     if free.encoding == "planes":
         from mrsolve.recon.stages.planes import run_planes
 
-        return run_planes(problem, coef, shape, cfg, callback, checkpointer)
+        return run_planes(problem, bins_hz, cfg, callback, checkpointer)
+    coef = problem.basis.coefficients(bins_hz).to(problem.device)
+    shape = (len(problem.frames), bins_hz.numel(), *problem.image_shape)
     squeeze = not cfg.dynamic
 
     def to_z(x):
