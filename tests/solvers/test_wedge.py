@@ -79,7 +79,8 @@ def test_lasso_matches_cvxpy():
     V, b, _ = W.wedge_neurons(X)
     Phi = W.wedge_features(X, V, b)
     beta = 0.02
-    fit = W.lasso(Phi, torch.as_tensor(y)[:, None], beta, max_iter=20000, tol=1e-12)
+    fit = W.lasso(Phi, torch.as_tensor(y)[:, None], beta)
+    assert fit.converged and fit.gap <= 1e-7
     value, w_ref, c_ref = lasso_cvxpy(Phi.numpy(), y, beta)
     assert lasso_objective(Phi.numpy(), y, fit) == pytest.approx(value, rel=1e-6, abs=1e-9)
     pred = Phi.numpy() @ fit.coef[:, 0].numpy() + float(fit.intercept[0])
@@ -92,7 +93,7 @@ def test_path_starts_at_zero_and_matches_cvxpy_at_the_end():
     V, b, _ = W.wedge_neurons(X)
     Phi = W.wedge_features(X, V, b)
     top = W.beta_max(Phi, y[:, None])
-    fits = W.lasso_path(Phi, y[:, None], n_betas=4, eps=0.1, max_iter=20000, tol=1e-10)
+    fits = W.lasso_path(Phi, y[:, None], n_betas=4, eps=0.1)
     assert [f.beta for f in fits] == sorted((f.beta for f in fits), reverse=True)
     assert fits[0].beta == pytest.approx(top) and float(fits[0].coef.abs().max()) == 0.0
     assert float(W.lasso(Phi, y[:, None], 0.9 * top).coef.abs().max()) > 0
@@ -100,10 +101,49 @@ def test_path_starts_at_zero_and_matches_cvxpy_at_the_end():
     assert lasso_objective(Phi.numpy(), y.numpy(), fits[-1]) == pytest.approx(value, rel=1e-5)
 
 
+def kkt_violation(Phi, y, fit):
+    """Largest violation of the lasso optimality conditions, relative to beta: the
+    centered correlations ``g = Phi_c^T r / n`` satisfy ``|g| <= beta`` everywhere and
+    ``g = beta sign(w)`` on the support (and the intercept makes ``mean(r) = 0``)."""
+    w, c = fit.coef[:, 0].numpy(), float(fit.intercept[0])
+    r = y - Phi @ w - c
+    g = (Phi - Phi.mean(0)).T @ r / len(y)
+    off = np.max(np.abs(g)) - fit.beta
+    on = np.abs(g[w != 0] - fit.beta * np.sign(w[w != 0])).max(initial=0.0)
+    return max(off, on, abs(r.mean())) / fit.beta
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_every_path_point_converges(seed):
+    # small beta on a coherent dictionary is where first-order solvers stalled: every
+    # point must reach the gap tolerance, satisfy KKT and match CVXPY's optimum
+    X = data(14, 2, seed=seed)
+    y = np.sign(np.sin(2 * X[:, 0].numpy()) + X[:, 1].numpy())
+    V, b, _ = W.wedge_neurons(X)
+    Phi = W.wedge_features(X, V, b)
+    fits = W.lasso_path(Phi, torch.as_tensor(y)[:, None], n_betas=6, eps=1e-4)
+    for fit in fits:
+        assert fit.converged and fit.gap <= 1e-7
+        assert kkt_violation(Phi.numpy(), y, fit) < 1e-4
+        value, _, _ = lasso_cvxpy(Phi.numpy(), y, fit.beta)
+        assert lasso_objective(Phi.numpy(), y, fit) == pytest.approx(value, rel=1e-6, abs=1e-12)
+    assert fits[-1].coef.count_nonzero() < Phi.shape[1] // 4  # sparse, not interior-dense
+
+
+def test_unconverged_fit_is_reported():
+    X = data(14, 2, seed=8)
+    y = torch.as_tensor(np.random.default_rng(8).standard_normal(14))[:, None]
+    Phi = W.wedge_features(X, *W.wedge_neurons(X)[:2])
+    fit = W.lasso(Phi, y, 1e-4 * W.beta_max(Phi, y), max_iter=1, tol=1e-300)
+    assert not fit.converged and fit.gap > 0
+    with pytest.raises(ValueError, match="max_iter"):
+        W.lasso(Phi, y, 0.1, max_iter=0)
+
+
 def test_network_reproduces_lasso_predictions():
     X = data(12, 3, seed=5)
     y = torch.relu(X[:, 0] - X[:, 1]) - X[:, 2] ** 2
-    model = W.fit_wedge(X, y, 1e-3, max_iter=3000)
+    model = W.fit_wedge(X, y, 1e-3)
     net = model.network()
     assert net.W.shape[0] == model.active.numel() > 0
     X_new = data(20, 3, seed=6)
@@ -115,7 +155,7 @@ def test_network_reproduces_lasso_predictions():
 
 def test_classifier_fits_spiral():
     X, y = W.make_spiral(40, seed=0)
-    clf = W.WedgeClassifier(beta=1e-3, max_iter=2000).fit(X, y)
+    clf = W.WedgeClassifier(beta=1e-3).fit(X, y)
     assert clf.score(X, y) >= 0.95
     assert clf.coef_.shape[0] < clf.n_dictionary_  # sparse
     assert set(clf.predict(X)) <= {-1.0, 1.0}
@@ -125,10 +165,10 @@ def test_regressor_and_multiclass():
     rng = np.random.default_rng(7)
     X = rng.standard_normal((30, 2))
     y = np.abs(X[:, 0]) + 0.5 * X[:, 1]
-    reg = W.WedgeRegressor(beta=1e-4, max_iter=2000).fit(X, y)
+    reg = W.WedgeRegressor(beta=1e-4).fit(X, y)
     assert reg.score(X, y) > 0.95
     labels = np.digitize(X[:, 0], [-0.5, 0.5])
-    clf = W.WedgeClassifier(beta=1e-3, max_iter=2000).fit(X, labels)
+    clf = W.WedgeClassifier(beta=1e-3).fit(X, labels)
     assert clf.decision_function(X).shape == (30, 3)
     assert clf.score(X, labels) > 0.9
 
@@ -136,8 +176,8 @@ def test_regressor_and_multiclass():
 @pytest.mark.parametrize(
     "est",
     [
-        W.WedgeRegressor(max_features=20, max_iter=200, tol=1e-5),
-        W.WedgeClassifier(max_features=20, max_iter=200, tol=1e-5),
+        W.WedgeRegressor(max_features=20, tol=1e-5),
+        W.WedgeClassifier(max_features=20, tol=1e-5),
     ],
 )
 def test_sklearn_compatible(est):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -20,8 +23,8 @@ class _Wedge(BaseEstimator):
         self,
         beta: float = 1e-3,
         max_features: int | None = 2000,
-        max_iter: int = 5000,
-        tol: float = 1e-8,
+        max_iter: int = 50,
+        tol: float = 1e-7,
         device: str = "cpu",
         random_state=None,
     ) -> None:
@@ -47,6 +50,14 @@ class _Wedge(BaseEstimator):
         self.neurons_ = (self.model_.V[active].cpu().numpy(), self.model_.b[active].cpu().numpy())
         self.n_dictionary_ = int(self.model_.V.shape[0])
         self.n_iter_ = self.model_.fit.n_iter
+        self.gap_ = self.model_.fit.gap
+        if not self.model_.fit.converged:
+            warnings.warn(
+                f"the lasso stopped at relative duality gap {self.gap_:.2g} > tol={self.tol} "
+                f"after max_iter={self.max_iter} working-set iterations",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def _raw(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -66,13 +77,14 @@ class WedgeRegressor(RegressorMixin, _Wedge):
     Args:
         beta: l1 weight of ``||y - Phi w - c||^2 / (2n) + beta ||w||_1``.
         max_features: dictionary cap (None: every ``d``-subset of samples, twice).
-        max_iter, tol: FISTA budget and tolerance.
+        max_iter, tol: working-set iterations and relative duality gap of the lasso.
         device: "cpu", "cuda" or "auto".
         random_state: seed of the random subsets.
 
     Attributes:
         coef_ ``(m, 1)`` and neurons_ ``(V (m, d), b (m,))`` of the active neurons,
-        intercept_ ``(1,)``, model_ (:class:`.model.WedgeModel`), n_dictionary_.
+        intercept_ ``(1,)``, model_ (:class:`.model.WedgeModel`), n_dictionary_,
+        n_iter_ (interior-point solves), gap_ (relative duality gap reached).
     """
 
     def fit(self, X, y):
