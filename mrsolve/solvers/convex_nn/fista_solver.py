@@ -34,9 +34,16 @@ def solve_fista(
     df, beta = p.datafit, p.beta
     tiny = torch.finfo(p.X.dtype).tiny
     best = {"dual": -float("inf")}
+    last: dict[str, torch.Tensor] = {}
+
+    def value(eta):
+        # the gap reuses the datafit value FISTA's line search computed at the same point
+        if last.get("eta") is not eta:
+            last["eta"], last["value"] = eta, df.value(eta)
+        return last["value"]
 
     def relative_gap(u, y, g_y, eta, eta_y):
-        primal = float(df.value(eta)) + beta * float(p.group_norms(u).sum())
+        primal = float(value(eta)) + beta * float(p.group_norms(u).sum())
         best["dual"] = max(best["dual"], scaled_dual(df, eta_y, p.group_norms(g_y), beta))
         return (primal - best["dual"]) / max(abs(primal), tiny)
 
@@ -47,13 +54,14 @@ def solve_fista(
         lambda v: p.adjoint(p.forward(v)), start, max_iter=10, tol=1e-2
     )
     u, info = fista(
-        lambda u, eta: df.value(eta),
+        lambda u, eta: value(eta),
         lambda u, eta: p.adjoint(df.grad(eta)),
         lambda v, t: group_soft_threshold(v, beta * t),
         p.zeros() if u0 is None else u0,
         step=1.0 / max(lip, 1e-30),
         max_iter=max_iter,
         tol=tol,
+        grow=1.05,  # fewer failed trials than 1.1 at the same mean step (measured on 4 datasets)
         callback=callback,
         forward=p.forward,
         criterion=relative_gap if beta > 0 else None,
