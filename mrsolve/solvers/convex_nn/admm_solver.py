@@ -1,6 +1,10 @@
 """ADMM with a cached factorization for the cone-constrained (ReLU) programs.
 
-Returns ``(u, info, mu)`` with the cone multipliers ``mu`` (n, 2, k, P).
+Returns ``(u, info, mu)`` with the cone multipliers ``mu`` (n, 2, k, P). For the squared
+loss a few hundred ADMM iterations find the support and the nearly active cones, and
+:func:`mrsolve.solvers.convex_nn.polish.polish` then solves the program exactly (ADMM alone
+converges sublinearly: 6000 iterations still left 0.13 % objective and 1e-4 violation on
+the diabetes data).
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from collections.abc import Callable
 import torch
 
 from mrsolve.solvers.alg import AdmmInfo, admm
+from mrsolve.solvers.convex_nn.polish import polish as polish_solution
+from mrsolve.solvers.convex_nn.polish import restricted_nnz
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.datafit import Quadratic
 from mrsolve.solvers.prox import group_soft_threshold
 
 
@@ -65,14 +72,53 @@ def solve_admm(
     rho: float | None = None,
     cone_scale: float = 1.0,
     callback: Callable | None = None,
+    polish: bool = True,
+    polish_after: int = 500,
+    polish_max_nnz: float = 5e6,
 ) -> tuple[torch.Tensor, AdmmInfo, torch.Tensor]:
-    """Majorized ADMM on ``min L(F u) + beta sum ||v_g|| + 1[s >= 0]`` s.t. ``v = u,
-    s = G u``.
+    """ADMM, then (squared loss) exact polishing of its support.
 
-    The ``u``-step is one cached Woodbury solve (:class:`_MajorizedStep`), the others are
-    group soft-thresholding and a clamp. Returns the group-sparse copy ``v`` and the cone
-    multipliers ``mu = -rho * (scaled dual of s = G u) >= 0``.
+    Args:
+        p: a cone-constrained program.
+        u0: warm start.
+        max_iter, tol: ADMM's iteration budget and residual tolerance.
+        rho, cone_scale: ADMM's penalty and the weight of the cone block.
+        callback: ``callback(k, u_k)`` every ADMM iteration.
+        polish: for the squared loss, stop ADMM after ``polish_after`` iterations and
+            polish (:mod:`.polish`); when the polishing fails, ADMM resumes from its
+            iterate for the rest of ``max_iter``. ``info.polish`` holds the
+            :class:`~mrsolve.solvers.convex_nn.polish.PolishInfo` (None when not run).
+        polish_max_nnz: skip polishing when the restricted program's fit matrix would
+            hold more non-zeros than this (memory and time of the conic solver).
     """
+    use_polish = polish and isinstance(p.datafit, Quadratic) and p.constrained
+    budget = min(max_iter, polish_after) if use_polish else max_iter
+    u, info, mu = _admm(p, u0, budget, tol, rho, cone_scale, callback)
+    info.polish = None
+    if use_polish and restricted_nnz(p, u) <= polish_max_nnz:
+        up, mup, pinfo = polish_solution(p, u)
+        info.polish = pinfo
+        if pinfo.converged:
+            info.converged = True
+            return up, info, mup
+    if budget < max_iter and not info.converged:
+        n_done = info.n_iter
+        u, info2, mu = _admm(p, u, max_iter - n_done, tol, rho, cone_scale, callback)
+        info2.n_iter += n_done
+        info2.polish = info.polish
+        info = info2
+    return u, info, mu
+
+
+def _admm(
+    p: ConvexProgram,
+    u0: torch.Tensor | None,
+    max_iter: int,
+    tol: float,
+    rho: float | None,
+    cone_scale: float,
+    callback: Callable | None,
+) -> tuple[torch.Tensor, AdmmInfo, torch.Tensor]:
     if not p.constrained:
         raise ValueError("solver 'admm' handles the cone-constrained activations; use 'fista'")
     shape, n_u = p.shape, p.zeros().numel()
