@@ -167,6 +167,18 @@ def test_generators(kind):
     np.testing.assert_array_equal(X, X2)
 
 
+@pytest.mark.parametrize("angle", [0.3, 1.2, 2.0])
+def test_our_geometric_factor_closed_form(angle):
+    # our proxy (not the paper's factor): the largest cross-class cosine, clipped at 0;
+    # same-class pairs do not count and scaling a sample does not change it
+    X = np.array([[2.0, 0.0], [math.cos(angle), math.sin(angle)], [0.0, -3.0], [-1.0, 0.0]])
+    y = np.array([1.0, -1.0, 1.0, 1.0])
+    cross = [math.cos(angle), math.cos(angle + math.pi / 2), math.cos(math.pi - angle)]
+    assert mc.geometric_factor(X, y) == pytest.approx(max(0.0, *cross), abs=1e-12)
+    X[1] *= 5.0
+    assert mc.geometric_factor(X, y) == pytest.approx(max(0.0, *cross), abs=1e-12)
+
+
 def test_bad_input():
     X, y = mc.make_dataset("general", 6, 2, seed=0)
     with pytest.raises(ValueError, match="beta"):

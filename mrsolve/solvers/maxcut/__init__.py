@@ -1,8 +1,10 @@
-"""Two-layer ReLU training through its Max-Cut connection (arXiv 2311.10972).
+"""Two-layer ReLU training through its Max-Cut connection (after arXiv 2311.10972).
 
 :func:`solve` (random-hyperplane rounding with a certified approximation ratio),
-:func:`solve_orthogonal` (exact for orthogonally separable data), the dataset
-generators and the dual bounds.
+:func:`solve_orthogonal` (exact for orthogonally separable data when its certificate
+holds), the dataset generators and the dual bounds. Only the paper's abstract was
+available: the algorithms, the certificates and :func:`geometric_factor` are our
+construction (see :mod:`.solve` and :mod:`.datasets`), not the paper's.
 """
 
 from mrsolve.solvers.maxcut.bounds import arrangement_bound, maxcut_bound, relaxation_bound

@@ -6,10 +6,14 @@ Labels ``y`` are ``+-1``; the classes are the signs of ``y``.
 - negatively correlated: ``x_i^T x_j <= 0`` across classes (no condition within);
 - general: anything else.
 
-:func:`geometric_factor` is the quantity the benchmark reports per dataset. The paper's
-own factor (the diameter of two zonotopes of the data) was not at hand; ours is the
-largest cross-class cosine ``max_{y_i != y_j} cos(x_i, x_j)``, clipped at 0, which is 0
-exactly for the first two classes and grows as the classes mix.
+:func:`geometric_factor` is OUR construction, not the paper's. The paper's abstract says
+that for general data the achievable approximation "is governed by a geometric factor
+that controls the diameter of two zonotopes intrinsic to the dataset"; its definition,
+and the bound it enters, are in the body of the paper, which was not obtainable here (only
+the abstract and the first paragraph of the introduction were retrievable). Ours is the
+largest cross-class cosine ``max_{y_i != y_j} cos(x_i, x_j)`` clipped at 0: 0 exactly for
+the two special classes, growing as the classes mix. No approximation bound is attached
+to it.
 """
 
 from __future__ import annotations
@@ -127,8 +131,10 @@ def dataset_class(X: np.ndarray, y: np.ndarray) -> str:
 
 
 def geometric_factor(X: np.ndarray, y: np.ndarray) -> float:
-    """Largest cross-class cosine ``max(0, max_{y_i y_j < 0} cos(x_i, x_j))`` (see the
-    module docstring: our proxy, 0 for the two special classes)."""
+    """Largest cross-class cosine ``max(0, max_{y_i y_j < 0} cos(x_i, x_j))``.
+
+    Our proxy, not the paper's zonotope-diameter factor (see the module docstring); 0 for
+    orthogonally separable and negatively correlated data."""
     G, same = _cross_products(X, y)
     norms = np.sqrt(np.clip(np.diag(G), 1e-300, None))
     cos = G / np.outer(norms, norms)

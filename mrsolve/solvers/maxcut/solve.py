@@ -1,6 +1,14 @@
-"""Two-layer ReLU training with a certified approximation ratio (arXiv 2311.10972).
+"""Two-layer ReLU training with a certified approximation ratio (after arXiv 2311.10972).
 
-The Goemans-Williamson analogue: random hyperplanes ``h ~ N(0, I)`` through the data
+Provenance: the paper's abstract announces a randomized algorithm that mirrors
+Goemans-Williamson rounding, exact polynomial-time training on orthogonally separable
+data, a relative error of at most ``sqrt(pi/2) - 1`` on negatively correlated classes and a
+factor-dependent guarantee on general data. The paper's own algorithm, proofs and bounds
+are in its body, which was not obtainable here; everything below is OUR construction (the
+one of the project's method notes), checked against exhaustive enumeration and against
+the abstract's ``sqrt(pi/2)`` figure, not against the paper's pseudo-code.
+
+Our Goemans-Williamson analogue: random hyperplanes ``h ~ N(0, I)`` through the data
 round to activation patterns ``D = diag(1[X h >= 0])``; the convex ReLU program on those
 patterns gives a feasible network with weight-decay objective ``U >= p*``. The dual point
 ``theta = grad L(yhat)``, scaled into the dual feasible set with an upper bound on its

@@ -84,7 +84,7 @@ class WedgeRegressor(RegressorMixin, _Wedge):
     Attributes:
         coef_ ``(m, 1)`` and neurons_ ``(V (m, d), b (m,))`` of the active neurons,
         intercept_ ``(1,)``, model_ (:class:`.model.WedgeModel`), n_dictionary_,
-        n_iter_ (interior-point solves), gap_ (relative duality gap reached).
+        n_iter_ (working-set iterations), gap_ (relative duality gap reached).
     """
 
     def fit(self, X, y):
