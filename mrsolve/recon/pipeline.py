@@ -84,7 +84,7 @@ def resolve_config(
             raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
         stage = "waterfat" if cfg.waterfat.enabled else "free"
         cfg = replace(cfg, **{stage: replace(getattr(cfg, stage), iterations=iterations)})
-    check_choice("encoding", cfg.free.encoding, ("dense", "planes"))
+    check_choice("encoding", cfg.free.encoding, ("dense", "planes", "hash_grid"))
     check_choice("optimizer", cfg.waterfat.optimizer, ("lbfgs", "adam"))
     return cfg
 

@@ -1,4 +1,4 @@
-"""Spectral reconstruction with the factorized-planes encoding (metrics vs truth only here)."""
+"""Spectral reconstruction with the planes and hash-grid encodings (metrics vs truth only here)."""
 
 import pytest
 import torch
@@ -17,10 +17,11 @@ def phantom():
                     max_offres_hz=150.0, noise=0.01, seed=2)  # fmt: skip
 
 
-def test_planes_beat_gridding_on_a_32px_phantom(phantom):
+@pytest.mark.parametrize("encoding", ["planes", "hash_grid"])
+def test_encodings_beat_gridding_on_a_32px_phantom(phantom, encoding):
     grid = nrmse(gridding(phantom.scan, coil_maps="walsh"), phantom.truth.image)
     rec = reconstruct_spectral(phantom.scan, "static", iterations=30,
-                               free={"encoding": "planes"}, **FAST)  # fmt: skip
+                               free={"encoding": encoding}, **FAST)  # fmt: skip
     assert rec.spectral_volume.shape == (8, 32, 32)
     assert nrmse(rec.image, phantom.truth.image) <= 0.6 * grid
     report = rec.config["report"]["free"]

@@ -29,7 +29,7 @@ class FreeVolumeConfig:
     """Free spectral volume stage (regularization weights in units of the scaled image)."""
 
     enabled: bool = True
-    encoding: str = "dense"  # "dense" (FISTA) or "planes" (Adam)
+    encoding: str = "dense"  # "dense" (FISTA), "planes" or "hash_grid" (Adam)
     iterations: int = 100
     tv: float = 0.01
     tv_f: float = 0.0
@@ -39,7 +39,12 @@ class FreeVolumeConfig:
     plane_rank: int = 4
     plane_lr: float = 0.01
     plane_resolution: int = 1  # spatial plane size divisor
-    plane_warm_start: int = 10  # dense FISTA iterations that start the planes (0: random)
+    plane_warm_start: int = 10  # dense FISTA iterations that start planes/hash (0: random)
+    hash_levels: int = 8
+    hash_log2_table: int = 15  # rows per level's table: 2**hash_log2_table
+    hash_features: int = 2
+    hash_hidden: int = 0  # decoder hidden width (0: linear)
+    hash_lr: float = 0.003
 
 
 def _tv_prox(cfg: FreeVolumeConfig, dynamic: bool) -> TVProx:
@@ -87,6 +92,10 @@ def run_free_volume(
         from mrsolve.recon.stages.planes import run_planes
 
         return run_planes(problem, bins_hz, cfg, callback, checkpointer)
+    if free.encoding == "hash_grid":
+        from mrsolve.recon.stages.hash_grid import run_hash_grid
+
+        return run_hash_grid(problem, bins_hz, cfg, callback, checkpointer)
     coef = problem.basis.coefficients(bins_hz).to(problem.device)
     shape = (len(problem.frames), bins_hz.numel(), *problem.image_shape)
     squeeze = not cfg.dynamic
