@@ -69,6 +69,12 @@ def dense_spectral_field(
 class WaterFatField(torch.nn.Module):
     """Parametric water / fat / field-map head (module doc).
 
+    Per pixel z = a(psi) rho_w + b(psi) rho_f with a(psi) = U^H e^{i 2 pi psi t} and
+    b(psi) = U^H (c(t) e^{i 2 pi psi t}), both (L,) and functions of the scalar psi only:
+    they are tabulated once with their derivatives every ``table_step_hz`` over
+    [-max_abs_hz, max_abs_hz] and read by cubic Hermite interpolation (relative error
+    ~1e-8 at 2.5 Hz for millisecond read-outs), O(L) work per pixel instead of O(n_t).
+
     Args:
         basis: temporal basis of the forward model.
         spectrum: fat peaks.
@@ -76,6 +82,7 @@ class WaterFatField(torch.nn.Module):
         field_map_hz: (ny, nx) initial field map.
         downsample: field-map grid is (ny, nx) / downsample (1: per pixel).
         max_abs_hz: the field map is bounded to +-max_abs_hz (tanh), keeping it in range.
+        table_step_hz: spacing of the tabulated a(psi), b(psi).
     """
 
     def __init__(
@@ -87,19 +94,29 @@ class WaterFatField(torch.nn.Module):
         field_map_hz: torch.Tensor,
         downsample: int = 4,
         max_abs_hz: float = 150.0,
+        table_step_hz: float = 2.5,
     ) -> None:
         super().__init__()
         if not isinstance(downsample, int) or downsample < 1:
             raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
         self.max_abs_hz = check_positive("max_abs_hz", max_abs_hz)
+        self.step_hz = check_positive("table_step_hz", table_step_hz)
         self.image_shape = tuple(water.shape[-2:])
         dev = water.device
+        n_half = math.ceil(self.max_abs_hz / self.step_hz) + 1
+        self.start_hz = -n_half * self.step_hz
+        grid = self.start_hz + self.step_hz * torch.arange(2 * n_half + 1, device=dev).double()
         t = basis.times_s.to(dev).double()
-        self.register_buffer("u_conj", basis.u.to(dev).conj().T.to(torch.complex64))  # (L, n_t)
-        phase = 2 * math.pi * t[:, None] * spectrum.frequencies_hz.to(dev).double()
-        fat_t = spectrum.amplitudes.to(dev).double() * torch.polar(torch.ones_like(phase), phase)
-        self.register_buffer("fat_signal", fat_t.sum(-1).to(torch.complex64))  # (n_t,)
-        self.register_buffer("times", t.float())
+        u_conj = basis.u.to(dev).conj().T  # (L, n_t) complex128
+        peaks = 2 * math.pi * t[:, None] * spectrum.frequencies_hz.to(dev).double()
+        fat_t = spectrum.amplitudes.to(dev).double() * torch.polar(torch.ones_like(peaks), peaks)
+        rot = torch.polar(torch.ones_like(t[:, None] * grid), 2 * math.pi * t[:, None] * grid)
+        slope = 2j * math.pi * self.step_hz * t[:, None]  # step * d/dpsi of e^{i 2 pi psi t}
+        water_t, fat_rot = rot, fat_t.sum(-1)[:, None] * rot
+        rows = [u_conj @ water_t, u_conj @ (slope * water_t), u_conj @ fat_rot,
+                u_conj @ (slope * fat_rot)]  # fmt: skip
+        # (K, 4, L): a, step * a', b, step * b' at every tabulated psi
+        self.register_buffer("table", torch.stack(rows).permute(2, 0, 1).to(torch.complex64))
         self.water = DenseGrid(water.shape, water)
         self.fat = DenseGrid(fat.shape, fat)
         coarse = tuple(max(1, math.ceil(s / downsample)) for s in self.image_shape)
@@ -118,10 +135,22 @@ class WaterFatField(torch.nn.Module):
             psi[None, None], size=self.image_shape, mode="bicubic", align_corners=True
         )[0, 0]
 
+    def coefficients(self, psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a(psi), b(psi): (L, *psi.shape) complex64 temporal coefficients of unit water
+        and unit fat at field map ``psi`` (Hz, within +-max_abs_hz)."""
+        pos = (psi - self.start_hz) / self.step_hz
+        k = pos.detach().floor().long().clamp(0, self.table.shape[0] - 2)
+        s = (pos - k)[..., None, None]
+        s2, s3 = s * s, s * s * s
+        lo, hi = self.table[k], self.table[k + 1]  # (..., 4, L)
+        # cubic Hermite: values at rows 0 / 2, step-scaled derivatives at rows 1 / 3
+        val = (2 * s3 - 3 * s2 + 1) * lo + (-2 * s3 + 3 * s2) * hi
+        der = (s3 - 2 * s2 + s) * lo + (s3 - s2) * hi
+        out = val[..., 0::2, :] + der[..., 1::2, :]  # (..., 2, L)
+        out = out.movedim(-1, 0)  # (L, ..., 2)
+        return out[..., 0], out[..., 1]
+
     def forward(self) -> torch.Tensor:
         """z (L, ny, nx)."""
-        psi = self.field_map()
-        phase = 2 * math.pi * self.times[:, None, None] * psi  # (n_t, ny, nx)
-        rot = torch.polar(torch.ones_like(phase), phase)
-        m = rot * (self.water()[None] + self.fat()[None] * self.fat_signal[:, None, None])
-        return torch.einsum("lt,tyx->lyx", self.u_conj, m)
+        a, b = self.coefficients(self.field_map())
+        return a * self.water()[None] + b * self.fat()[None]

@@ -1,0 +1,117 @@
+"""The parametric water / fat / field-map head: its tabulated model against the explicit
+time sum, its optimizer, and end-to-end targets on simulated phantoms (truth used only
+for scoring).
+
+Scans: 32 px, 12 blades x 8 lines, 4 coils, 2 % noise (3 T seed 0, 1.5 T seed 2) and the
+48 px, 12 x 12, 1 % noise 3 T phantom on which the single-level head of session 1 fell
+into a wrong solution (field-map RMSE 38 Hz).
+"""
+
+import math
+
+import pytest
+import torch
+
+from mrsolve.data.simulate import simulate
+from mrsolve.propeller.fat import fat_signal, fat_spectrum
+from mrsolve.propeller.gridding import gridding
+from mrsolve.recon.fields import WaterFatField
+from mrsolve.recon.metrics import fat_fraction_mae, field_map_rmse, nrmse
+from mrsolve.recon.spectral import reconstruct_spectral
+from mrsolve.recon.spectral_op import temporal_basis
+from mrsolve.recon.stages.water_fat import RestartingLBFGS
+
+
+def _scores(sim, rec):
+    truth = sim.truth
+    water_mask = truth.mask & (truth.water.abs() > 0)
+    zero = torch.zeros_like(truth.field_map_hz)
+    return {
+        "nrmse": nrmse(rec.image, truth.image),
+        "grid_nrmse": nrmse(gridding(sim.scan, coil_maps="walsh"), truth.image),
+        "ff": fat_fraction_mae(rec.fat_fraction, truth.fat_fraction, truth.mask),
+        "ff_zero": fat_fraction_mae(zero, truth.fat_fraction, truth.mask),
+        "fm": field_map_rmse(rec.field_map_hz, truth.field_map_hz, water_mask),
+        "fm_zero": field_map_rmse(zero, truth.field_map_hz, water_mask),
+    }
+
+
+def test_tabulated_coefficients_equal_the_explicit_time_sum():
+    sim = simulate(size=16, n_blades=4, n_lines=4, n_coils=2, seed=0)
+    basis = temporal_basis(sim.scan.times, torch.linspace(-700, 300, 201))
+    spectrum = fat_spectrum(3.0)
+    zeros = torch.zeros(16, 16, dtype=torch.complex64)
+    head = WaterFatField(basis, spectrum, zeros, zeros, zeros.real, 1, max_abs_hz=200.0)
+    psi = torch.linspace(-199.0, 199.0, 77, dtype=torch.float64)
+    a, b = head.coefficients(psi.float())
+    t = basis.times_s.double()
+    rot = torch.polar(
+        torch.ones(len(t), len(psi), dtype=torch.float64), 2 * math.pi * t[:, None] * psi
+    )
+    u_h = basis.u.conj().T
+    ref_a = u_h @ rot
+    ref_b = u_h @ (fat_signal(t, spectrum).to(torch.complex128)[:, None] * rot)
+    assert float((a - ref_a).norm() / ref_a.norm()) < 1e-5
+    assert float((b - ref_b).norm() / ref_b.norm()) < 1e-5
+
+
+def test_restarting_lbfgs_drops_its_history_when_the_line_search_fails():
+    x = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+    opt = RestartingLBFGS([x])
+
+    def honest():
+        opt.zero_grad()
+        loss = (x * x).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(honest)
+    assert float((x * x).sum()) < 1e-6  # plain L-BFGS on a quadratic
+
+    def uphill():  # gradient of the wrong sign: no step can decrease the loss
+        opt.zero_grad()
+        loss = ((x - 1.0) ** 2).sum()
+        loss.backward()
+        x.grad.neg_()
+        return loss
+
+    opt.step(uphill)
+    assert opt.state[x] == {}
+
+
+def test_fatwater_on_3t_phantom_meets_targets():
+    sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=3.0,
+                   max_offres_hz=150.0, noise=0.02, seed=0)  # fmt: skip
+    rec = reconstruct_spectral(sim.scan, "fatwater", frequency={"n_bins": 16})
+    s = _scores(sim, rec)
+    assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
+    assert s["ff"] < 0.05
+    assert s["fm"] < 15.0
+    assert rec.spectral_volume.shape == (16, 32, 32)
+    assert torch.allclose(rec.spectral_volume.sum(0), rec.image, atol=1e-4)
+
+
+def test_fatwater_at_1_5t_beats_gridding_and_the_zero_maps():
+    """1.5 T: fat is displaced by ~1 px only; the issue's 3 T targets are not claimed."""
+    sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=1.5,
+                   max_offres_hz=150.0, noise=0.02, seed=2)  # fmt: skip
+    s = _scores(sim, reconstruct_spectral(sim.scan, "fatwater", frequency={"n_bins": 16}))
+    assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
+    assert s["ff"] < min(0.1, 0.35 * s["ff_zero"])  # zero predictor: 0.33
+    assert s["fm"] < min(15.0, 0.6 * s["fm_zero"])  # zero predictor: 29 Hz
+
+
+def test_fatwater_avoids_the_wrong_solution_of_the_single_level_head():
+    sim = simulate(size=48, n_blades=12, n_lines=12, n_coils=4, field_strength_t=3.0,
+                   max_offres_hz=150.0, noise=0.01, seed=0)  # fmt: skip
+    s = _scores(sim, reconstruct_spectral(sim.scan, "fatwater", frequency={"n_bins": 8}))
+    assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
+    assert s["ff"] < 0.05
+    assert s["fm"] < 15.0
+
+
+def test_bad_levels_raise():
+    sim = simulate(size=16, n_blades=4, n_lines=4, n_coils=2, seed=0)
+    with pytest.raises(ValueError, match="levels"):
+        reconstruct_spectral(sim.scan, "fatwater", waterfat={"levels": 0})
