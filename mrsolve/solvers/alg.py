@@ -123,7 +123,8 @@ def fista(
     y, ay = x, ax
     t = 1.0
     f_x = f_at(x, ax) if restart == "function" else None
-    tiny = torch.finfo(x.real.dtype if x.is_complex() else x.dtype).tiny
+    finfo = torch.finfo(x.real.dtype if x.is_complex() else x.dtype)
+    tiny, slack = finfo.tiny, max(1e-12, 100 * finfo.eps)  # slack: 1e-12 in float64
     for k in range(max_iter):
         f_y, g_y = f_at(y, ay), grad_at(y, ay)
         while True:
@@ -135,7 +136,7 @@ def fista(
             f_new = f_at(x_new, ax_new)
             bound = f_y + _rdot(g_y, d) + _rdot(d, d) / (2 * step)
             # relative slack keeps round-off from shrinking the step forever
-            if f_new <= bound + 1e-12 * abs(float(f_y)):
+            if f_new <= bound + slack * abs(float(f_y)):
                 break
             step *= 0.5
             info.n_backtracks += 1
