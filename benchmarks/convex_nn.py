@@ -11,7 +11,7 @@ From one run on identical gates and regularization:
 pyscnn (PyPI ``pyscnn``, import ``scnn``) is optional: put it on ``PYTHONPATH`` (it is not
 a dependency of mrsolve); without it those columns read "n/a".
 
-Writes docs/convex_nn.md and docs/convex_nn.png. ``--quick`` runs two small datasets.
+Writes docs/<--out>.md and .png (default docs/convex_nn.md, docs/convex_nn.png). ``--quick`` runs two small datasets.
 """
 
 from __future__ import annotations
@@ -333,6 +333,9 @@ def main() -> None:
         "--parts", default="pyscnn,adam,mkl", help="comma-separated subset of pyscnn,adam,mkl"
     )
     ap.add_argument(
+        "--out", default="convex_nn", help="stem of the markdown table and figure in docs/"
+    )
+    ap.add_argument(
         "--gated-tol",
         type=float,
         default=1e-2,
@@ -442,7 +445,8 @@ def main() -> None:
             tab.add_row(*[f(row) for _, f in c])
         console.print(tab)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2 if rows_a else 1, figsize=(11 if rows_a else 6, 4))
+    axes = np.atleast_1d(axes)
     for i, act in enumerate(acts):
         rr = [r for r in rows_p if r["activation"] == act]
         axes[0].bar(
@@ -453,26 +457,27 @@ def main() -> None:
     axes[0].set_yscale("log")
     axes[0].set_ylabel("time pyscnn / time mrsolve")
     axes[0].legend()
-    names = [r["dataset"] for r in rows_a]
-    for i, (key, lab) in enumerate(
-        [
-            ("acc_gated_relu", "convex gated"),
-            ("acc_relu", "convex ReLU"),
-            ("acc_adam_best", "Adam best lr"),
-            ("acc_adam_worst", "Adam worst lr"),
-        ]
-    ):
-        axes[1].bar(np.arange(len(names)) + 0.2 * i, [r[key] for r in rows_a], 0.2, label=lab)
-    axes[1].set_xticks(np.arange(len(names)) + 0.3, names)
-    axes[1].set_ylabel("test accuracy")
-    axes[1].set_ylim(0.5, 1.0)
-    axes[1].legend(fontsize=8)
+    if rows_a:
+        names = [r["dataset"] for r in rows_a]
+        for i, (key, lab) in enumerate(
+            [
+                ("acc_gated_relu", "convex gated"),
+                ("acc_relu", "convex ReLU"),
+                ("acc_adam_best", "Adam best lr"),
+                ("acc_adam_worst", "Adam worst lr"),
+            ]
+        ):
+            axes[1].bar(np.arange(len(names)) + 0.2 * i, [r[key] for r in rows_a], 0.2, label=lab)
+        axes[1].set_xticks(np.arange(len(names)) + 0.3, names)
+        axes[1].set_ylabel("test accuracy")
+        axes[1].set_ylim(0.5, 1.0)
+        axes[1].legend(fontsize=8)
     fig.tight_layout()
     DOCS.mkdir(exist_ok=True)
-    fig.savefig(DOCS / "convex_nn.png", dpi=120)
-    md.append("\n![convex_nn](convex_nn.png)\n")
-    (DOCS / "convex_nn.md").write_text("\n".join(md))
-    print(f"wrote {DOCS / 'convex_nn.md'} and {DOCS / 'convex_nn.png'}")
+    fig.savefig(DOCS / f"{args.out}.png", dpi=120)
+    md.append(f"\n![convex_nn]({args.out}.png)\n")
+    (DOCS / f"{args.out}.md").write_text("\n".join(md))
+    print(f"wrote {DOCS / args.out}.md and .png")
 
 
 if __name__ == "__main__":
