@@ -121,3 +121,67 @@ def test_unknown_times_and_bad_maps_raise():
     with pytest.raises(ValueError, match="tol"):
         temporal_basis(times, freqs, tol=-1.0)
     assert math.isfinite(float(basis.singular_values[0]))
+
+
+def _phase_residual(basis, times, freqs):
+    """max |P - U U^H P| over the given times and frequencies, computed directly."""
+    t = times.double().unique()
+    p = torch.polar(torch.ones(t.numel(), freqs.numel(), dtype=torch.float64),
+                    2 * math.pi * t[:, None] * freqs.double()[None, :])  # fmt: skip
+    u = basis.u[basis.index(t.float())]
+    return float((p - u @ (u.conj().T @ p)).abs().max())
+
+
+@pytest.mark.parametrize("sequence", ["spin_echo", "gradient_echo"])
+def test_max_error_bounds_model_error_with_smallest_rank(sequence):
+    traj, times, maps, _, _ = _setup(sequence)
+    grid = torch.linspace(-620.0, 230.0, 171)
+    basis = temporal_basis(times, grid, max_error=1e-3)
+    fine = torch.linspace(-620.0, 230.0, 1999)
+    assert _phase_residual(basis, times, fine) <= 1e-3 * 1.01
+    assert basis.max_error <= 1e-3
+    smaller = type(basis)(basis.times_s, basis.u[:, : basis.rank - 1], grid, basis.singular_values,
+                          0.0)  # fmt: skip
+    assert _phase_residual(smaller, times, fine) > 1e-3  # one fewer would not do
+    # single-frequency images off the grid: per-sample relative error within the bound
+    explicit_freqs = torch.tensor([-433.7, 101.3])
+    explicit = ExplicitSpectralModel(traj, times, explicit_freqs, maps)
+    enc = SpectralEncoding(traj, times, basis, maps)
+    x = _smooth_volume(2)
+    for f in range(2):
+        xf = x * (torch.arange(2) == f)[:, None, None]
+        ref = explicit(xf)
+        z = torch.einsum("lf,fyx->lyx", basis.coefficients(explicit_freqs), xf)
+        err = float((enc(z) - ref).norm() / ref.norm())
+        assert 1e-6 < err <= 1e-3 + 2e-5  # truncated (not exact), yet within the bound
+
+
+def test_basis_rows_are_phase_times_real_and_orthonormal():
+    _, times, _, freqs, _ = _setup("gradient_echo")
+    coarse = temporal_basis(times, freqs)  # 9 frequencies do not span the range between
+    assert coarse.max_error > 1e-4
+    basis = temporal_basis(times, torch.linspace(-620.0, 230.0, 171))
+    u = basis.u
+    assert float((u.conj().T @ u - torch.eye(basis.rank, dtype=u.dtype)).abs().max()) < 1e-10
+    products = u.conj()[:, :, None] * u[:, None, :]
+    assert float(products.imag.abs().max()) < 1e-12
+    assert basis.max_error < 1e-5
+
+
+def test_normal_operator_gradient_and_reused_workspace():
+    traj, times, maps, freqs, _ = _setup("spin_echo")
+    basis = temporal_basis(times, freqs)
+    big = SpectralEncoding(traj, times, basis, maps)
+    small = SpectralEncoding(traj[:2], times[:2], basis, maps[:2])
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(big.ishape, dtype=torch.complex64, generator=gen)
+    v = torch.randn(big.ishape, dtype=torch.complex64, generator=gen)
+    n_big, n_small = big.normal(), small.normal()
+    for _ in range(2):  # alternate: each must see its own (reallocated) workspace
+        for enc, op in ((big, n_big), (small, n_small)):
+            ref = enc.H(enc(z))
+            assert float((op(z) - ref).norm() / ref.norm()) < 1e-4
+    zr = z.clone().requires_grad_(True)
+    torch.vdot(v.flatten(), n_big(zr).flatten()).real.backward()
+    ref = big.H(big(v))  # d Re<v, N z> / dz* = N^H v = N v
+    assert float((zr.grad - ref).norm() / ref.norm()) < 1e-4

@@ -1,0 +1,53 @@
+"""The data side of the spectral problem: quadratic data term and held-out loss."""
+
+import torch
+
+from mrsolve.propeller.coils import birdcage_maps
+from mrsolve.propeller.geometry import BladeGeometry
+from mrsolve.propeller.scan import Scan
+from mrsolve.propeller.timing import readout_times
+from mrsolve.recon.models import build_problem, heldout_lines
+from mrsolve.recon.spectral_op import SpectralEncoding
+
+N = 16
+
+
+def _problem(holdout_fraction=0.2):
+    geom = BladeGeometry(4, 6, N, 2.0)
+    m, traj = geom.n_readout, geom.trajectory()
+    dwell = 1 / (217.0 * m)
+    times = readout_times(m, geom.center_sample, dwell, "gradient_echo", 0.002)
+    gen = torch.Generator().manual_seed(2)
+    kspace = torch.randn(2, *traj.shape[:-1], dtype=torch.complex64, generator=gen)
+    scan = Scan(kspace=kspace, traj=traj, times=times.expand(traj.shape[:-1]).contiguous(),
+                image_shape=(N, N), dwell_s=dwell, center_sample=geom.center_sample)  # fmt: skip
+    problem = build_problem(scan, (-500.0, 200.0), coil_maps=birdcage_maps(2, (N, N)),
+                            holdout_fraction=holdout_fraction)  # fmt: skip
+    return scan, problem
+
+
+def test_heldout_loss_equals_direct_residual_of_the_heldout_lines():
+    scan, problem = _problem()
+    held = heldout_lines(scan.n_blades, scan.n_lines, 0.2, 0)
+    enc = SpectralEncoding(scan.traj[held], scan.times[held], problem.basis, problem.coil_maps)
+    y = scan.kspace[:, held].to(torch.complex64) * problem.scale
+    gen = torch.Generator().manual_seed(0)
+    for scale in (0.0, 1.0, 3.0):  # zero, a generic and a large volume
+        z = scale * torch.randn(enc.ishape, dtype=torch.complex64, generator=gen)
+        ref = float((enc(z) - y).abs().square().sum() / y.abs().square().sum())
+        assert abs(problem.heldout_loss(z) - ref) <= 1e-4 * max(ref, 1.0)
+
+
+def test_data_loss_gradient_matches_finite_differences():
+    _, problem = _problem()
+    frame = problem.frames[0]
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(frame.b.shape, dtype=torch.complex64, generator=gen).requires_grad_(True)
+    loss = problem.data_loss(z)
+    loss.backward()
+    # f(z + e v) - f(z) against e Re<grad, v> (f is quadratic: exact up to e^2 / 2 <v, N v>)
+    v = torch.randn(z.shape, dtype=torch.complex64, generator=gen)
+    eps = 1e-3
+    with torch.no_grad():
+        diff = float(problem.data_loss(z + eps * v) - problem.data_loss(z - eps * v)) / (2 * eps)
+    assert abs(diff - float(torch.vdot(z.grad.flatten(), v.flatten()).real)) <= 1e-2 * abs(diff)
