@@ -108,6 +108,7 @@ def certificate(
     mu: torch.Tensor | None = None,
     fresh_gates: torch.Tensor | None = None,
     n_iter: int = 200,
+    dual_bound: float | None = None,
 ) -> dict[str, float]:
     """Certificate of ``u`` for ``program``.
 
@@ -117,6 +118,9 @@ def certificate(
         mu: cone multipliers ``(n, 2, k, P)`` from the solver (improved here), if any.
         fresh_gates: ``(Q, d)`` gates not in the program for the pattern gap.
         n_iter: projected-gradient iterations for the cone multipliers.
+        dual_bound: a lower bound on the optimum known from elsewhere (the solver's best
+            dual value, e.g. ``info.dual`` of :func:`.fista_solver.solve_fista`); the
+            larger of it and the bound computed here is reported.
 
     Returns:
         ``primal``, ``dual`` (a lower bound on the optimum of the sampled program),
@@ -132,6 +136,7 @@ def certificate(
     norms, _ = min_cone_norms(p.X, p.weight, p.sign if p.constrained else None, theta, mu, n_iter)
     primal = p.objective(u)
     dual = scaled_dual(p.datafit, eta, norms, p.beta)
+    dual = dual if dual_bound is None else max(dual, float(dual_bound))
     gap = primal - dual
     pattern_gap = float("nan")
     if fresh_gates is not None and fresh_gates.shape[0] > 0:
