@@ -36,14 +36,16 @@ class WaterFatConfig:
     """Parametric water / fat / field-map stage.
 
     ``iterations`` is the budget of the last (finest) level; each of the ``levels - 1``
-    coarser field-map grids gets ``level_iterations`` L-BFGS steps first.
+    coarser field-map grids gets ``level_iterations`` L-BFGS steps first. The initial
+    least-squares water / fat needs more CG steps on larger images (measured: 20 at
+    32 px, 40 at 64 px and 80 at 128 px; 20 at 128 px left a fat fraction MAE of 0.18).
     """
 
     enabled: bool = False
     optimizer: str = "lbfgs"  # "lbfgs" or "adam"
     iterations: int = 100
     lr: float = 0.05
-    init_cg_iterations: int = 20
+    init_cg_iterations: int | None = None  # None: 20 per 32 px of image width
     tv: float = 0.003
     psi_smooth: float = 1e-7
     downsample: int = 4
@@ -68,6 +70,12 @@ def initial_water_fat(problem: SpectralProblem, field_: WaterFatField, n_iter: i
     with torch.no_grad():
         field_.water.values.copy_(torch.view_as_real(v[0]))
         field_.fat.values.copy_(torch.view_as_real(v[1]))
+
+
+def _cg_steps(wf: WaterFatConfig, image_shape: tuple[int, int]) -> int:
+    if wf.init_cg_iterations is not None:
+        return wf.init_cg_iterations
+    return max(1, round(20 * max(image_shape) / 32))
 
 
 def _objective(problem: SpectralProblem, field_: WaterFatField, wf: WaterFatConfig):
@@ -120,7 +128,7 @@ def coarse_levels(
     for level in range(wf.levels - 1, -1, -1):
         field_ = _field(problem, spectrum, wf, wf.downsample * 2**level, water, fat, psi)
         if level == wf.levels - 1:
-            initial_water_fat(problem, field_, wf.init_cg_iterations)
+            initial_water_fat(problem, field_, _cg_steps(wf, problem.image_shape))
         if level > 0:
             opt = RestartingLBFGS(field_.parameters())
             loss_fn = _objective(problem, field_, wf)
