@@ -9,8 +9,9 @@
   = U S V^H truncated to the L singular values above ``tol * s_1``, every sample's time
   phase is sum_l U[t_j, l] (S V^H)[l, f]. The field is mapped to L temporal coefficient
   images z_l = sum_f (S V^H)[l, f] x_f and y_c = sum_l U[t_j, l] NUFFT(S_c z_l): L NUFFTs
-  per coil over all blades at once. Its normal operator :class:`SpectralNormal` is
-  L x L Toeplitz kernels on the 2x grid (no NUFFT inside the iterations).
+  per coil over all blades at once. The rank follows ``tol`` or an a-priori bound on the
+  model error (``max_error``). Its normal operator :class:`SpectralNormal` is L x L real
+  Toeplitz kernels on the 2x grid (no NUFFT inside the iterations).
 - :class:`ShearedSpectralModel` (comparison): per blade, FFT phase-ramp shift of each
   coil-weighted bin image by -f M dt pixels along the readout, a TE phase per bin, a sum
   over f, and one NUFFT per coil. Exact only for on-grid samples (0.1-2 % off on
@@ -104,14 +105,19 @@ def _phases(times: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase), phase)
 
 
-def _truncation_errors(u: torch.Tensor, probe: torch.Tensor, max_rank: int) -> torch.Tensor:
-    """max |P - U_L U_L^H P| over ``probe`` (n_t, K) for L = 0..max_rank, float64."""
+def _truncation_errors(
+    u: torch.Tensor, probe: torch.Tensor, max_rank: int, target: float = 0.0
+) -> list[float]:
+    """max |P - U_L U_L^H P| over ``probe`` (n_t, K) for L = 0, 1, ... up to ``max_rank``,
+    stopping at the first L where it is at most ``target``."""
     coef = u[:, :max_rank].conj().T @ probe  # (max_rank, K)
     residual, out = probe.clone(), [float(probe.abs().max())]
     for rank in range(max_rank):
+        if out[-1] <= target:
+            break
         residual -= u[:, rank : rank + 1] * coef[rank : rank + 1]
         out.append(float(residual.abs().max()))
-    return torch.tensor(out, dtype=torch.float64)
+    return out
 
 
 def temporal_basis(
@@ -150,15 +156,12 @@ def temporal_basis(
     real, s, _ = torch.linalg.svd(torch.cat([phase.cos(), phase.sin()], 1), full_matrices=False)
     u = _phases(t, torch.tensor([centre], dtype=torch.float64)) * real  # (n_t, n_sv)
     probe = _phases(t, torch.linspace(lo, hi, 4 * freqs.numel() - 3, dtype=torch.float64))
-    by_tol = int((s > tol * s[0]).sum())
     if max_error is None:
-        keep = by_tol
-        error = float(_truncation_errors(u, probe, keep)[keep])
+        keep = int((s > tol * s[0]).sum())
+        error = _truncation_errors(u, probe, keep)[keep]
     else:
-        errors = _truncation_errors(u, probe, u.shape[1])
-        fits = torch.nonzero(errors <= max_error).flatten()
-        keep = int(fits[0]) if fits.numel() else u.shape[1]
-        error = float(errors[keep])
+        errors = _truncation_errors(u, probe, u.shape[1], max_error)
+        keep, error = len(errors) - 1, errors[-1]
     device = torch.as_tensor(times).device
     return TemporalBasis(uniq.to(device), u[:, :keep].to(device), freqs.to(device), s, error)
 
