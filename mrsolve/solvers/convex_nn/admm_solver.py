@@ -26,34 +26,61 @@ class _MajorizedStep:
 
     The datafit is replaced by its quadratic upper bound at the previous iterate with the
     fixed curvature ``Sigma = c w / n`` (exact for the squared loss), so every step solves
-    ``(F^T Sigma F + rho (I + G^T G)) u = rhs``. ``I + G^T G`` is block diagonal with the
-    same block ``I + X^T X`` for every group (``(2 D - I)^2 = I``), and by Woodbury only
-    ``K = Sigma^(1/2) F (I + G^T G)^(-1) F^T Sigma^(1/2) = 2 Sigma^(1/2) (H o M M^T)
-    Sigma^(1/2)`` (``H = X (I + X^T X)^(-1) X^T``, ``n x n``) must be inverted: one ``d x d``
-    Cholesky factor and one ``n x n`` eigendecomposition serve every iteration and every
-    value of ``rho``.
+    ``(F^T Sigma F + rho B) u = rhs`` with ``B = I + G^T G`` block diagonal, the same block
+    ``I + X^T X = L L^T`` for every group (``(2 D - I)^2 = I``). One ``d x d`` Cholesky
+    factor and one eigendecomposition serve every iteration and every value of ``rho``,
+    of whichever of two equivalent matrices is smaller:
+
+    - samples (``n <= P d``), by Woodbury: ``K = Sigma^(1/2) F B^(-1) F^T Sigma^(1/2) =
+      2 Sigma^(1/2) (H o M M^T) Sigma^(1/2)`` (``H = X B_d^(-1) X^T``, ``n x n``);
+    - patterns (``n > P d``): with ``a = u_+ - u_-`` and ``b = u_+ + u_-`` the system splits
+      into ``rho B b = q_+ + q_-`` and ``(2 A + rho B) a = q_+ - q_-``, ``A = Z^T Sigma Z``,
+      ``Z = [M_1 X, ..., M_P X]`` (the same for every output), so only
+      ``C = 2 L^(-1) A L^(-T)`` (``P d x P d``) is decomposed.
     """
 
     def __init__(self, p: ConvexProgram, cone_scale: float) -> None:
         X, df = p.X, p.datafit
-        d = X.shape[1]
+        n, d = X.shape
+        P = p.gates.shape[0]
         eye_d = torch.eye(d, dtype=X.dtype, device=X.device)
         self.p = p
         self.chol_d = torch.linalg.cholesky(eye_d + cone_scale**2 * (X.T @ X))
         sigma = (df.curvature_bound * df.weights / df.n).to(X.dtype)[:, None]
         self.sigma, self.sqrt_sigma = sigma, sigma.sqrt()
-        XC = self._block_inv(X)
         W = p.weight
-        K = 2 * (XC @ X.T) * (W @ W.T) * (self.sqrt_sigma * self.sqrt_sigma.T)
-        self.lam, self.Q = torch.linalg.eigh(K)
+        self.pattern_space = n > P * d
+        if self.pattern_space:
+            XL = self._tri(X, transpose=False)  # X L^(-T), (n, d)
+            Z = (self.sqrt_sigma * W)[:, :, None] * XL[:, None, :]  # Sigma^(1/2) Z L^(-T)
+            Z = Z.reshape(n, P * d)
+            self.lam, self.Q = torch.linalg.eigh(2 * (Z.T @ Z))
+        else:
+            XC = self._block_inv(X)
+            K = 2 * (XC @ X.T) * (W @ W.T) * (self.sqrt_sigma * self.sqrt_sigma.T)
+            self.lam, self.Q = torch.linalg.eigh(K)
         self.lam.clamp_(min=0)
 
     def _block_inv(self, v: torch.Tensor) -> torch.Tensor:
         d = v.shape[-1]
         return torch.cholesky_solve(v.reshape(-1, d).T, self.chol_d).T.reshape(v.shape)
 
+    def _tri(self, v: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """``L^(-1) v_g`` (``transpose``: ``L^(-T) v_g``) for every ``d``-block of ``v``."""
+        d = v.shape[-1]
+        L = self.chol_d.T if transpose else self.chol_d
+        out = torch.linalg.solve_triangular(L, v.reshape(-1, d).T, upper=transpose)
+        return out.T.reshape(v.shape)
+
     def solve(self, q: torch.Tensor, rho: float) -> torch.Tensor:
         """``(F^T Sigma F + rho (I + G^T G))^(-1) q``."""
+        if self.pattern_space:
+            b = self._block_inv(q[0] + q[1]) / rho
+            w = self._tri(q[0] - q[1], transpose=False)
+            w = w.reshape(w.shape[0], -1)  # (k, P d)
+            w = ((w @ self.Q) / (rho + self.lam)) @ self.Q.T
+            a = self._tri(w.reshape(b.shape), transpose=True)
+            return torch.stack([(b + a) / 2, (b - a) / 2])
         a = self._block_inv(q)
         r = self.sqrt_sigma * self.p.forward(a)
         s = self.Q @ ((self.Q.T @ r) / (rho + self.lam[:, None]))

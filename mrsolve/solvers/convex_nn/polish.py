@@ -1,19 +1,25 @@
 """Polishing of an approximate ReLU (cone-constrained) solution to high accuracy.
 
 ADMM identifies the support (the non-zero groups) and the nearly active cone
-constraints long before it reaches a small violation. Like OSQP's solution polishing we
-then solve the program restricted to that guess exactly, here with Clarabel (an
-interior-point conic solver: a well-kept library, called directly because CVXPY's
-canonicalization costs more than the solve), and verify the guess:
+constraints long before it reaches a small violation (it converges sublinearly). Like
+OSQP's solution polishing we then solve the program restricted to that guess exactly, here
+with Clarabel (an interior-point conic solver, a core dependency; called directly, without
+CVXPY's modelling layer, on a formulation whose factorization stays cheap), and verify
+the guess:
 
-1. keep the groups ADMM left non-zero and, per group, the rows whose cone slack is small;
-2. solve that program (a relaxation in the rows, a restriction in the groups);
-3. cutting planes: add every row it violates and re-solve until all rows hold;
+1. keep the groups ADMM left non-zero plus the zero groups failing the dual check of 4,
+   and per group the rows whose cone slack is small;
+2. solve that program (a relaxation in the rows, a restriction in the groups), one
+   solve per output (the squared loss separates over outputs);
+3. cutting planes: add the rows it violates (and its nearly active ones) and re-solve
+   until every row holds;
 4. a zero group is optimal when ``min_{mu >= 0} ||F_g^T theta - G_g^T mu|| <= beta``
-   (``theta`` the datafit gradient); groups failing that bound are added with all rows.
+   (``theta`` the datafit gradient; the projected-gradient bound of
+   :func:`.certificate.min_cone_norms`); groups failing it are added, with the rows
+   guessed from their descent direction, and 2-4 repeat.
 
-At termination the solution is feasible for every cone and the dropped groups pass the
-dual check, so it solves the full program. Squared loss only (a quadratic objective).
+At termination every cone holds (to Clarabel's tolerance) and the groups left out pass
+the dual check, so the result solves the full program. Squared loss only.
 """
 
 from __future__ import annotations
@@ -44,60 +50,101 @@ def _solve_restricted(
     p: ConvexProgram, groups: np.ndarray, rows: list[np.ndarray]
 ) -> tuple[np.ndarray, list[np.ndarray], str]:
     """Clarabel on the program with only ``groups`` (flat indices into ``(2, k, P)``) and,
-    for group ``groups[i]``, only the cone rows ``rows[i]``.
+    for group ``groups[i]``, only the cone rows ``rows[i]``; one solve per output (the
+    squared loss separates over outputs, and each group belongs to one).
 
-    Variables ``[u_g for g in groups] (G d), t (G), r (n k)``:
-    ``min 1/2 r' W r - (W y)' r + beta sum t  s.t.  r = F u, (t_g, u_g) in SOC,
-    S_g X u_g >= 0 on the kept rows``. Returns ``u`` ``(G, d)``, the row multipliers and the
-    solver status.
+    Returns ``u`` ``(G, d)``, the row multipliers and the worst solver status.
     """
-    import clarabel
-
     X = p.X.detach().cpu().double().numpy()
     W = p.weight.cpu().double().numpy()
     S = p.sign.cpu().double().numpy()
     df = p.datafit
     y = (df.y - df.offset).cpu().double().numpy()
+    y = np.broadcast_to(y, df.y.shape)
     w = (df.weights / df.n).cpu().double().numpy()
-    n, d = X.shape
     k = y.shape[1]
-    G = len(groups)
     j_idx, c_idx, p_idx = np.unravel_index(groups, (2, k, p.gates.shape[0]))
-    n_u, n_var = G * d, G * d + G + n * k
-    r0 = G * d + G  # first residual variable
+    u = np.zeros((len(groups), X.shape[1]))
+    mus: list[np.ndarray] = [np.zeros(0)] * len(groups)
+    statuses = []
+    for c in np.unique(c_idx):
+        idx = np.nonzero(c_idx == c)[0]
+        sign = np.where(j_idx[idx] == 0, 1.0, -1.0)
+        uc, mc, st = _solve_output(
+            X, W, S, y[:, c], w, p.beta, p_idx[idx], sign, [rows[i] for i in idx]
+        )
+        u[idx] = uc
+        for i, m in zip(idx, mc, strict=True):
+            mus[i] = m
+        statuses.append(st)
+    bad = [st for st in statuses if st not in ("Solved", "AlmostSolved")]
+    status = bad[0] if bad else ("AlmostSolved" if "AlmostSolved" in statuses else "Solved")
+    return u, mus, status
 
-    # r = F u  ->  rows (i, c): r_ic - sum_g sign_j W_ip x_i' u_g = 0
-    bi, bj, bv = [np.arange(n * k)], [r0 + np.arange(n * k)], [np.ones(n * k)]
-    for g in range(G):
-        on = np.nonzero(W[:, p_idx[g]])[0]
-        coef = -(1.0 if j_idx[g] == 0 else -1.0) * W[on, p_idx[g]][:, None] * X[on]
-        bi.append(np.repeat(on * k + c_idx[g], d))
-        bj.append(np.tile(g * d + np.arange(d), len(on)))
-        bv.append(coef.ravel())
+
+def _solve_output(
+    X: np.ndarray,
+    W: np.ndarray,
+    S: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    beta: float,
+    patterns: np.ndarray,
+    signs: np.ndarray,
+    rows: list[np.ndarray],
+) -> tuple[np.ndarray, list[np.ndarray], str]:
+    """One output's restricted program in Clarabel. Variables ``[u_g] (G d), t (G),
+    [a_p] (Q d), r (n)`` (``Q`` distinct patterns)::
+
+        min 1/2 r' diag(w) r - (w y)' r + beta sum t
+        s.t. r = sum_p M_p X a_p,  a_p = sum_{g of pattern p} s_g u_g,
+             (t_g, u_g) in SOC,  S_p(g) X u_g >= 0 on the kept rows.
+
+    The per-pattern ``a_p`` halves the dense coupling of the fit (both signs of a pattern
+    share it), which sets the cost of Clarabel's factorization.
+    """
+    import clarabel
+
+    n, d = X.shape
+    G = len(patterns)
+    pats, slot = np.unique(patterns, return_inverse=True)
+    Q = len(pats)
+    n_u, a0 = G * d, G * d + G
+    r0 = a0 + Q * d
+    n_var = r0 + n
+    # r - sum_p M_p X a_p = 0
+    bi, bj, bv = [np.arange(n)], [r0 + np.arange(n)], [np.ones(n)]
+    for q_, pat in enumerate(pats):
+        on = np.nonzero(W[:, pat])[0]
+        bi.append(np.repeat(on, d))
+        bj.append(np.tile(a0 + q_ * d + np.arange(d), len(on)))
+        bv.append((-W[on, pat][:, None] * X[on]).ravel())
+    # a_p - sum_g s_g u_g = 0
+    ad = np.arange(d)
+    bi += [n + np.arange(Q * d)] + [n + slot[g] * d + ad for g in range(G)]
+    bj += [a0 + np.arange(Q * d)] + [g * d + ad for g in range(G)]
+    bv += [np.ones(Q * d)] + [np.full(d, -signs[g]) for g in range(G)]
     A_eq = sp.csc_matrix(
-        (np.concatenate(bv), (np.concatenate(bi), np.concatenate(bj))), shape=(n * k, n_var)
+        (np.concatenate(bv), (np.concatenate(bi), np.concatenate(bj))),
+        shape=(n + Q * d, n_var),
     )
-    # cones: -S_ip x_i' u_g <= 0 on the kept rows
     ci, cj, cv, m = [], [], [], 0
     for g in range(G):
         rr = rows[g]
         ci.append(np.repeat(m + np.arange(len(rr)), d))
-        cj.append(np.tile(g * d + np.arange(d), len(rr)))
-        cv.append((-S[rr, p_idx[g]][:, None] * X[rr]).ravel())
+        cj.append(np.tile(g * d + ad, len(rr)))
+        cv.append((-S[rr, patterns[g]][:, None] * X[rr]).ravel())
         m += len(rr)
     A_cone = sp.csc_matrix(
         (np.concatenate(cv), (np.concatenate(ci), np.concatenate(cj))), shape=(m, n_var)
     )
-    # second-order cones: (t_g, u_g) -> rows [-t_g; -u_g]
-    si = np.concatenate([g * (d + 1) + np.arange(d + 1) for g in range(G)])
-    sj = np.concatenate([np.r_[n_u + g, g * d + np.arange(d)] for g in range(G)])
+    si = np.arange(G * (d + 1))
+    sj = np.concatenate([np.r_[n_u + g, g * d + ad] for g in range(G)])
     A_soc = sp.csc_matrix((-np.ones(len(si)), (si, sj)), shape=(G * (d + 1), n_var))
     A = sp.vstack([A_eq, A_cone, A_soc]).tocsc()
-    b = np.zeros(A.shape[0])
-    wk = np.repeat(w, k)
-    P = sp.diags(np.r_[np.zeros(r0), wk]).tocsc()
-    q = np.r_[np.zeros(n_u), np.full(G, p.beta), -wk * y.ravel()]
-    cones = [clarabel.ZeroConeT(n * k), clarabel.NonnegativeConeT(m)] + [
+    P = sp.diags(np.r_[np.zeros(r0), w]).tocsc()
+    q = np.r_[np.zeros(n_u), np.full(G, beta), np.zeros(Q * d), -w * y]
+    cones = [clarabel.ZeroConeT(n + Q * d), clarabel.NonnegativeConeT(m)] + [
         clarabel.SecondOrderConeT(d + 1) for _ in range(G)
     ]
     settings = clarabel.DefaultSettings()
@@ -105,11 +152,10 @@ def _solve_restricted(
     settings.direct_solve_method = "faer"  # supernodal: about 2x QDLDL here
     settings.max_threads = torch.get_num_threads()
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-9
-    sol = clarabel.DefaultSolver(P, q, A, b, cones, settings).solve()
+    sol = clarabel.DefaultSolver(P, q, A, np.zeros(A.shape[0]), cones, settings).solve()
     u = np.asarray(sol.x)[:n_u].reshape(G, d)
-    z = np.asarray(sol.z)[n * k : n * k + m]
-    mus = np.split(z, np.cumsum([len(r) for r in rows])[:-1])
-    return u, mus, str(sol.status)
+    z = np.asarray(sol.z)[n + Q * d : n + Q * d + m]
+    return u, np.split(z, np.cumsum([len(r) for r in rows])[:-1]), str(sol.status)
 
 
 def polish(
@@ -117,6 +163,7 @@ def polish(
     u: torch.Tensor,
     rel_margin: float = 0.01,
     feas_tol: float = 1e-9,
+    zero_tol: float = 1e-7,
     max_rounds: int = 30,
 ) -> tuple[torch.Tensor, torch.Tensor, PolishInfo]:
     """Solve the ReLU program exactly from the approximate solution ``u`` ``(2, k, P, d)``.
@@ -124,10 +171,13 @@ def polish(
     Args:
         p: a cone-constrained program with the squared loss.
         u: approximate solution (its zero groups and small slacks give the first guess).
-        rel_margin: a row is kept at first when its slack ``(2 D - I) X u_g`` is below
-            ``rel_margin`` times the group's largest slack.
+        rel_margin: a row is kept when its slack ``(2 D - I) X u_g`` is below
+            ``rel_margin`` times the group's largest slack, at ``u`` and, with the violated
+            rows, at the solution of every relaxation that violates some row.
         feas_tol: rows violated by more than this (relative to ``||x_i|| ||u_g||``) are
             added in the next round.
+        zero_tol: groups below this fraction of the largest group norm are set to 0 (the
+            interior-point solver leaves them at ~1e-9).
         max_rounds: cutting-plane rounds.
 
     Returns:
@@ -164,6 +214,8 @@ def polish(
         ug, mus, info.status = _solve_restricted(p, g_arr, solved_rows)
         if info.status not in ("Solved", "AlmostSolved"):
             break
+        norms_g = np.linalg.norm(ug, axis=1)
+        ug[norms_g <= zero_tol * norms_g.max(initial=0.0)] = 0.0  # interior-point zeros
         out.zero_()
         out[g_arr] = torch.from_numpy(ug)
         # cutting planes: rows of the kept groups that the relaxation violates
@@ -175,7 +227,8 @@ def polish(
         violated = (s_all < -tol) & ~kept  # kept rows hold to Clarabel's tolerance
         if violated.any():
             # add the violated rows and those now near the cone's boundary
-            near = violated | (s_all <= rel_margin * np.maximum(s_all.max(0), 0.0)[None, :])
+            near = violated | (s_all <= rel_margin * s_all.max(0)[None, :])
+            near[:, ~ug.any(1)] = False  # zero groups: no direction to guess rows from
             for i, g in enumerate(groups):
                 rows[g] = np.union1d(rows[g], np.nonzero(near[:, i])[0])
             continue
