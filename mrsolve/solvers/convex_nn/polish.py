@@ -187,6 +187,8 @@ def polish(
     """
     if not p.constrained or not isinstance(p.datafit, Quadratic):
         raise ValueError("polish handles the cone-constrained programs with the squared loss")
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be >= 1, got {max_rounds!r}")
     shape, n = p.shape, p.X.shape[0]
     d = shape[-1]
     X = p.X.detach().cpu().double()

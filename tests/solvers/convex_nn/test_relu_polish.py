@@ -76,3 +76,13 @@ def test_polish_rejects_other_losses():
     p = _program(loss="logistic")
     with pytest.raises(ValueError, match="squared loss"):
         polish(p, p.zeros())
+
+
+def test_polish_of_an_all_zero_solution():
+    """beta above the largest dual bound: zero is optimal and passes the dual check."""
+    p = _program(beta=10.0, seed=9)
+    u, mu, info = polish(p, p.zeros())
+    assert info.converged and info.n_groups == 0
+    assert float(u.abs().max()) == 0.0 and float(mu.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="max_rounds"):
+        polish(p, p.zeros(), max_rounds=0)
