@@ -37,7 +37,7 @@ class FreeVolumeConfig:
     tv_time: float = 0.0
     prox_iterations: int = 5
     plane_rank: int = 4
-    plane_lr: float = 0.01
+    plane_lr: float = 0.03
     plane_resolution: int = 1  # spatial plane size divisor
     plane_warm_start: int = 10  # dense FISTA iterations that start planes/hash (0: random)
     hash_levels: int = 8
