@@ -115,14 +115,21 @@ def solve_admm(
             polish (:mod:`.polish`); when the polishing fails, ADMM resumes from its
             iterate for the rest of ``max_iter``. ``info.polish`` holds the
             :class:`~mrsolve.solvers.convex_nn.polish.PolishInfo` (None when not run).
-        polish_max_nnz: skip polishing when the restricted program's fit matrix would
-            hold more non-zeros than this (memory and time of the conic solver).
+        polish_max_nnz: skip polishing (ADMM runs the whole budget) when the fit matrix
+            of the program with every group would hold more non-zeros than this (memory
+            and time of the conic solver).
     """
-    use_polish = polish and isinstance(p.datafit, Quadratic) and p.constrained
+    use_polish = (
+        polish
+        and isinstance(p.datafit, Quadratic)
+        and p.constrained
+        and restricted_nnz(p, torch.ones(p.shape, dtype=p.X.dtype, device=p.X.device))
+        <= polish_max_nnz
+    )
     budget = min(max_iter, polish_after) if use_polish else max_iter
     u, info, mu = _admm(p, u0, budget, tol, rho, cone_scale, callback)
     info.polish = None
-    if use_polish and restricted_nnz(p, u) <= polish_max_nnz:
+    if use_polish:
         up, mup, pinfo = polish_solution(p, u)
         info.polish = pinfo
         if pinfo.converged:
