@@ -72,7 +72,7 @@ def solve_fista(
         step=1.0 / max(lip, 1e-30),
         max_iter=max_iter,
         tol=tol,
-        grow=1.05,  # fewer failed trials than 1.1 at the same mean step (measured on 4 datasets)
+        grow=1.05,  # half the failed trials of 1.1 at about the same iterations (4 datasets)
         callback=callback,
         forward=p.forward,
         criterion=relative_gap if beta > 0 else None,
