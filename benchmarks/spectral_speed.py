@@ -188,7 +188,7 @@ def markdown(rows, keys):
 
 
 def figure(rows, path):
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
     labels = [f"{r['size']} px, L={r['rank']}" for r in rows]
     left = [0.0] * len(rows)
     for part in PARTS:
@@ -203,7 +203,7 @@ def figure(rows, path):
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.axvline(3, color="k", ls="--", lw=1, label="target (3)")
     ax.set_xlabel("time / NUFFT forward + adjoint (same data, same run)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

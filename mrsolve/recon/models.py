@@ -31,13 +31,19 @@ from mrsolve.solvers.validation import check_positive
 
 @dataclass
 class FrameData:
-    """Data term and held-out lines of one frame (z has shape (L, ny, nx))."""
+    """Data term and held-out lines of one frame (z has shape (L, ny, nx)).
+
+    The held-out residual ||A_h z - y_h||^2 is kept in the same quadratic form,
+    z^H N_h z - 2 Re z^H b_h + ||y_h||^2 with N_h = A_h^H A_h a Toeplitz normal operator:
+    one normal application instead of L C forward NUFFTs per check.
+    """
 
     normal: SpectralNormal
     b: torch.Tensor
     energy: torch.Tensor  # y^H W y of the training samples
-    heldout: SpectralEncoding | None
-    heldout_y: torch.Tensor | None
+    heldout: SpectralNormal | None
+    heldout_b: torch.Tensor | None  # A_h^H y_h
+    heldout_energy: torch.Tensor | None  # ||y_h||^2
 
 
 @dataclass
@@ -64,8 +70,11 @@ class SpectralProblem:
             for zt, fr in zip(zs, self.frames, strict=True):
                 if fr.heldout is None:
                     continue
-                num += float((fr.heldout(zt) - fr.heldout_y).abs().square().sum())
-                den += float(fr.heldout_y.abs().square().sum())
+                z64 = zt.flatten().to(torch.complex128)
+                quad = torch.vdot(z64, fr.heldout(zt).flatten().to(torch.complex128)).real
+                cross = torch.vdot(z64, fr.heldout_b.flatten().to(torch.complex128)).real
+                num += max(float(quad - 2 * cross + fr.heldout_energy), 0.0)
+                den += float(fr.heldout_energy)
         return num / den if den > 0 else math.nan
 
     def relative_residual(self, loss: float) -> float:
@@ -114,6 +123,7 @@ def build_problem(
     frequency_range_hz: tuple[float, float],
     *,
     tol: float = 1e-6,
+    max_error: float | None = None,
     dcf: str = "analytic",
     coil_maps: str | torch.Tensor = "walsh",
     holdout_fraction: float = 0.05,
@@ -128,6 +138,8 @@ def build_problem(
         scan: the (prewhitened) acquisition.
         frequency_range_hz: (lo, hi) every modelled frequency lies in (must contain 0).
         tol: temporal basis truncation (relative singular value).
+        max_error: if given, the temporal rank instead comes from this a-priori bound on
+            the per-sample model error (:func:`~mrsolve.recon.spectral_op.temporal_basis`).
         dcf: density compensation method of ``propeller.density``.
         coil_maps: "walsh"/"espirit" (estimated from the data) or (C, ny, nx) maps.
         holdout_fraction: share of k-space lines kept out of the data term.
@@ -150,7 +162,7 @@ def build_problem(
     weights = density_compensation(scan.traj, scan.image_shape, dcf, device=dev) / (ny * nx)
     held = heldout_lines(scan.n_blades, scan.n_lines, holdout_fraction, seed).to(dev)
     n_grid = max(2, math.ceil((hi - lo) / frequency_step_hz) + 1)
-    basis = temporal_basis(scan.times, torch.linspace(lo, hi, n_grid), tol)
+    basis = temporal_basis(scan.times, torch.linspace(lo, hi, n_grid), tol, max_error)
     groups = (
         [torch.nonzero(scan.frame == t).flatten() for t in range(scan.n_frames)]
         if per_frame
@@ -164,8 +176,8 @@ def build_problem(
     scale = 1.0 / level if level > 0 else 1.0
     for fr in raw:
         fr.b, fr.energy = fr.b * scale, fr.energy * scale**2
-        if fr.heldout_y is not None:
-            fr.heldout_y = fr.heldout_y * scale
+        if fr.heldout is not None:
+            fr.heldout_b, fr.heldout_energy = fr.heldout_b * scale, fr.heldout_energy * scale**2
     return SpectralProblem(basis, maps, raw, scale, (ny, nx), dev)
 
 
@@ -177,8 +189,9 @@ def _frame_data(scan, blades, weights, held, basis, maps) -> FrameData:
     normal = enc.normal(train_w)
     b = enc.H(train_w * y)
     energy = (train_w * y.abs().square()).sum()
-    heldout, heldout_y = None, None
-    if bool(h.any()):
-        heldout = SpectralEncoding(traj[h], times[h], basis, maps)
-        heldout_y = y[:, h]
-    return FrameData(normal, b, energy, heldout, heldout_y)
+    if not bool(h.any()):
+        return FrameData(normal, b, energy, None, None, None)
+    held_enc = SpectralEncoding(traj[h], times[h], basis, maps)
+    held_y = y[:, h]
+    held_energy = held_y.abs().square().sum(dtype=torch.float64)
+    return FrameData(normal, b, energy, held_enc.normal(), held_enc.H(held_y), held_energy)
