@@ -79,23 +79,6 @@ def test_dense_field_maps_bins_to_basis_coefficients(sim):
     assert float((signal - ref).norm() / ref.norm()) < 1e-5
 
 
-def test_factorized_planes_is_a_product_of_its_planes():
-    planes = FactorizedPlanes((1, 4, 6, 5), rank=1, seed=0)
-    out = planes()
-    xf, xy, yf = None, None, None
-    for p, pair in zip(planes.planes, planes.pairs, strict=True):
-        if pair == (1, 2):
-            yf = p[0]  # (F, ny)
-        elif pair == (1, 3):
-            xf = p[0]  # (F, nx)
-        else:
-            xy = p[0]  # (ny, nx)
-    dec = torch.complex(planes.decoder[0, 0], planes.decoder[0, 1])
-    ref = dec * yf[:, :, None] * xf[:, None, :] * xy[None]
-    assert out.shape == (1, 4, 6, 5)
-    assert torch.allclose(out[0], ref, atol=1e-6)
-
-
 def test_encodings_reject_bad_shapes():
     with pytest.raises(ValueError, match="init"):
         DenseGrid((2, 3), torch.zeros(3, 2, dtype=torch.complex64))
