@@ -34,6 +34,15 @@ from mrsolve.solvers.convex_nn.certificate import min_cone_norms
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.datafit import Quadratic
 
+#: Clarabel settings of every restricted solve (faer: supernodal, about 2x QDLDL here)
+CLARABEL_SETTINGS = {
+    "verbose": False,
+    "direct_solve_method": "faer",
+    "tol_gap_abs": 1e-9,
+    "tol_gap_rel": 1e-9,
+    "tol_feas": 1e-9,
+}
+
 
 @dataclass
 class PolishInfo:
@@ -148,10 +157,9 @@ def _solve_output(
         clarabel.SecondOrderConeT(d + 1) for _ in range(G)
     ]
     settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    settings.direct_solve_method = "faer"  # supernodal: about 2x QDLDL here
     settings.max_threads = torch.get_num_threads()
-    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-9
+    for key, value in CLARABEL_SETTINGS.items():
+        setattr(settings, key, value)
     sol = clarabel.DefaultSolver(P, q, A, np.zeros(A.shape[0]), cones, settings).solve()
     u = np.asarray(sol.x)[:n_u].reshape(G, d)
     z = np.asarray(sol.z)[n + Q * d : n + Q * d + m]
@@ -270,14 +278,26 @@ def _failing_zero_groups(
 ) -> list[tuple[int, torch.Tensor]]:
     """Groups outside ``kept`` whose dual bound ``min_mu ||F_g^T theta - G_g^T mu||``
     exceeds ``beta`` (so adding them could lower the objective), each with the descent
-    direction ``-(F_g^T theta - G_g^T mu)`` ``(d,)`` that guesses its kept rows."""
+    direction ``-(F_g^T theta - G_g^T mu)`` ``(d,)`` that guesses its kept rows. Groups
+    passing with ``mu = 0`` are not handed to the projected-gradient bound."""
     theta = p.datafit.grad(p.forward(u))
-    norms, mu = min_cone_norms(p.X, p.weight, p.sign, theta)
-    bad = [g for g in np.nonzero(norms.reshape(-1).cpu().numpy() > p.beta * (1 + 1e-6))[0]]
-    bad = [int(g) for g in bad if int(g) not in kept]
-    if not bad:
+    k, P = p.n_outputs, p.gates.shape[0]
+    g0 = torch.einsum("nk,np,nd->kpd", theta, p.weight, p.X)
+    over = (torch.linalg.vector_norm(g0, dim=-1) > p.beta).expand(2, k, P).reshape(-1)
+    cand = [g for g in np.nonzero(over.cpu().numpy())[0] if int(g) not in kept]
+    if not cand:
         return []
-    g_ = torch.einsum("nk,np,nd->kpd", theta, p.weight, p.X)
-    res = torch.stack([g_, -g_]) - torch.einsum("njkp,np,nd->jkpd", mu, p.sign, p.X)
-    res = res.reshape(-1, p.X.shape[1]).detach().cpu().double()
-    return [(g, -res[g]) for g in bad]
+    pats = np.unique(np.asarray(cand) % P)
+    idx = torch.as_tensor(pats, device=p.X.device)
+    weight, sign = p.weight[:, idx], p.sign[:, idx]
+    norms, mu = min_cone_norms(p.X, weight, sign, theta)  # (2, k, Q)
+    g_ = torch.einsum("nk,np,nd->kpd", theta, weight, p.X)
+    res = torch.stack([g_, -g_]) - torch.einsum("njkp,np,nd->jkpd", mu, sign, p.X)
+    res = res.detach().cpu().double()
+    slot = {int(q): i for i, q in enumerate(pats)}
+    out = []
+    for g in cand:
+        j, c, q = np.unravel_index(int(g), (2, k, P))
+        if float(norms[j, c, slot[int(q)]]) > p.beta * (1 + 1e-6):
+            out.append((int(g), -res[j, c, slot[int(q)]]))
+    return out
