@@ -10,7 +10,8 @@ into z:
 - :class:`WaterFatField`: parametric head, water rho_w, fat rho_f (multi-peak spectrum
   c(t) = sum_p a_p e^{i 2 pi f_p t}) and a smooth field map psi (Hz, on a coarse grid
   upsampled bicubically): m(r, t) = (rho_w + rho_f c(t)) e^{i 2 pi psi t},
-  z = U^H m (exact when psi and psi + f_p lie in the basis' frequency range).
+  z = U^H m (exact when psi and psi + f_p lie in the basis' frequency range), evaluated
+  per pixel from tabulated coefficients a(psi), b(psi).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Stage 2: the parametric water / fat / field-map head (non-convex).
 
 Coarse to fine: the field map starts at zero on a grid ``downsample * 2^(levels - 1)``
-times coarser than the image, water and fat at their least-squares fit for psi = 0 (a few
-CG steps); on each coarse level L-BFGS fits water, fat and the field map jointly for
-``level_iterations`` steps, and the three are carried to a field-map grid twice as
-fine. The last level (grid ``downsample``) runs the configured
-optimizer with the held-out stopping rule and checkpoints. Starting coarse keeps the
-field map from locking onto local water/fat swaps before its large-scale shape is
-fitted (one wrong solution in four benchmark runs with a single fine level).
+times coarser than the image, water and fat at their least-squares fit for psi = 0 (CG,
+more steps on larger images); on each coarse level L-BFGS fits water, fat and the field
+map jointly for ``level_iterations`` steps, and the three are carried to a field-map grid
+twice as fine. The last level (grid ``downsample``) runs the configured optimizer with
+the held-out stopping rule and checkpoints. Measured on simulated phantoms (32-128 px,
+1.5 / 3 T, several seeds and noise levels): starting coarse removed the wrong solution a
+single fine level fell into (48 px, 3 T: field-map RMSE 38 -> 13 Hz); nothing is chosen
+with the truth.
 """
 
 from __future__ import annotations
