@@ -25,7 +25,8 @@ def _rdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _norm(x: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(x))
+    # torch's complex vector_norm is ~100x slower than on the real view (same value)
+    return float(torch.linalg.vector_norm(torch.view_as_real(x) if x.is_complex() else x))
 
 
 def _check_iters(max_iter: int) -> int:
