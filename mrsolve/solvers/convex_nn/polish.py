@@ -169,6 +169,7 @@ def _solve_output(
 def polish(
     p: ConvexProgram,
     u: torch.Tensor,
+    first_margin: float = 0.02,
     rel_margin: float = 0.01,
     feas_tol: float = 1e-9,
     zero_tol: float = 1e-7,
@@ -179,9 +180,10 @@ def polish(
     Args:
         p: a cone-constrained program with the squared loss.
         u: approximate solution (its zero groups and small slacks give the first guess).
-        rel_margin: a row is kept when its slack ``(2 D - I) X u_g`` is below
-            ``rel_margin`` times the group's largest slack, at ``u`` and, with the violated
-            rows, at the solution of every relaxation that violates some row.
+        first_margin: a row is kept at first when its slack ``(2 D - I) X u_g`` at ``u``
+            is below ``first_margin`` times the group's largest slack.
+        rel_margin: the same at the solution of every relaxation that violates some row
+            (added with the violated rows), and for groups added by the dual check.
         feas_tol: rows violated by more than this (relative to ``||x_i|| ||u_g||``) are
             added in the next round.
         zero_tol: groups below this fraction of the largest group norm are set to 0 (the
@@ -212,7 +214,7 @@ def polish(
     slack = p.cone(directions.reshape(shape).to(p.X)).cpu().double().reshape(n, -1).numpy()
     for g in groups:
         s = slack[:, g]
-        rows[g] = np.nonzero(s <= rel_margin * max(float(s.max()), 0.0))[0]
+        rows[g] = np.nonzero(s <= first_margin * max(float(s.max()), 0.0))[0]
     info = PolishInfo()
     S = p.sign.cpu().double().numpy()
     P_ = shape[2]
