@@ -39,6 +39,7 @@ class OperatorConfig:
     """Forward model options (see :func:`mrsolve.recon.models.build_problem`)."""
 
     tol: float = 1e-6
+    max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol
     dcf: str = "analytic"
     coil_maps: str = "walsh"
     holdout_fraction: float = 0.05

@@ -70,7 +70,7 @@ def reconstruct_spectral(
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
     op = cfg.operator
     problem = build_problem(
-        scan, frange, tol=op.tol, dcf=op.dcf, coil_maps=op.coil_maps,
+        scan, frange, tol=op.tol, max_error=op.max_error, dcf=op.dcf, coil_maps=op.coil_maps,
         holdout_fraction=op.holdout_fraction, frequency_step_hz=op.frequency_step_hz,
         per_frame=cfg.dynamic, seed=cfg.seed, device=dev,
     )  # fmt: skip
@@ -78,7 +78,7 @@ def reconstruct_spectral(
     stages = [s for s in ("free", "waterfat") if getattr(cfg, s).enabled]
     if not stages:
         raise ValueError("at least one stage (free or waterfat) must be enabled, got none")
-    totals = [getattr(cfg, s).iterations for s in stages]
+    totals = [cfg.free.iterations if s == "free" else cfg.waterfat.total_iterations for s in stages]
     report, out = {"temporal_rank": problem.basis.rank, "scale": problem.scale}, {}
 
     def staged(offset):

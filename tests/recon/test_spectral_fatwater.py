@@ -83,11 +83,20 @@ def test_restarting_lbfgs_drops_its_history_when_the_line_search_fails():
 def test_fatwater_on_3t_phantom_meets_targets():
     sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=3.0,
                    max_offres_hz=150.0, noise=0.02, seed=0)  # fmt: skip
-    rec = reconstruct_spectral(sim.scan, "fatwater", frequency={"n_bins": 16})
+    steps = []
+    rec = reconstruct_spectral(
+        sim.scan, "fatwater", frequency={"n_bins": 16},
+        callback=lambda step, total, image=None, loss=None: steps.append((step, total)),
+    )  # fmt: skip
     s = _scores(sim, rec)
     assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
     assert s["ff"] < 0.05
     assert s["fm"] < 15.0
+    # progress: coarse levels then the last level, one count per step, one total
+    wf = rec.config["waterfat"]
+    total = (wf["levels"] - 1) * wf["level_iterations"] + wf["iterations"]
+    assert [n for n, _ in steps] == list(range(1, len(steps) + 1))
+    assert {t for _, t in steps} == {total} and len(steps) > wf["level_iterations"]
     assert rec.spectral_volume.shape == (16, 32, 32)
     assert torch.allclose(rec.spectral_volume.sum(0), rec.image, atol=1e-4)
 

@@ -13,6 +13,7 @@ with the truth.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -53,6 +54,11 @@ class WaterFatConfig:
     max_abs_hz: float = 200.0
     levels: int = 3
     level_iterations: int = 30
+
+    @property
+    def total_iterations(self) -> int:
+        """Steps reported to the progress callback: the coarse levels' and the last's."""
+        return (self.levels - 1) * self.level_iterations + self.iterations
 
 
 def initial_water_fat(problem: SpectralProblem, field_: WaterFatField, n_iter: int) -> None:
@@ -116,9 +122,10 @@ class RestartingLBFGS(torch.optim.LBFGS):
 
 
 def coarse_levels(
-    problem: SpectralProblem, spectrum: FatSpectrum, wf: WaterFatConfig
+    problem: SpectralProblem, spectrum: FatSpectrum, wf: WaterFatConfig, callback: Callback = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Water, fat (scaled units) and field map (Hz) after the coarse levels, (ny, nx) each.
+    """Water, fat (scaled units) and field map (Hz) after the coarse levels, (ny, nx) each;
+    ``callback(step, wf.total_iterations, loss=...)`` after each coarse L-BFGS step.
 
     Level l = levels - 1, ..., 1 fits the field map on a grid ``downsample * 2^l`` times
     coarser than the image (module doc); with one level: the least-squares water / fat
@@ -126,6 +133,7 @@ def coarse_levels(
     """
     zeros = torch.zeros(problem.image_shape, dtype=torch.complex64, device=problem.device)
     water, fat, psi = zeros, zeros, zeros.real
+    step = 0
     for level in range(wf.levels - 1, -1, -1):
         field_ = _field(problem, spectrum, wf, wf.downsample * 2**level, water, fat, psi)
         if level == wf.levels - 1:
@@ -134,14 +142,21 @@ def coarse_levels(
             opt = RestartingLBFGS(field_.parameters())
             loss_fn = _objective(problem, field_, wf)
 
-            def closure(opt=opt, loss_fn=loss_fn):
+            last = [math.nan]
+
+            def closure(opt=opt, loss_fn=loss_fn, last=last):
                 opt.zero_grad()
-                total, _ = loss_fn()
+                total, data = loss_fn()
                 total.backward()
+                last[0] = float(data.detach())
                 return total
 
             for _ in range(wf.level_iterations):
                 opt.step(closure)
+                step += 1
+                if callback is not None:
+                    loss = problem.relative_residual(last[0])
+                    callback(step, wf.total_iterations, image=None, loss=loss)
         with torch.no_grad():
             water, fat, psi = field_.water(), field_.fat(), field_.field_map()
     return water, fat, psi
@@ -159,12 +174,24 @@ def run_water_fat(
     if not isinstance(wf.levels, int) or wf.levels < 1:
         raise ValueError(f"waterfat levels must be a positive integer, got {wf.levels!r}")
     spectrum = fat_spectrum(field_strength_t, cfg.frequency.fat_model)
+    saved = checkpointer.state("waterfat_start") if checkpointer is not None else None
     if checkpointer is not None and checkpointer.state("waterfat") is not None:
         # resuming: the last level's state (module included) comes from the checkpoint
         zeros = torch.zeros(problem.image_shape, dtype=torch.complex64, device=problem.device)
         start = (zeros, zeros, zeros.real)
+    elif saved is not None:  # resuming after the coarse levels
+        start = tuple(v.to(problem.device) for v in saved)
     else:
-        start = coarse_levels(problem, spectrum, wf)
+        start = coarse_levels(problem, spectrum, wf, callback)
+        if checkpointer is not None:
+            checkpointer.save("waterfat_start", [v.cpu() for v in start])
+    coarse = wf.total_iterations - wf.iterations
+    if callback is not None:
+        user_callback = callback
+
+        def callback(step, total, image=None, loss=None):
+            user_callback(coarse + step, coarse + total, image=image, loss=loss)
+
     field_ = _field(problem, spectrum, wf, wf.downsample, *start)
     if wf.optimizer == "adam":
         opt = torch.optim.Adam(field_.parameters(), lr=wf.lr)
