@@ -132,7 +132,7 @@ def solve(
     bias: bool = False,
     leaky_slope: float | None = None,
     max_iter: int = 10000,
-    tol: float = 1e-7,
+    tol: float = 1e-6,
     init: torch.Tensor | None = None,
     certify: bool = True,
     n_fresh: int = 256,
@@ -156,13 +156,17 @@ def solve(
             ``"auto"``.
         bias: append a column of ones to ``X``.
         leaky_slope: negative slope for ``"leaky_relu"`` (default 0.01).
-        max_iter, tol: iteration budget and tolerance of the iterative solvers.
+        max_iter, tol: iteration budget and tolerance of the iterative solvers: FISTA stops
+            at a relative duality gap <= ``tol`` (a bound on the relative suboptimality),
+            ADMM at relative primal / dual residuals <= ``tol``.
         init: warm start (group weights of the same program shape).
         certify: compute the certificate (duality gap, violation, pattern gap on
             ``n_fresh`` fresh Gaussian gates drawn with ``seed + 1``).
         device: "cpu", "cuda" or "auto".
         callback: passed to the iterative solver.
-        solver_options: passed to CVXPY's ``solve`` (solver="cvxpy") or to ADMM (``rho``).
+        solver_options: passed to CVXPY's ``solve`` (solver="cvxpy") or to ADMM (``rho``,
+            ``cone_scale``, ``polish``, ``polish_after``, ``polish_max_nnz``: see
+            :func:`~mrsolve.solvers.convex_nn.admm_solver.solve_admm`).
     """
     dev = resolve_device(device)
     given_numpy = not isinstance(X, torch.Tensor)
@@ -201,7 +205,8 @@ def solve(
     cert = {}
     if certify:
         fresh = sample_gates(Xt, n_fresh, seed=seed + 1) if n_fresh > 0 else None
-        cert = certificate(program, u, mu, fresh)
+        bound = info.dual if solver == "fista" else None  # FISTA keeps its best dual value
+        cert = certificate(program, u, mu, fresh, dual_bound=bound)
     return ConvexNNSolution(
         weights=u,
         gates=g,

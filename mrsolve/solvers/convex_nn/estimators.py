@@ -28,7 +28,7 @@ class _ConvexNN(BaseEstimator):
         solver: str = "auto",
         bias: bool = True,
         max_iter: int = 5000,
-        tol: float = 1e-6,
+        tol: float = 1e-5,
         device: str = "cpu",
         random_state=None,
     ) -> None:
@@ -96,7 +96,8 @@ class ConvexNNRegressor(RegressorMixin, _ConvexNN):
         beta: weight decay of ``1/(2n) ||f(X) - y||^2 + beta/2 (||W||^2 + ||b||^2 + ||a||^2)``.
         solver: "auto", "fista", "admm" or "cvxpy".
         bias: fit biases (a column of ones; decayed like the weights).
-        max_iter, tol: solver budget and tolerance.
+        max_iter, tol: solver budget and tolerance (FISTA: relative duality gap; ADMM:
+            relative residuals; see :func:`~mrsolve.solvers.convex_nn.api.solve`).
         device: "cpu", "cuda" or "auto".
         random_state: seed of the gate sampling.
 
