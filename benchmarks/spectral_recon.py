@@ -44,9 +44,14 @@ STATIC_METHODS = [
     "conjugate phase (oracle field map)",
     "spectral static (dense grid)",
     "spectral static (planes)",
+    "spectral static (hash grid)",
     "spectral fatwater (parametric)",
 ]
-DYNAMIC_METHODS = ["gridding per frame", "spectral dynamic (dense grid)"]
+DYNAMIC_METHODS = [
+    "gridding per frame",
+    "spectral dynamic (dense grid)",
+    "spectral dynamic (planes)",
+]
 FIGURE_FIELDS = ("image", "water", "fat", "fat_fraction", "field_map_hz")
 
 
@@ -104,6 +109,9 @@ def _reconstruction(method, scan, truth, device, quick):
         "spectral static (planes)": lambda: reconstruct_spectral(
             scan, "static", device=device, iterations=its, free={"encoding": "planes"}, **bins
         ),
+        "spectral static (hash grid)": lambda: reconstruct_spectral(
+            scan, "static", device=device, iterations=its, free={"encoding": "hash_grid"}, **bins
+        ),
         "spectral fatwater (parametric)": lambda: reconstruct_spectral(
             scan, "fatwater", device=device, iterations=40 if quick else 100, **bins
         ),
@@ -113,6 +121,9 @@ def _reconstruction(method, scan, truth, device, quick):
         ],
         "spectral dynamic (dense grid)": lambda: reconstruct_spectral(
             scan, "dynamic", device=device, iterations=its, **bins
+        ),
+        "spectral dynamic (planes)": lambda: reconstruct_spectral(
+            scan, "dynamic", device=device, iterations=its, free={"encoding": "planes"}, **bins
         ),
     }
     return calls[method]
