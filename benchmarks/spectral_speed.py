@@ -5,9 +5,9 @@ then, per image size, the time of one spectral FISTA iteration over the time of 
 forward + adjoint NUFFT of the same data (all coils, all blades; measured in the same
 run), the wall time of 100 iterations, and where an iteration goes (normal operator,
 data-term gradient, TV prox, the rest: FISTA bookkeeping, held-out checks), each as a
-ratio to that NUFFT. One row per temporal-basis tolerance: the default and a looser one
-whose a-priori model error (``max_error``) stays below 8e-5 (with the NUFFT's ~1e-5,
-below 1e-4). Times on the wall clock and in process CPU time (robust on a shared
+ratio to that NUFFT. Two rows per size: the basis truncated at a relative singular value
+of 1e-6, and the default operator, whose rank is the smallest with an a-priori model
+error (``max_error``) below 8e-5 (with the NUFFT's ~1e-5, below 1e-4). Times on the wall clock and in process CPU time (robust on a shared
 machine; the parts of an iteration are CPU time). Writes
 docs/spectral_speed.md and docs/spectral_speed.png; ``spectral_recon.py`` imports
 ``engine_rows`` and ``speed_case``.
@@ -107,17 +107,20 @@ def _scan(size, n_blades, n_coils):
                 dwell_s=1 / (217.0 * m), center_sample=geom.center_sample)  # fmt: skip
 
 
-def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=1e-6, profile=False):
+def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=None, profile=False):
     """Wall time of a static reconstruction and iteration / NUFFT(fwd + adj) time ratio.
 
-    With ``profile``, also the parts of an iteration as ratios to the NUFFT (module doc).
+    ``tol``: the temporal basis truncation (None: the default operator, whose rank comes
+    from its a-priori error bound). With ``profile``, also the parts of an iteration as
+    ratios to the NUFFT (module doc).
     """
+    operator = {} if tol is None else {"tol": tol, "max_error": None}
     scan = _scan(size, n_blades, n_coils)
     steps = []
     start = time.perf_counter()
     rec = reconstruct_spectral(
         scan, "static", iterations=iterations, device=device, frequency={"n_bins": n_bins},
-        stopping={"patience": 10**6}, operator={"tol": tol},
+        stopping={"patience": 10**6}, operator=operator,
         callback=lambda s, t, image=None, loss=None: steps.append(
             (time.perf_counter(), time.process_time())),
     )  # fmt: skip
@@ -128,7 +131,8 @@ def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=1e-6, pr
     x = torch.randn(n_coils, size, size, dtype=torch.complex64, generator=gen).to(device)
     _, t_nufft = _timed(lambda: nufft.H(nufft(x)), repeat=5)
     _, cpu_nufft = _timed(lambda: nufft.H(nufft(x)), repeat=5, clock=time.process_time)
-    row = {"size": size, "blades": n_blades, "coils": n_coils, "bins": n_bins, "tol": tol,
+    row = {"size": size, "blades": n_blades, "coils": n_coils, "bins": n_bins,
+           "tol": "default" if tol is None else tol,
            "rank": rec.config["report"]["temporal_rank"], "iterations": iterations,
            "wall_s": wall, "iteration_s": per_iter,
            "wall_100_iterations_s": wall + (100 - iterations) * per_iter,
@@ -146,7 +150,9 @@ def _profile(scan, n_bins, device, tol):
     """Times (s) of the parts of one free-volume iteration of the static preset."""
     cfg = resolve_config("static", frequency={"n_bins": n_bins})
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
-    problem = build_problem(scan, frange, tol=tol, device=device)
+    op = cfg.operator
+    accuracy = {"tol": op.tol, "max_error": op.max_error} if tol is None else {"tol": tol}
+    problem = build_problem(scan, frange, device=device, **accuracy)
     coef = problem.basis.coefficients(bins).to(device)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(bins.numel(), *scan.image_shape, dtype=torch.complex64, generator=gen)
@@ -166,16 +172,6 @@ def _profile(scan, n_bins, device, tol):
         "tv_prox_x": _timed(lambda: tv(x, cfg.free.tv), 5, cpu)[1],
         "max_error": getattr(problem.basis, "max_error", math.nan),
     }
-
-
-def loose_tol(size, n_blades, target=8e-5):
-    """Largest relative tolerance whose basis has an a-priori model error below ``target``."""
-    scan = _scan(size, n_blades, 1)
-    _, frange = frequency_range(resolve_config("static").frequency, scan.field_strength_t)
-    n_grid = math.ceil((frange[1] - frange[0]) / 5.0) + 1
-    basis = temporal_basis(scan.times, torch.linspace(*frange, n_grid), max_error=target)
-    s = basis.singular_values
-    return float((s[basis.rank - 1] + s[basis.rank]) / 2 / s[0])
 
 
 def markdown(rows, keys):
@@ -221,7 +217,7 @@ def main():
         type=float,
         nargs="*",
         default=None,
-        help="basis tolerances (default: 1e-6 and the loosest with max_error < 8e-5)",
+        help="basis tolerances (default: 1e-6 and the default operator's error bound)",
     )
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args()
@@ -232,7 +228,7 @@ def main():
     sizes, coils, iters = ([32], 4, 10) if args.quick else (args.size, 8, args.iterations)
     rows = []
     for size in sizes:
-        for tol in args.tols or (1e-6, loose_tol(size, 16)):
+        for tol in args.tols or (1e-6, None):
             rows.append(speed_case(size, 16, coils, 32, device, iters, tol, profile=True))
             print(markdown(rows[-1:], list(rows[-1])))
     keys = ["size", "coils", "tol", "rank", "max_error", "iteration_s", "nufft_fwd_adj_s",
