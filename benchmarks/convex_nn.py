@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 from mrsolve.solvers.convex_nn import (
     ConvexNNClassifier,
@@ -350,6 +351,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    # numpy's BLAS (pyscnn, CVXPY) gets the same thread count as torch: a fair comparison
+    threadpool_limits(args.threads)
     data = datasets(args.quick, args.large_n)
     if args.datasets:
         keep = args.datasets.split(",")
