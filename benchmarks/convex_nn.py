@@ -339,8 +339,9 @@ def main() -> None:
     ap.add_argument(
         "--gated-tol",
         type=float,
-        default=1e-2,
-        help="relative duality gap at which our gated ReLU FISTA stops",
+        default=2e-2,
+        help="relative duality gap at which our gated ReLU FISTA stops (default: below "
+        "every gap pyscnn's own solutions certify here, 2.8e-2 to 7.9e-2)",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
