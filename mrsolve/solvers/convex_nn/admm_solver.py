@@ -141,6 +141,13 @@ def solve_admm(
         info2.n_iter += n_done
         info2.polish = info.polish
         info = info2
+        if info.polish is not None and info.polish.status in ("Solved", "AlmostSolved"):
+            # an inaccurate polish can still beat ADMM: keep it when it is feasible (to the
+            # polish's own 1e-8) and ADMM's iterate is not, or is but has no lower objective
+            polish_feasible = p.violation(up) <= max(p.violation(u), 1e-8)
+            admm_feasible = p.violation(u) <= 1e-8
+            if polish_feasible and (not admm_feasible or p.objective(up) <= p.objective(u)):
+                return up, info, mup
     return u, info, mu
 
 

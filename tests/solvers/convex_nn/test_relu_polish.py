@@ -86,3 +86,21 @@ def test_polish_of_an_all_zero_solution():
     assert float(u.abs().max()) == 0.0 and float(mu.abs().max()) == 0.0
     with pytest.raises(ValueError, match="max_rounds"):
         polish(p, p.zeros(), max_rounds=0)
+
+
+def test_inaccurate_polish_is_kept_when_it_beats_admm_but_not_called_converged(monkeypatch):
+    """Clarabel's "AlmostSolved" polish: ADMM resumes, the better of the two is returned
+    (here the exact CVXPY optimum standing in for the polish), and ``converged`` is False."""
+    from mrsolve.solvers.convex_nn import admm_solver
+    from mrsolve.solvers.convex_nn.polish import PolishInfo
+
+    p = _program(n=60, P=12, seed=5, beta=0.005)
+    ref, _, mu_ref = solve_cvxpy(p)
+
+    def almost_solved(program, u):
+        return ref, mu_ref, PolishInfo(converged=False, status="AlmostSolved")
+
+    monkeypatch.setattr(admm_solver, "polish_solution", almost_solved)
+    u, info, _ = solve_admm(p, max_iter=40, polish_after=20)
+    assert not info.converged and info.polish.status == "AlmostSolved"
+    assert torch.equal(u, ref)
