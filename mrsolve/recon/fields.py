@@ -54,9 +54,10 @@ class SpectralField(torch.nn.Module):
     def volume(self) -> torch.Tensor:
         return self.encoding()
 
-    def forward(self) -> torch.Tensor:
-        """z (L, ny, nx) or (T, L, ny, nx)."""
-        return torch.einsum("lf,...fyx->...lyx", self.coefficients, self.volume())
+    def forward(self, volume: torch.Tensor | None = None) -> torch.Tensor:
+        """z (L, ny, nx) or (T, L, ny, nx) of ``volume`` (default: the encoding's)."""
+        volume = self.volume() if volume is None else volume
+        return torch.einsum("lf,...fyx->...lyx", self.coefficients, volume)
 
 
 def dense_spectral_field(
