@@ -42,6 +42,7 @@ class OperatorConfig:
     max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol
     dcf: str = "analytic"
     coil_maps: str = "walsh"
+    coil_energy: float = 0.999  # share of k-space energy the virtual coils keep; 1: all coils
     holdout_fraction: float = 0.05
     frequency_step_hz: float = 5.0
 
@@ -63,7 +64,9 @@ class SpectralConfig:
 PRESETS: dict[str, dict] = {
     "static": {},
     "fatwater": {"waterfat": {"enabled": True}, "free": {"enabled": False}},
-    "dynamic": {"dynamic": True, "free": {"tv_time": 0.5, "iterations": 100}},
+    # TV along time couples the frames: its warm-started prox needs more inner steps
+    # (measured: 2 instead of 5 raised the per-frame NRMSE 0.178 -> 0.21; static: no change)
+    "dynamic": {"dynamic": True, "free": {"tv_time": 0.5, "iterations": 100, "prox_iterations": 5}},
 }
 _SECTIONS = ("frequency", "operator", "free", "waterfat", "stopping")
 

@@ -71,7 +71,7 @@ def reconstruct_spectral(
     op = cfg.operator
     problem = build_problem(
         scan, frange, tol=op.tol, max_error=op.max_error, dcf=op.dcf, coil_maps=op.coil_maps,
-        holdout_fraction=op.holdout_fraction, frequency_step_hz=op.frequency_step_hz,
+        coil_energy=op.coil_energy, holdout_fraction=op.holdout_fraction, frequency_step_hz=op.frequency_step_hz,
         per_frame=cfg.dynamic, seed=cfg.seed, device=dev,
     )  # fmt: skip
     ckpt = Checkpointer(checkpoint, resume)
@@ -79,7 +79,9 @@ def reconstruct_spectral(
     if not stages:
         raise ValueError("at least one stage (free or waterfat) must be enabled, got none")
     totals = [cfg.free.iterations if s == "free" else cfg.waterfat.total_iterations for s in stages]
-    report, out = {"temporal_rank": problem.basis.rank, "scale": problem.scale}, {}
+    report = {"temporal_rank": problem.basis.rank, "scale": problem.scale,
+              "coils": scan.kspace.shape[0], "virtual_coils": problem.coil_maps.shape[0]}  # fmt: skip
+    out = {}
 
     def staged(offset):
         if callback is None:

@@ -273,7 +273,17 @@ class SpectralNormal(Linop):
     def _apply(self, z):
         return _SelfAdjoint.apply(z, self)
 
-    def _matvec(self, z: torch.Tensor) -> torch.Tensor:
+    def quadratic(self, z: torch.Tensor) -> float:
+        """Re <z, N z> without the inverse FFTs: by Parseval, (1/G) sum over the grid of
+        s^H K s with s the zero-padded spectra of S_c z (half the cost of ``N z``)."""
+        spec, mixed = self._kernel_product(z.detach())
+        real = torch.view_as_real(spec).reshape(-1).double()
+        return (
+            float(real @ torch.view_as_real(mixed).reshape(-1).double()) / spec[..., 0, 0].numel()
+        )
+
+    def _kernel_product(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Workspace arrays (gy, gx, L, C): s = FFT(pad(S_c z_l)) and K s at every grid point."""
         (ny, nx), (gy, gx) = z.shape[-2:], self.grid
         rank, coils = z.shape[0], self.maps.shape[-1]
         spec, mixed = _workspace((gy, gx, rank, coils), self.device)
@@ -285,6 +295,11 @@ class SpectralNormal(Linop):
         real = (gy * gx, rank, 2 * coils)
         torch.bmm(self.kernels, torch.view_as_real(spec).view(real),
                   out=torch.view_as_real(mixed).view(real))  # fmt: skip
+        return spec, mixed
+
+    def _matvec(self, z: torch.Tensor) -> torch.Tensor:
+        ny, nx = z.shape[-2:]
+        _, mixed = self._kernel_product(z)
         _fft_(mixed, 0, inverse=True)
         _fft_(mixed[:ny], 1, inverse=True)  # only the first ny rows are kept
         out = (mixed[:ny, :nx] * self.maps.conj()[:, :, None, :]).sum(-1)  # (ny, nx, L)

@@ -86,6 +86,8 @@ def test_toeplitz_normal_equals_adjoint_of_forward(sequence):
     z = torch.randn(enc.ishape, dtype=torch.complex64, generator=gen)
     ref = enc.H(w * enc(z))
     assert float((enc.normal(w)(z) - ref).norm() / ref.norm()) < 1e-4
+    quad = float((w * enc(z).abs().square()).sum())  # ||W^1/2 A z||^2 from the forward model
+    assert abs(enc.normal(w).quadratic(z) - quad) < 1e-4 * quad
 
 
 def test_adjoints_pass_dot_test():

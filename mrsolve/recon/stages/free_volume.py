@@ -35,7 +35,7 @@ class FreeVolumeConfig:
     tv_f: float = 0.0
     l1_f: float = 0.0
     tv_time: float = 0.0
-    prox_iterations: int = 5
+    prox_iterations: int = 2  # warm-started inner TV steps per FISTA step (dynamic: 5)
     plane_rank: int = 4
     plane_lr: float = 0.03
     plane_resolution: int = 1  # spatial plane size divisor
