@@ -13,6 +13,7 @@ from mrsolve.solvers.convex_nn.admm_solver import solve_admm
 from mrsolve.solvers.convex_nn.certificate import certificate
 from mrsolve.solvers.convex_nn.cvxpy_solver import solve_cvxpy
 from mrsolve.solvers.convex_nn.fista_solver import solve_fista
+from mrsolve.solvers.convex_nn.ipm_solver import ipm_entries, solve_ipm_exact
 from mrsolve.solvers.convex_nn.network import TwoLayerNet, network_from_groups
 from mrsolve.solvers.convex_nn.patterns import sample_gates
 from mrsolve.solvers.convex_nn.problem import ConvexProgram, negative_slope
@@ -20,7 +21,9 @@ from mrsolve.solvers.datafit import Datafit, Logistic, Multinomial, Quadratic
 from mrsolve.solvers.validation import check_choice, check_finite, check_positive, resolve_device
 
 LOSSES = ("squared", "logistic", "multinomial")
-SOLVERS = ("auto", "fista", "admm", "cvxpy")
+SOLVERS = ("auto", "fista", "ipm", "admm", "cvxpy")
+#: "auto" uses the interior-point method when its arrays hold at most this many floats
+IPM_MAX_ENTRIES = 6e7
 
 
 def _as_tensor(name: str, a: Any, dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
@@ -152,21 +155,28 @@ def solve(
         activation: ``"relu"``, ``"gated_relu"``, ``"leaky_relu"`` or ``"abs"``.
         loss: ``"squared"`` (``1/(2n) ||yhat - y||^2``), ``"logistic"`` or ``"multinomial"``
             (mean negative log-likelihood).
-        solver: ``"fista"`` (gated ReLU), ``"admm"`` (cones), ``"cvxpy"`` (reference) or
-            ``"auto"``.
+        solver: ``"fista"`` (gated ReLU), ``"ipm"`` (cones, squared loss: interior point,
+            :mod:`.ipm_solver`), ``"admm"`` (cones, any loss), ``"cvxpy"`` (reference) or
+            ``"auto"`` (FISTA without cones; with cones the IPM for the squared loss when
+            its arrays fit in ``IPM_MAX_ENTRIES`` floats, ADMM otherwise).
         bias: append a column of ones to ``X``.
         leaky_slope: negative slope for ``"leaky_relu"`` (default 0.01).
-        max_iter, tol: iteration budget and tolerance of the iterative solvers: FISTA stops
-            at a relative duality gap <= ``tol`` (a bound on the relative suboptimality),
-            ADMM at relative primal / dual residuals <= ``tol``.
-        init: warm start (group weights of the same program shape).
+        max_iter, tol: iteration budget and tolerance of the iterative solvers: FISTA and
+            the IPM stop at a certified relative duality gap <= ``tol`` (a bound on the
+            relative suboptimality; the IPM's points are exactly feasible, and below the
+            ~1e-7 it reaches in float64 it finishes with the exact polish), ADMM at
+            relative primal / dual residuals <= ``tol``. The IPM runs at most
+            ``min(max_iter, 100)`` Newton iterations.
+        init: warm start (group weights of the same program shape; FISTA and ADMM: the
+            IPM starts from its own interior point).
         certify: compute the certificate (duality gap, violation, pattern gap on
             ``n_fresh`` fresh Gaussian gates drawn with ``seed + 1``).
         device: "cpu", "cuda" or "auto".
         callback: passed to the iterative solver.
         solver_options: passed to CVXPY's ``solve`` (solver="cvxpy") or to ADMM (``rho``,
             ``cone_scale``, ``polish``, ``polish_after``, ``polish_max_nnz``: see
-            :func:`~mrsolve.solvers.convex_nn.admm_solver.solve_admm`).
+            :func:`~mrsolve.solvers.convex_nn.admm_solver.solve_admm`; ``"auto"`` picks
+            ADMM when any is given).
     """
     dev = resolve_device(device)
     given_numpy = not isinstance(X, torch.Tensor)
@@ -191,7 +201,23 @@ def solve(
     datafit = make_datafit(loss, yt, dtype)
     program = ConvexProgram(Xt, g, kappa, datafit.y.shape[1], datafit, beta)
     if solver == "auto":
-        solver = "fista" if kappa is None else "admm"
+        if kappa is None:
+            solver = "fista"
+        elif (
+            isinstance(datafit, Quadratic)
+            and not solver_options  # ADMM's options ask for ADMM
+            and ipm_entries(program) <= IPM_MAX_ENTRIES
+        ):
+            solver = "ipm"
+        else:
+            solver = "admm"
+    if solver == "ipm" and (kappa is None or not isinstance(datafit, Quadratic)):
+        raise ValueError(
+            "solver 'ipm' handles the cone-constrained activations with loss='squared', got "
+            f"activation={activation!r}, loss={loss!r}"
+        )
+    if solver == "ipm" and solver_options:
+        raise TypeError(f"solver 'ipm' takes no solver options, got {sorted(solver_options)}")
     if init is not None:
         init = _as_tensor("init", init, dtype, dev)
         if tuple(init.shape) != program.shape:
@@ -200,12 +226,18 @@ def solve(
         u, info, mu = solve_cvxpy(program, **solver_options)
     elif solver == "fista":
         u, info, mu = solve_fista(program, init, max_iter, tol, callback)
+    elif solver == "ipm":
+        u, info, mu = solve_ipm_exact(program, min(max_iter, 100), tol, callback)
+        if info.status == "no interior":  # beta = 0 or a row orthogonal to a gate
+            solver = "admm"
+            u, info, mu = solve_admm(program, init, max_iter, tol, callback=callback)
     else:
         u, info, mu = solve_admm(program, init, max_iter, tol, callback=callback, **solver_options)
     cert = {}
     if certify:
         fresh = sample_gates(Xt, n_fresh, seed=seed + 1) if n_fresh > 0 else None
-        bound = info.dual if solver == "fista" else None  # FISTA keeps its best dual value
+        # FISTA and the IPM keep the best dual value they certified
+        bound = info.dual if solver in ("fista", "ipm") else None
         cert = certificate(program, u, mu, fresh, dual_bound=bound)
     return ConvexNNSolution(
         weights=u,

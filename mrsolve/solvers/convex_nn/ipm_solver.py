@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mrsolve.solvers.convex_nn.certificate import scaled_dual
+from mrsolve.solvers.convex_nn.polish import PolishInfo, polish
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.datafit import Quadratic
 
@@ -53,7 +54,7 @@ class IpmInfo:
     dual: float = -math.inf
     gaps: list[float] = field(default_factory=list)
     status: str = ""
-    polish: None = None  # interface of AdmmInfo (the IPM needs no polishing)
+    polish: PolishInfo | None = None  # set by solve_ipm_exact when it polished
 
 
 def _jprod(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -184,10 +185,13 @@ class _Coupling:
         if bool(err.any()):
             return False
         self.L = L
-        if self.sample_space:
-            Vt = (L.transpose(-1, -2).reshape(-1, d) @ self.X.T).reshape(k, P, d, -1)
-            Vt = (Vt * self.SW.T[None, :, None, :]).reshape(k, P * d, -1)  # V^T
-            K = Vt.transpose(1, 2) @ Vt
+        if self.sample_space:  # one output at a time: V is n x P d
+            n = self.X.shape[0]
+            K = torch.empty(k, n, n, dtype=L.dtype, device=L.device)
+            for c in range(k):
+                Vt = (L[c].transpose(-1, -2).reshape(-1, d) @ self.X.T).reshape(P, d, n)
+                Vt = (Vt * self.SW.T[:, None, :]).reshape(P * d, n)  # V^T
+                torch.matmul(Vt.T, Vt, out=K[c])
         else:
             C = self.C.reshape(P * d, P, d)
             CL = torch.einsum("iqd,kqde->kiqe", C, L).reshape(k, P * d, P * d)
@@ -360,3 +364,33 @@ def solve_ipm(
         if callback is not None:
             callback(it, x[:, 1:].reshape(shape))
     return best_u.to(dtype), info, best_mu.clamp_min(0).to(dtype)
+
+
+def ipm_entries(p: ConvexProgram) -> int:
+    """Floats held by :func:`solve_ipm`'s largest arrays (a memory estimate): the
+    coupling factor per output, its per-output work array and ``X (x) X``."""
+    n, d = p.X.shape
+    k, P = p.n_outputs, p.gates.shape[0]
+    m = min(n, P * d)
+    work = n * P * d if n <= P * d else 2 * k * m * m
+    return k * m * m + work + n * d * d + 2 * k * P * ((d + 1) ** 2 + 4 * n)
+
+
+def solve_ipm_exact(
+    p: ConvexProgram, max_iter: int = 80, tol: float = 1e-6, callback: Callable | None = None
+) -> tuple[torch.Tensor, IpmInfo, torch.Tensor]:
+    """:func:`solve_ipm`; when it stalls above ``tol`` (certified gaps below ~1e-7 are out
+    of its reach in float64), :func:`.polish.polish` solves the program exactly from its
+    point (Clarabel on the support and the nearly active rows it identifies), and its
+    result is kept when it is feasible and better. ``info.polish`` then holds the
+    :class:`~mrsolve.solvers.convex_nn.polish.PolishInfo`."""
+    u, info, mu = solve_ipm(p, max_iter, tol, callback)
+    if info.converged or info.status == "no interior":
+        return u, info, mu
+    up, mup, pinfo = polish(p, u)
+    info.polish = pinfo
+    if pinfo.status in ("Solved", "AlmostSolved") and p.violation(up) <= 1e-8:
+        if p.objective(up) <= p.objective(u):
+            u, mu = up, mup
+        info.converged = pinfo.converged
+    return u, info, mu
