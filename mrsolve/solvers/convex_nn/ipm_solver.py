@@ -241,7 +241,9 @@ def solve_ipm(
         raise ValueError("solve_ipm handles the cone-constrained programs with the squared loss")
     dtype = p.X.dtype
     if dtype != torch.float64:
-        df = Quadratic(p.datafit.y.double(), p.datafit.weights.double(), p.datafit.offset)
+        off = p.datafit.offset  # 0-d: the default zero offset
+        off = None if off.ndim == 0 else off.double()
+        df = Quadratic(p.datafit.y.double(), p.datafit.weights.double(), off)
         p = ConvexProgram(p.X.double(), p.gates.double(), p.kappa, p.n_outputs, df, p.beta)
     X, df, beta = p.X, p.datafit, p.beta
     n, d = X.shape

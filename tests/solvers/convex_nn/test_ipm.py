@@ -1,0 +1,157 @@
+"""The interior-point method for the squared-loss cone programs: its conic algebra, its
+Woodbury coupling in both spaces, and its solutions and certificates against CVXPY."""
+
+import numpy as np
+import pytest
+import torch
+
+from mrsolve.solvers.convex_nn import ConvexProgram, add_bias, make_datafit, sample_gates, solve
+from mrsolve.solvers.convex_nn.cvxpy_solver import solve_cvxpy
+from mrsolve.solvers.convex_nn.ipm_solver import (
+    _Coupling,
+    _jdiv,
+    _jprod,
+    _nt_scaling,
+    _soc_step,
+    solve_ipm,
+    solve_ipm_exact,
+)
+
+
+def _program(n=40, d=3, P=6, k=1, kappa=0.0, beta=0.01, seed=0, weights=None):
+    rng = np.random.default_rng(seed)
+    X = add_bias(torch.from_numpy(rng.standard_normal((n, d))))
+    t = torch.sin(2 * X[:, :1]) + 0.5 * X[:, 1:2] * torch.arange(1, k + 1) / k
+    y = t + 0.1 * torch.from_numpy(rng.standard_normal((n, k)))
+    df = make_datafit("squared", y, torch.float64)
+    if weights is not None:
+        df = type(df)(df.y, torch.from_numpy(weights))
+    return ConvexProgram(X, sample_gates(X, P, seed=seed + 1), kappa, k, df, beta)
+
+
+def _interior(rng, G, m):
+    v = torch.from_numpy(rng.standard_normal((G, m)))
+    v[:, 0] = torch.linalg.vector_norm(v[:, 1:], dim=1) + torch.from_numpy(rng.random(G))
+    return v
+
+
+def test_nesterov_todd_scaling_and_jordan_algebra():
+    rng = np.random.default_rng(0)
+    s, z = _interior(rng, 7, 5), _interior(rng, 7, 5)
+    W, Winv, Winv2, lam = _nt_scaling(s, z)
+    eye = torch.eye(5, dtype=torch.float64)
+    torch.testing.assert_close(W @ Winv, eye.expand(7, 5, 5), atol=1e-12, rtol=0)
+    torch.testing.assert_close((W @ z[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
+    torch.testing.assert_close((Winv @ s[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
+    torch.testing.assert_close(Winv2, torch.linalg.inv(W @ W), atol=1e-10, rtol=1e-10)
+    d = torch.from_numpy(rng.standard_normal((7, 5)))
+    torch.testing.assert_close(_jprod(lam, _jdiv(lam, d)), d, atol=1e-12, rtol=0)
+
+
+def test_step_to_the_cone_boundary():
+    rng = np.random.default_rng(1)
+    x, dx = _interior(rng, 50, 4), torch.from_numpy(rng.standard_normal((50, 4)))
+    dx[:5] = _interior(rng, 5, 4)  # directions inside the cone: no boundary
+    a = _soc_step(x, dx)
+    assert bool(torch.isinf(a[:5]).all())
+    fin = torch.isfinite(a)
+    edge = x[fin] + a[fin, None] * dx[fin]
+    gap = edge[:, 0] - torch.linalg.vector_norm(edge[:, 1:], dim=1)
+    assert float(gap.abs().max()) < 1e-9
+    inside = x[fin] + 0.999 * a[fin, None] * dx[fin]
+    assert bool((inside[:, 0] > torch.linalg.vector_norm(inside[:, 1:], dim=1)).all())
+
+
+@pytest.mark.parametrize(("n", "sample_space"), [(12, True), (60, False)])
+def test_coupling_in_both_spaces(n, sample_space):
+    """(C^-1 + H)^-1 y = (C - C L (I + L^T C L)^-1 L^T C) y, C = F_a^T Sigma F_a."""
+    rng = np.random.default_rng(2)
+    w = rng.random(n) + 0.5
+    p = _program(n=n, d=2, P=4, k=2, seed=3, weights=w)
+    c = _Coupling(p)
+    assert c.sample_space is sample_space
+    P, d = 4, 3
+    B = torch.from_numpy(rng.standard_normal((2 * 2 * P, d + 1, d + 1)))
+    Binv = B @ B.transpose(1, 2) + torch.eye(d + 1, dtype=torch.float64)
+    assert c.factor(Binv)
+    y = torch.from_numpy(rng.standard_normal((2, P, d)))
+    Xd = p.X
+    sw = torch.from_numpy(w / w.mean() / n).sqrt()
+    Z = ((sw[:, None] * p.weight)[:, :, None] * Xd[:, None, :]).reshape(n, P * d)
+    C = Z.T @ Z
+    H = Binv[:, 1:, 1:].reshape(2, 2, P, d, d).sum(0)
+    for k in range(2):
+        L = torch.block_diag(*torch.linalg.cholesky(H[k]))
+        M = torch.eye(P * d, dtype=torch.float64) + L.T @ C @ L
+        ref = C @ y[k].reshape(-1) - C @ L @ torch.linalg.solve(M, L.T @ C @ y[k].reshape(-1))
+        torch.testing.assert_close(c.apply(y)[k].reshape(-1), ref, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kappa", "k", "n", "seed"),
+    [(0.0, 1, 40, 0), (0.0, 2, 40, 1), (0.01, 1, 40, 2), (-1.0, 1, 40, 3), (0.0, 2, 90, 4)],
+)
+def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed):
+    """n = 90 > P d = 24 runs the pattern-space coupling; odd seeds weight the samples."""
+    w = np.random.default_rng(seed).random(n) + 0.2 if seed % 2 else None
+    p = _program(n=n, k=k, kappa=kappa, seed=seed, weights=w)
+    u, info, mu = solve_ipm(p, tol=1e-7)
+    ref, _, _ = solve_cvxpy(p)
+    opt = p.objective(ref)
+    assert info.converged and info.relative_gap <= 1e-7 and info.n_iter < 60
+    assert p.violation(u) <= 1e-12  # interior iterates: feasible without any tolerance
+    assert info.dual <= opt * (1 + 1e-8)  # a true lower bound
+    assert abs(p.objective(u) - opt) <= 1e-6 * opt
+    assert mu.shape == (n, 2, k, p.gates.shape[0]) and bool((mu >= 0).all())
+
+
+def test_loose_tolerance_still_certifies_and_stays_feasible():
+    p = _program(seed=5, beta=0.005)
+    u, info, _ = solve_ipm(p, tol=1e-2)
+    opt = p.objective(solve_cvxpy(p)[0])
+    assert info.converged and info.gaps[-1] <= 1e-2
+    assert 0 <= p.objective(u) - opt <= 1e-2 * p.objective(u)
+    assert p.violation(u) <= 1e-12
+
+
+def test_below_its_reach_the_exact_polish_finishes():
+    p = _program(seed=6)
+    u, info, _ = solve_ipm_exact(p, tol=1e-14)
+    ref, _, _ = solve_cvxpy(p)
+    assert info.status == "stalled" and info.polish is not None and info.polish.converged
+    assert info.converged
+    assert abs(p.objective(u) - p.objective(ref)) <= 1e-8 * p.objective(ref)
+    assert p.violation(u) <= 1e-8
+
+
+def test_solve_uses_the_ipm_and_falls_back_to_admm_without_interior():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((30, 2))
+    y = np.abs(X[:, 0]) - X[:, 1] + 0.05 * rng.standard_normal(30)
+    gates = sample_gates(add_bias(torch.from_numpy(X)), 6, seed=8)
+    sol = solve(X, y, gates, 0.01, activation="relu", bias=True, n_fresh=16)
+    ref = solve(X, y, gates, 0.01, activation="relu", bias=True, solver="cvxpy", certify=False)
+    assert type(sol.info).__name__ == "IpmInfo" and sol.info.converged
+    assert abs(sol.objective - ref.objective) <= 1e-5 * ref.objective
+    assert sol.certificate["relative_gap"] <= 1e-6 and sol.certificate["constraint_violation"] == 0
+    # a data row orthogonal to a gate: the gate is not inside its cone, ADMM takes over
+    X[0] = 0.0
+    gates[0] = torch.tensor([1.0, -2.0, 0.0], dtype=gates.dtype)
+    sol = solve(X, y, gates, 0.01, activation="relu", bias=True, solver="ipm", n_fresh=0)
+    ref = solve(X, y, gates, 0.01, activation="relu", bias=True, solver="cvxpy", certify=False)
+    assert type(sol.info).__name__ == "AdmmInfo"
+    assert abs(sol.objective - ref.objective) <= 1e-5 * ref.objective
+
+
+def test_float32_input_and_errors():
+    p = _program(seed=9)
+    X32 = p.X[:, :-1].float()
+    y32 = p.datafit.y[:, 0].float()
+    sol = solve(X32, y32, p.gates.float(), 0.01, activation="relu", bias=True, tol=1e-5)
+    ref = solve_cvxpy(p)[0]
+    assert sol.weights.dtype == torch.float32
+    assert abs(sol.objective - p.objective(ref)) <= 1e-4 * p.objective(ref)
+    with pytest.raises(ValueError, match="loss='squared'"):
+        solve(X32, (y32 > 0).long(), p.gates, 0.01, loss="logistic", bias=True, solver="ipm")
+    with pytest.raises(TypeError, match="solver options"):
+        solve(X32, y32, p.gates, 0.01, bias=True, solver="ipm", rho=1.0)
