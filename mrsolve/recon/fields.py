@@ -23,7 +23,9 @@ import torch
 from mrsolve.propeller.fat import FatSpectrum
 from mrsolve.recon.encodings import DenseGrid
 from mrsolve.recon.spectral_op import TemporalBasis
-from mrsolve.solvers.validation import check_positive
+from mrsolve.solvers.validation import check_choice, check_positive
+
+PARAMETRIZATIONS = ("moment", "densities")
 
 
 def frequency_bins(
@@ -77,6 +79,19 @@ class WaterFatField(torch.nn.Module):
     [-max_abs_hz, max_abs_hz] and read by cubic Hermite interpolation (relative error
     ~1e-8 at 2.5 Hz for millisecond read-outs), O(L) work per pixel instead of O(n_t).
 
+    Parametrizations (the same model, different optimization geometry):
+
+    - "densities": parameters rho_w, rho_f, psi.
+    - "moment": parameters rho = rho_w + rho_f, h = rho_f + psi rho / f_bar and psi, with
+      f_bar = sum_p a_p f_p the fat spectrum's mean offset (Hz). To first order in the
+      read-out shift (f M dt pixels along each blade), the data see rho and the first
+      spectral moment psi rho_w + sum_p a_p (psi + f_p) rho_f = psi rho + f_bar rho_f =
+      f_bar h, not psi and rho_f apart: "more field map plus some fat" fits about as
+      well as the truth. Here that near-null direction is the psi axis at fixed (rho, h),
+      so a quasi-Newton method can move the field map along it (with densities, it must
+      move psi and the fat together through an ill-conditioned valley and stalls near
+      its start).
+
     Args:
         basis: temporal basis of the forward model.
         spectrum: fat peaks.
@@ -85,6 +100,7 @@ class WaterFatField(torch.nn.Module):
         downsample: field-map grid is (ny, nx) / downsample (1: per pixel).
         max_abs_hz: the field map is bounded to +-max_abs_hz (tanh), keeping it in range.
         table_step_hz: spacing of the tabulated a(psi), b(psi).
+        parametrization: "moment" or "densities" (above).
     """
 
     def __init__(
@@ -97,8 +113,10 @@ class WaterFatField(torch.nn.Module):
         downsample: int = 4,
         max_abs_hz: float = 150.0,
         table_step_hz: float = 2.5,
+        parametrization: str = "moment",
     ) -> None:
         super().__init__()
+        self.parametrization = check_choice("parametrization", parametrization, PARAMETRIZATIONS)
         if not isinstance(downsample, int) or downsample < 1:
             raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
         self.max_abs_hz = check_positive("max_abs_hz", max_abs_hz)
@@ -119,14 +137,41 @@ class WaterFatField(torch.nn.Module):
                 u_conj @ (slope * fat_rot)]  # fmt: skip
         # (K, 4, L): a, step * a', b, step * b' at every tabulated psi
         self.register_buffer("table", torch.stack(rows).permute(2, 0, 1).to(torch.complex64))
-        self.water = DenseGrid(water.shape, water)
-        self.fat = DenseGrid(fat.shape, fat)
+        self.fat_mean_hz = float((spectrum.amplitudes * spectrum.frequencies_hz).sum())
+        if self.parametrization == "moment" and self.fat_mean_hz == 0:
+            raise ValueError("spectrum must have a non-zero mean offset for the moment form")
+        self.first = DenseGrid(water.shape, water)  # rho_w or rho
+        self.second = DenseGrid(fat.shape, fat)  # rho_f or h
         coarse = tuple(max(1, math.ceil(s / downsample)) for s in self.image_shape)
         psi = torch.nn.functional.interpolate(
             field_map_hz.float()[None, None], size=coarse, mode="area"
         )[0, 0]
         ratio = (psi / self.max_abs_hz).clamp(-0.999, 0.999)
         self.psi_raw = torch.nn.Parameter(torch.atanh(ratio))
+        self.set_densities(water, fat)
+
+    def set_densities(self, water: torch.Tensor, fat: torch.Tensor) -> None:
+        """Set the parameters so that water() and fat() return ``water``, ``fat`` (ny, nx)
+        at the current field map."""
+        with torch.no_grad():
+            water, fat = water.to(torch.complex64), fat.to(torch.complex64)
+            if self.parametrization == "moment":
+                total = water + fat
+                water, fat = total, fat + self.field_map() * total / self.fat_mean_hz
+            self.first.values.copy_(torch.view_as_real(water))
+            self.second.values.copy_(torch.view_as_real(fat))
+
+    def water(self) -> torch.Tensor:
+        """rho_w (ny, nx) complex."""
+        if self.parametrization == "densities":
+            return self.first()
+        return self.first() - self.fat()
+
+    def fat(self) -> torch.Tensor:
+        """rho_f (ny, nx) complex."""
+        if self.parametrization == "densities":
+            return self.second()
+        return self.second() - self.field_map() * self.first() / self.fat_mean_hz
 
     def field_map(self) -> torch.Tensor:
         """psi (ny, nx) in Hz."""
@@ -154,5 +199,10 @@ class WaterFatField(torch.nn.Module):
 
     def forward(self) -> torch.Tensor:
         """z (L, ny, nx)."""
-        a, b = self.coefficients(self.field_map())
-        return a * self.water()[None] + b * self.fat()[None]
+        psi = self.field_map()
+        a, b = self.coefficients(psi)
+        if self.parametrization == "densities":
+            return a * self.first()[None] + b * self.second()[None]
+        total = self.first()
+        fat = self.second() - psi * total / self.fat_mean_hz
+        return a * (total - fat)[None] + b * fat[None]

@@ -16,19 +16,23 @@ def sim():
                     sequence="gradient_echo", seed=3)  # fmt: skip
 
 
-def _encoding(sim, downsample=1):
+def _encoding(sim, downsample=1, parametrization="moment"):
     scan, truth = sim.scan, sim.truth
     spectrum = fat_spectrum(scan.field_strength_t)
     basis = temporal_basis(scan.times, torch.linspace(-700, 300, 201), tol=1e-7)
     enc = SpectralEncoding(scan.traj, scan.times, basis, truth.coil_maps)
     head = WaterFatField(basis, spectrum, truth.water, truth.fat, truth.field_map_hz,
-                         downsample=downsample, max_abs_hz=200.0)  # fmt: skip
+                         downsample=downsample, max_abs_hz=200.0,
+                         parametrization=parametrization)  # fmt: skip
     return enc, head
 
 
-def test_water_fat_head_reproduces_the_exact_simulator(sim):
-    enc, head = _encoding(sim)
+@pytest.mark.parametrize("parametrization", ["moment", "densities"])
+def test_water_fat_head_reproduces_the_exact_simulator(sim, parametrization):
+    enc, head = _encoding(sim, parametrization=parametrization)
     assert torch.allclose(head.field_map(), sim.truth.field_map_hz, atol=1e-2)
+    assert torch.allclose(head.water(), sim.truth.water, atol=1e-5)
+    assert torch.allclose(head.fat(), sim.truth.fat, atol=1e-5)
     with torch.no_grad():
         y = enc(head())
     ref = sim.scan.kspace
@@ -42,8 +46,9 @@ def test_frequency_bins_cover_water_and_fat_with_margin():
     assert float(bins[-1]) == pytest.approx(77.0 + 100, abs=1.0)
 
 
-def test_gradient_through_model_matches_finite_differences(sim):
-    enc, head = _encoding(sim, downsample=4)
+@pytest.mark.parametrize("parametrization", ["moment", "densities"])
+def test_gradient_through_model_matches_finite_differences(sim, parametrization):
+    enc, head = _encoding(sim, downsample=4, parametrization=parametrization)
     y = sim.scan.kspace
 
     def loss():
@@ -52,7 +57,7 @@ def test_gradient_through_model_matches_finite_differences(sim):
     value = loss()
     value.backward()
     gen = torch.Generator().manual_seed(0)
-    for param in (head.psi_raw, head.fat.values):
+    for param in (head.psi_raw, head.second.values):
         direction = torch.randn(param.shape, generator=gen)
         analytic = float((param.grad * direction).sum())
         eps = 1e-2 / float(direction.norm())
@@ -64,6 +69,31 @@ def test_gradient_through_model_matches_finite_differences(sim):
             param += eps * direction
         numeric = (up - down) / (2 * eps)
         assert numeric == pytest.approx(analytic, rel=2e-2, abs=1e-3 * abs(float(value.detach())))
+
+
+def test_moment_form_keeps_the_first_spectral_moment_when_the_field_map_moves(sim):
+    """At fixed parameters (rho, h), moving psi changes rho_f so that the first spectral
+    moment psi rho_w + sum_p a_p (psi + f_p) rho_f stays put (the field's docstring)."""
+    _, head = _encoding(sim, downsample=4)
+    spectrum = fat_spectrum(sim.scan.field_strength_t)
+    freqs, amps = spectrum.frequencies_hz.double(), spectrum.amplitudes.double()
+
+    def moment():
+        psi = head.field_map().double()
+        w, f = head.water().to(torch.complex128), head.fat().to(torch.complex128)
+        return psi * w + sum(a * (psi + fp) * f for fp, a in zip(freqs, amps, strict=True))
+
+    before, total = moment(), head.water() + head.fat()
+    with torch.no_grad():
+        head.psi_raw += 0.3
+    assert float((head.field_map() - sim.truth.field_map_hz).abs().max()) > 20.0
+    assert torch.allclose(head.water() + head.fat(), total, atol=1e-5)
+    assert float((moment() - before).abs().max()) < 1e-3 * float(before.abs().max())
+
+
+def test_water_fat_head_rejects_an_unknown_parametrization(sim):
+    with pytest.raises(ValueError, match="parametrization"):
+        _encoding(sim, parametrization="polar")
 
 
 def test_dense_field_maps_bins_to_basis_coefficients(sim):
