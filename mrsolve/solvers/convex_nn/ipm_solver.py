@@ -177,10 +177,7 @@ class _Coupling:
         d = Binv.shape[-1] - 1
         k, P = Binv.shape[0] // (2 * self.SW.shape[1]), self.SW.shape[1]
         Ha = Binv[:, 1:, 1:].reshape(2, k, P, d, d).sum(0)
-        jitter = 1e-13 * Ha.diagonal(dim1=-2, dim2=-1).amax(-1)
-        Ha = Ha + jitter[..., None, None] * torch.eye(
-            Ha.shape[-1], dtype=Ha.dtype, device=Ha.device
-        )
+        Ha.diagonal(dim1=-2, dim2=-1).mul_(1 + 1e-12)  # see _NewtonSystem
         L, err = torch.linalg.cholesky_ex(Ha)
         if bool(err.any()):
             return False
@@ -213,6 +210,49 @@ class _Coupling:
         t1 = torch.einsum("kpde,kpd->kpe", self.L, Cy).reshape(k, -1, 1)
         t2 = torch.cholesky_solve(t1, self.chol)
         return Cy - (self.CL @ t2).reshape(k, P, d)
+
+
+class _NewtonSystem:
+    """``H = F^T Sigma F + G^T W^(-2) G`` at one iterate (``G``: the cone rows and the
+    second-order cones), factorized by blocks and :class:`_Coupling`.
+
+    The diagonal of every factored block is raised by a relative 1e-12 (a regularization
+    invariant to the blocks' scaling, which spans ~1e20 near the optimum); :meth:`solve`
+    can refine against the exact :meth:`apply`."""
+
+    def __init__(self, p, coupling, XX, s_lin, z_lin, Winv2, sigma_w) -> None:
+        n, d = p.X.shape
+        G = Winv2.shape[0]
+        self.p, self.coupling, self.sigma_w = p, coupling, sigma_w
+        self.ratio, self.Winv2 = z_lin / s_lin, Winv2
+        B = Winv2.clone()  # SOC barrier + X^T diag(z / s) X per group
+        B[:, 1:, 1:] += (self.ratio.reshape(n, G).T @ XX).reshape(G, d, d)
+        B.diagonal(dim1=-2, dim2=-1).mul_(1 + 1e-12)
+        self.chol_B, err = torch.linalg.cholesky_ex(B)
+        self.ok = not bool(err.any()) and coupling.factor(torch.cholesky_inverse(self.chol_B))
+
+    def _solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        G, m = rhs.shape
+        a = torch.cholesky_solve(rhs[:, :, None], self.chol_B)[..., 0]
+        ya = a[:, 1:].reshape(2, -1, self.p.gates.shape[0], m - 1)
+        g = self.coupling.apply(ya[0] - ya[1])
+        corr = torch.zeros_like(a)
+        corr[:, 1:] = torch.stack([g, -g]).reshape(G, m - 1)
+        return a - torch.cholesky_solve(corr[:, :, None], self.chol_B)[..., 0]
+
+    def apply(self, dx: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        du = dx[:, 1:].reshape(p.shape)
+        out = (self.Winv2 @ dx[:, :, None])[..., 0]
+        fit = p.adjoint(self.sigma_w[:, None] * p.forward(du))
+        out[:, 1:] += (fit + p.cone_adjoint(self.ratio * p.cone(du))).reshape(dx.shape[0], -1)
+        return out
+
+    def solve(self, rhs: torch.Tensor, refine: int = 0) -> torch.Tensor:
+        dx = self._solve(rhs)
+        for _ in range(refine):
+            dx = dx + self._solve(rhs - self.apply(dx))
+        return dx
 
 
 def solve_ipm(
@@ -273,6 +313,7 @@ def solve_ipm(
     z_soc = mu0 * z_soc / _soc_det(x)[:, None]
     nu = n * G + G  # barrier degree
     coupling = _Coupling(p)
+    sigma_w = (df.weights / df.n).to(X.dtype)
     e = torch.zeros_like(x)
     e[:, 0] = 1.0
     best_u, best_mu, best_it = x[:, 1:].reshape(shape).clone(), z_lin.clone(), 0
@@ -299,43 +340,25 @@ def solve_ipm(
         W, Winv, Winv2, lam = _nt_scaling(x, z_soc)
         lam_lin2 = s_lin * z_lin
         mu = (float(lam_lin2.sum()) + float((x * z_soc).sum())) / nu
-        # block diagonal part: SOC barrier + X^T diag(z / s) X per group; a relative
-        # 1e-13 on the diagonal keeps the factorizations defined at extreme barrier weights
-        B = Winv2.clone()
-        B[:, 1:, 1:] += ((z_lin / s_lin).reshape(n, G).T @ XX).reshape(G, d, d)
-        B.diagonal(dim1=-2, dim2=-1).add_(
-            1e-13 * B.diagonal(dim1=-2, dim2=-1).amax(-1, keepdim=True)
-        )
-        chol_B, err = torch.linalg.cholesky_ex(B)
-        if bool(err.any()) or not coupling.factor(torch.cholesky_inverse(chol_B)):
+        H = _NewtonSystem(p, coupling, XX, s_lin, z_lin, Winv2, sigma_w)
+        if not H.ok:  # a factorization failed: the Newton systems have lost accuracy
             info.status = "stalled"
             break
+        # iterative refinement once the gap is small (the blocks grow ill-conditioned)
+        refine = 2 if gap < 1e-4 else 0
 
         def direction(
-            d_lin,
-            d_soc,
-            s_lin=s_lin,
-            z_lin=z_lin,
-            r_x=r_x,
-            lam=lam,
-            Winv=Winv,
-            chol_B=chol_B,
-            Winv2=Winv2,
+            d_lin, d_soc, H=H, s_lin=s_lin, z_lin=z_lin, r_x=r_x, lam=lam, Winv=Winv, refine=refine
         ):
             """Newton direction for the complementarity right-hand sides ``d``."""
             q_lin = d_lin / s_lin  # W^(-1) (lam \ d) of the linear cone
             q_soc = (Winv @ _jdiv(lam, d_soc)[:, :, None])[..., 0]
             rhs = q_soc - r_x
             rhs[:, 1:] += p.cone_adjoint(q_lin).reshape(G, d)
-            a = torch.cholesky_solve(rhs[:, :, None], chol_B)[..., 0]
-            ya = a[:, 1:].reshape(2, k, P, d)
-            g = coupling.apply(ya[0] - ya[1])
-            corr = torch.zeros_like(a)
-            corr[:, 1:] = torch.stack([g, -g]).reshape(G, d)
-            dx = a - torch.cholesky_solve(corr[:, :, None], chol_B)[..., 0]
+            dx = H.solve(rhs, refine)
             ds_lin = p.cone(dx[:, 1:].reshape(shape))
             dz_lin = (d_lin - z_lin * ds_lin) / s_lin
-            dz_soc = q_soc - (Winv2 @ dx[:, :, None])[..., 0]
+            dz_soc = q_soc - (H.Winv2 @ dx[:, :, None])[..., 0]
             return dx, ds_lin, dz_lin, dz_soc
 
         def max_step(dx, ds_lin, dz_lin, dz_soc, s_lin=s_lin, z_lin=z_lin, x=x, z_soc=z_soc):
