@@ -364,8 +364,9 @@ def main() -> None:
     ap.add_argument(
         "--pyscnn-relu-max-n",
         type=int,
-        default=1200,
-        help="skip pyscnn's (slow) ReLU solver when n * outputs exceeds this",
+        default=3000,
+        help="skip pyscnn's (slow) ReLU solver when n * outputs exceeds this (digits, "
+        "17970: pyscnn needs ~4 min for n * outputs = 3000 already)",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
