@@ -11,7 +11,8 @@ into z:
   c(t) = sum_p a_p e^{i 2 pi f_p t}) and a smooth field map psi (Hz, on a coarse grid
   upsampled bicubically): m(r, t) = (rho_w + rho_f c(t)) e^{i 2 pi psi t},
   z = U^H m (exact when psi and psi + f_p lie in the basis' frequency range), evaluated
-  per pixel from tabulated coefficients a(psi), b(psi).
+  per pixel from tabulated coefficients a(psi), b(psi); parametrized by default so that
+  its near-null direction ("more field map plus some fat") is the psi axis.
 """
 
 from __future__ import annotations
@@ -161,17 +162,22 @@ class WaterFatField(torch.nn.Module):
             self.first.values.copy_(torch.view_as_real(water))
             self.second.values.copy_(torch.view_as_real(fat))
 
+    def densities(self, psi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """rho_w, rho_f (ny, nx) complex at field map ``psi`` (default: the field's)."""
+        if self.parametrization == "densities":
+            return self.first(), self.second()
+        psi = self.field_map() if psi is None else psi
+        total = self.first()
+        fat = self.second() - psi * total / self.fat_mean_hz
+        return total - fat, fat
+
     def water(self) -> torch.Tensor:
         """rho_w (ny, nx) complex."""
-        if self.parametrization == "densities":
-            return self.first()
-        return self.first() - self.fat()
+        return self.densities()[0]
 
     def fat(self) -> torch.Tensor:
         """rho_f (ny, nx) complex."""
-        if self.parametrization == "densities":
-            return self.second()
-        return self.second() - self.field_map() * self.first() / self.fat_mean_hz
+        return self.densities()[1]
 
     def field_map(self) -> torch.Tensor:
         """psi (ny, nx) in Hz."""
@@ -201,8 +207,5 @@ class WaterFatField(torch.nn.Module):
         """z (L, ny, nx)."""
         psi = self.field_map()
         a, b = self.coefficients(psi)
-        if self.parametrization == "densities":
-            return a * self.first()[None] + b * self.second()[None]
-        total = self.first()
-        fat = self.second() - psi * total / self.fat_mean_hz
-        return a * (total - fat)[None] + b * fat[None]
+        water, fat = self.densities(psi)
+        return a * water[None] + b * fat[None]

@@ -137,7 +137,8 @@ def accurate_data_loss(problem: SpectralProblem, z: torch.Tensor) -> torch.Tenso
 def _objective(problem: SpectralProblem, field_: WaterFatField, wf: WaterFatConfig):
     def loss_fn():
         data = accurate_data_loss(problem, field_())
-        reg = wf.tv * (smooth_tv(field_.water()) + smooth_tv(field_.fat()))
+        water, fat = field_.densities()
+        reg = wf.tv * (smooth_tv(water) + smooth_tv(fat))
         reg = reg + wf.psi_smooth * smoothness(field_.field_map())
         return data + reg, data
 
@@ -212,7 +213,8 @@ def coarse_levels(
                     loss = problem.relative_residual(last[0])
                     callback(step, wf.total_iterations, image=None, loss=loss)
         with torch.no_grad():
-            water, fat, psi = field_.water(), field_.fat(), field_.field_map()
+            psi = field_.field_map()
+            water, fat = field_.densities(psi)
     return water, fat, psi
 
 
@@ -261,9 +263,7 @@ def run_water_fat(
 
     def maps():
         with torch.no_grad():
-            return torch.stack(
-                [field_.water(), field_.fat(), field_.field_map().to(torch.complex64)]
-            )
+            return torch.stack([*field_.densities(), field_.field_map().to(torch.complex64)])
 
     if wf.optimizer == "adam":
         report = adam_loop(field_, opt, loss_fn, maps, wf.iterations, problem, cfg, stop,
