@@ -175,5 +175,5 @@ def test_bad_levels_and_patience_raise():
     sim = simulate(size=16, n_blades=4, n_lines=4, n_coils=2, seed=0)
     with pytest.raises(ValueError, match="levels"):
         reconstruct_spectral(sim.scan, "fatwater", waterfat={"levels": 0})
-    with pytest.raises(ValueError, match="patience"):
-        reconstruct_spectral(sim.scan, "fatwater", waterfat={"patience": 0})
+    with pytest.raises(ValueError, match="min_patience"):
+        reconstruct_spectral(sim.scan, "fatwater", waterfat={"min_patience": 0})
