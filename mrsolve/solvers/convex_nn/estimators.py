@@ -94,10 +94,11 @@ class ConvexNNRegressor(RegressorMixin, _ConvexNN):
         n_gates: number of Gaussian gates drawn when ``gates`` is None.
         gates: ``(P, d + bias)`` gate vectors.
         beta: weight decay of ``1/(2n) ||f(X) - y||^2 + beta/2 (||W||^2 + ||b||^2 + ||a||^2)``.
-        solver: "auto", "fista", "admm" or "cvxpy".
+        solver: "auto", "fista", "ipm", "admm" or "cvxpy".
         bias: fit biases (a column of ones; decayed like the weights).
-        max_iter, tol: solver budget and tolerance (FISTA: relative duality gap; ADMM:
-            relative residuals; see :func:`~mrsolve.solvers.convex_nn.api.solve`).
+        max_iter, tol: solver budget and tolerance (FISTA and IPM: certified relative
+            duality gap; ADMM: relative residuals; see
+            :func:`~mrsolve.solvers.convex_nn.api.solve`).
         device: "cpu", "cuda" or "auto".
         random_state: seed of the gate sampling.
 

@@ -244,7 +244,16 @@ class _NewtonSystem:
     invariant to the blocks' scaling, which spans ~1e20 near the optimum); :meth:`solve`
     can refine against the exact :meth:`apply`."""
 
-    def __init__(self, p, coupling, XX, s_lin, z_lin, Winv2, sigma_w) -> None:
+    def __init__(
+        self,
+        p: ConvexProgram,
+        coupling: _Coupling,
+        XX: torch.Tensor,
+        s_lin: torch.Tensor,
+        z_lin: torch.Tensor,
+        Winv2: torch.Tensor,
+        sigma_w: torch.Tensor,
+    ) -> None:
         n, d = p.X.shape
         G = Winv2.shape[0]
         self.p, self.coupling, self.sigma_w = p, coupling, sigma_w
