@@ -69,7 +69,7 @@ def test_restarting_lbfgs_drops_its_history_when_the_line_search_fails():
 
     for _ in range(3):
         opt.step(honest)
-    assert float((x * x).sum()) < 1e-6  # plain L-BFGS on a quadratic
+    assert float((x * x).sum().detach()) < 1e-6  # plain L-BFGS on a quadratic
 
     def uphill():  # gradient of the wrong sign: no step can decrease the loss
         opt.zero_grad()
