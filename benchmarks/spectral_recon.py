@@ -113,7 +113,7 @@ def _reconstruction(method, scan, truth, device, quick):
             scan, "static", device=device, iterations=its, free={"encoding": "hash_grid"}, **bins
         ),
         "spectral fatwater (parametric)": lambda: reconstruct_spectral(
-            scan, "fatwater", device=device, iterations=40 if quick else 100, **bins
+            scan, "fatwater", device=device, iterations=100 if quick else None, **bins
         ),
         "gridding per frame": lambda: [
             gridding(scan.select_blades(scan.frame == t), coil_maps="walsh", device=device)

@@ -11,7 +11,7 @@ What made it work (simulated phantoms, 48-128 px, 1.5 / 3 T, several seeds and n
 levels; a start at the true field map always reached a lower objective than the old
 result, so the objective was right and the optimizer was not):
 
-- the data term is summed in complex128 (:func:`accurate_data_loss`): in complex64 its
+- the data term is summed in complex128 (``SpectralProblem.data_loss``): in complex64 its
   rounding hid the small decreases near the optimum and L-BFGS froze after ~60 steps;
 - the "moment" parametrization of :class:`~mrsolve.recon.fields.WaterFatField` makes
   "more field map plus some fat" (which fits about as well to first order) one axis;
@@ -105,40 +105,9 @@ def _cg_steps(wf: WaterFatConfig, image_shape: tuple[int, int]) -> int:
     return max(1, round(20 * max(image_shape) / 32))
 
 
-class _AccurateQuadratic(torch.autograd.Function):
-    """f(z) = 1/2 Re<z, N z> - Re<z, b> + c (gradient N z - b) with the inner products
-    accumulated in complex128.
-
-    The terms cancel to a residual far smaller than each of them; in complex64 (as in
-    ``SpectralProblem.data_loss``) the rounding of f was larger than the decreases the
-    line search had to see near the optimum, and L-BFGS froze (64 px, 1.5 T: fat-fraction
-    MAE 0.092 at a standstill; 0.053 and still decreasing with this form).
-    """
-
-    @staticmethod
-    def forward(ctx, z, normal, b, c):
-        nz = normal(z.detach())
-        ctx.save_for_backward(nz - b)
-        z64 = z.detach().flatten().to(torch.complex128)
-        quad = torch.vdot(z64, nz.flatten().to(torch.complex128)).real
-        cross = torch.vdot(z64, b.flatten().to(torch.complex128)).real
-        return (0.5 * quad - cross + c.double()).float()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (g,) = ctx.saved_tensors
-        return grad * g, None, None, None
-
-
-def accurate_data_loss(problem: SpectralProblem, z: torch.Tensor) -> torch.Tensor:
-    """The data term of a static problem at z (L, ny, nx), accumulated in complex128."""
-    frame = problem.frames[0]
-    return _AccurateQuadratic.apply(z, frame.normal, frame.b, 0.5 * frame.energy)
-
-
 def _objective(problem: SpectralProblem, field_: WaterFatField, wf: WaterFatConfig):
     def loss_fn():
-        data = accurate_data_loss(problem, field_())
+        data = problem.data_loss(field_())
         water, fat = field_.densities()
         reg = wf.tv * (smooth_tv(water) + smooth_tv(fat))
         reg = reg + wf.psi_smooth * smoothness(field_.field_map())
