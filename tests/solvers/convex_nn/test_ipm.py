@@ -73,7 +73,7 @@ def test_coupling_in_both_spaces(n, sample_space):
     P, d = 4, 3
     B = torch.from_numpy(rng.standard_normal((2 * 2 * P, d + 1, d + 1)))
     Binv = B @ B.transpose(1, 2) + torch.eye(d + 1, dtype=torch.float64)
-    assert c.factor(Binv)
+    assert c.factor(Binv, 0.0)
     y = torch.from_numpy(rng.standard_normal((2, P, d)))
     Xd = p.X
     sw = torch.from_numpy(w / w.mean() / n).sqrt()
