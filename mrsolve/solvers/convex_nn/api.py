@@ -164,7 +164,7 @@ def solve(
         max_iter, tol: iteration budget and tolerance of the iterative solvers: FISTA and
             the IPM stop at a certified relative duality gap <= ``tol`` (a bound on the
             relative suboptimality; the IPM's points are exactly feasible, and below the
-            ~1e-7 it reaches in float64 it finishes with the exact polish), ADMM at
+            ~1e-8 it reaches in float64 it finishes with the exact polish), ADMM at
             relative primal / dual residuals <= ``tol``. The IPM runs at most
             ``min(max_iter, 100)`` Newton iterations.
         init: warm start (group weights of the same program shape; FISTA and ADMM: the

@@ -432,7 +432,7 @@ def ipm_entries(p: ConvexProgram) -> int:
 def solve_ipm_exact(
     p: ConvexProgram, max_iter: int = 80, tol: float = 1e-6, callback: Callable | None = None
 ) -> tuple[torch.Tensor, IpmInfo, torch.Tensor]:
-    """:func:`solve_ipm`; when it stalls above ``tol`` (certified gaps below ~1e-7 are out
+    """:func:`solve_ipm`; when it stalls above ``tol`` (certified gaps below ~1e-8 are out
     of its reach in float64), :func:`.polish.polish` solves the program exactly from its
     point (Clarabel on the support and the nearly active rows it identifies), and its
     result is kept when it is feasible and better. ``info.polish`` then holds the
