@@ -301,8 +301,8 @@ def solve_ipm(
         ``(u, info, mu)``: the best certified point ``(2, k, P, d)`` (always feasible),
         :class:`IpmInfo` and its cone multipliers ``(n, 2, k, P)``. Computed in float64,
         returned in ``p``'s dtype. ``info.converged`` is False when the iterations ran out
-        or the Newton systems lost accuracy (``info.status`` ``"stalled"``, typically near
-        relative gaps of 1e-8); ``"no interior"`` when it cannot start (``beta = 0``, or a
+        (``info.status`` ``"max_iter"``) or the Newton systems lost accuracy
+        (``"stalled"``, typically near relative gaps of 1e-8); ``"no interior"`` when it cannot start (``beta = 0``, or a
         data row orthogonal to a gate, so the gate is not strictly inside its cone).
     """
     if not p.constrained or not isinstance(p.datafit, Quadratic):
@@ -416,17 +416,19 @@ def solve_ipm(
         info.n_iter = it + 1
         if callback is not None:
             callback(it, x[:, 1:].reshape(shape))
+    else:
+        info.status = "max_iter"
     return best_u.to(dtype), info, best_mu.clamp_min(0).to(dtype)
 
 
 def ipm_entries(p: ConvexProgram) -> int:
     """Floats held by :func:`solve_ipm`'s largest arrays (a memory estimate): the
-    coupling factor per output, its per-output work array and ``X (x) X``."""
+    coupling factors ``(k, m, m)``, ``Z`` and its transpose ``(m, P d)``, the per-output
+    ``V``, ``Sigma^(1/2) F_a`` ``(n, P d)``, ``X (x) X`` and the per-group arrays."""
     n, d = p.X.shape
     k, P = p.n_outputs, p.gates.shape[0]
     m = min(n, P * d)
-    work = n * P * d if n <= P * d else 2 * k * m * m
-    return k * m * m + work + n * d * d + 2 * k * P * ((d + 1) ** 2 + 4 * n)
+    return k * m * m + 3 * m * P * d + n * P * d + n * d * d + 2 * k * P * ((d + 1) ** 2 + 4 * n)
 
 
 def solve_ipm_exact(
