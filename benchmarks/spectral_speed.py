@@ -22,6 +22,7 @@ docs/spectral_speed.md and docs/spectral_speed.png; ``spectral_recon.py`` import
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 from dataclasses import replace
@@ -131,11 +132,7 @@ def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=None, co
     )  # fmt: skip
     wall = time.perf_counter() - start
     per_iter, per_iter_cpu = ((steps[-1][i] - steps[0][i]) / max(1, len(steps) - 1) for i in (0, 1))
-    nufft = NUFFT(scan.traj.to(device), (size, size), batch_shape=(n_coils,))
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n_coils, size, size, dtype=torch.complex64, generator=gen).to(device)
-    _, t_nufft = _timed(lambda: nufft.H(nufft(x)), repeat=5)
-    _, cpu_nufft = _timed(lambda: nufft.H(nufft(x)), repeat=5, clock=time.process_time)
+    t_nufft, cpu_nufft = _nufft_times(size, n_blades, n_coils, str(device))
     row = {"size": size, "blades": n_blades, "coils": n_coils, "bins": n_bins,
            "tol": "default" if tol is None else tol,
            "coil_energy": "default" if coil_energy is None else coil_energy,
@@ -151,6 +148,20 @@ def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=None, co
         row.update({k: v / cpu_nufft for k, v in parts.items()})
         row["rest_x"] = row["ratio_cpu"] - row["gradient_x"] - row["tv_prox_x"]
     return row
+
+
+@functools.cache
+def _nufft_times(size, n_blades, n_coils, device):
+    """Best wall and CPU time of one NUFFT forward + adjoint over all coils and blades of
+    the case's scan, measured once per case and shared by its rows (the same data): a
+    fresh best-of-5 per row varied by up to 40 % between rows of one run."""
+    scan = _scan(size, n_blades, n_coils)
+    nufft = NUFFT(scan.traj.to(device), (size, size), batch_shape=(n_coils,))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n_coils, size, size, dtype=torch.complex64, generator=gen).to(device)
+    _, wall = _timed(lambda: nufft.H(nufft(x)), repeat=20)
+    _, cpu = _timed(lambda: nufft.H(nufft(x)), repeat=20, clock=time.process_time)
+    return wall, cpu
 
 
 def _operator(tol, coil_energy):
