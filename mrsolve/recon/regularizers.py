@@ -45,7 +45,8 @@ class TVProx:
 
     TV(x) = sum |(D_x x, D_y x)| + sum_(dim, w) w |D_dim x|, solved on the dual with the
     fast gradient projection of Beck & Teboulle (2009) for ``n_iter`` steps, warm-started
-    from the previous call's dual (``dual``; save it to resume exactly). Written here
+    from the previous call's dual (``dual``: one real (2, ...) real/imaginary array per
+    direction, or (1, ...) for real input; save it to resume exactly). Written here
     because no kept library offers a complex, multi-axis TV prox in torch.
 
     Calling it as ``prox(v, lam, l1)`` also soft-thresholds by ``l1`` afterwards: the prox
@@ -71,10 +72,10 @@ class TVProx:
         # temporaries of the textbook form made this prox cost more than a NUFFT per call.
         dirs = self.dirs
         step = 1.0 / (lam * 4.0 * sum(w * w for _, w in dirs))
-        if self.dual is None or self.dual[0].shape != v.shape:
-            self.dual = [torch.zeros_like(v) for _ in dirs]
         vr = _planar(v)
-        p = [_planar(q) for q in self.dual]
+        if self.dual is None or self.dual[0].shape != vr.shape:
+            self.dual = [torch.zeros_like(vr) for _ in dirs]
+        p = self.dual  # kept planar between calls: no conversions per call
         r = [q.clone() for q in p]
         g = [torch.empty_like(vr) for _ in dirs]
         x, norm = torch.empty_like(vr), torch.empty_like(vr[0])
@@ -101,7 +102,7 @@ class TVProx:
                 rd.sub_(pd, alpha=c)
             p, g, t = g, p, t_next
         _primal(x, vr, lam, p, dirs)
-        self.dual = [_unplanar(q, v) for q in p]
+        self.dual = p
         return _unplanar(x, v)
 
 
