@@ -164,6 +164,10 @@ def build_problem(
     if not lo <= 0 <= hi:
         raise ValueError(f"frequency_range_hz must contain 0, got {frequency_range_hz!r}")
     check_positive("frequency_step_hz", frequency_step_hz)
+    if isinstance(coil_energy, bool) or not isinstance(coil_energy, (int, float)):
+        raise TypeError(f"coil_energy must be a number in (0, 1], got {coil_energy!r}")
+    if not 0 < coil_energy <= 1:
+        raise ValueError(f"coil_energy must be a share of the energy in (0, 1], got {coil_energy}")
     dev = torch.device(device)
     scan = scan.to(dev)
     explicit = not isinstance(coil_maps, str)

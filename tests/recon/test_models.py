@@ -73,6 +73,9 @@ def test_coil_compression_keeps_noiseless_data_consistent():
     full = build_problem(scan, (-500.0, 200.0), coil_maps=maps)
     compressed = build_problem(scan, (-500.0, 200.0), coil_maps=maps, coil_energy=0.99)
     assert compressed.coil_maps.shape[0] < full.coil_maps.shape[0] == 8
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="coil_energy"):
+            build_problem(scan, (-500.0, 200.0), coil_maps=maps, coil_energy=bad)
     for problem in (full, compressed):
         z = problem.scale * problem.basis.coefficients(freq)[:, 0, None, None] * image[0]
         frame = problem.frames[0]
