@@ -25,7 +25,7 @@ import argparse
 import functools
 import math
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib
@@ -174,11 +174,9 @@ def _profile(scan, n_bins, device, operator):
     """Times (s) of the parts of one free-volume iteration of the static preset."""
     cfg = resolve_config("static", frequency={"n_bins": n_bins}, operator=operator)
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
-    op = cfg.operator
     if scan.noise is not None:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
-    problem = build_problem(scan, frange, device=device, tol=op.tol, max_error=op.max_error,
-                            coil_energy=op.coil_energy)  # fmt: skip
+    problem = build_problem(scan, frange, device=device, **asdict(cfg.operator))
     coef = problem.basis.coefficients(bins).to(device)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(bins.numel(), *scan.image_shape, dtype=torch.complex64, generator=gen)

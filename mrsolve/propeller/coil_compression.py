@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from mrsolve.solvers.validation import check_finite
+from mrsolve.solvers.validation import check_finite, check_share
 
 
 def coil_compression_matrix(kspace: torch.Tensor, energy: float) -> torch.Tensor:
@@ -32,8 +32,7 @@ def coil_compression_matrix(kspace: torch.Tensor, energy: float) -> torch.Tensor
         raise ValueError(
             f"kspace must be a complex (C, ...) tensor, got {getattr(kspace, 'shape', kspace)!r}"
         )
-    if not isinstance(energy, (int, float)) or not 0 < energy <= 1:
-        raise ValueError(f"energy must be a share in (0, 1], got {energy!r}")
+    energy = check_share("energy", energy)
     n_coils = kspace.shape[0]
     eye = torch.eye(n_coils, dtype=torch.complex64, device=kspace.device)
     if energy == 1:

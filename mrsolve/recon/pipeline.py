@@ -36,7 +36,8 @@ class FrequencyConfig:
 
 @dataclass
 class OperatorConfig:
-    """Forward model options (see :func:`mrsolve.recon.models.build_problem`)."""
+    """Forward model options: every field is a keyword of
+    :func:`mrsolve.recon.models.build_problem` (passed on as they are)."""
 
     tol: float = 1e-6
     max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol

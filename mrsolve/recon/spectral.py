@@ -68,19 +68,17 @@ def reconstruct_spectral(
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
     torch.manual_seed(cfg.seed)
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
-    op = cfg.operator
     problem = build_problem(
-        scan, frange, tol=op.tol, max_error=op.max_error, dcf=op.dcf, coil_maps=op.coil_maps,
-        coil_energy=op.coil_energy, holdout_fraction=op.holdout_fraction, frequency_step_hz=op.frequency_step_hz,
-        per_frame=cfg.dynamic, seed=cfg.seed, device=dev,
-    )  # fmt: skip
+        scan, frange, **asdict(cfg.operator), per_frame=cfg.dynamic, seed=cfg.seed, device=dev
+    )
     ckpt = Checkpointer(checkpoint, resume)
     stages = [s for s in ("free", "waterfat") if getattr(cfg, s).enabled]
     if not stages:
         raise ValueError("at least one stage (free or waterfat) must be enabled, got none")
     totals = [cfg.free.iterations if s == "free" else cfg.waterfat.total_iterations for s in stages]
     report = {"temporal_rank": problem.basis.rank, "scale": problem.scale,
-              "coils": scan.kspace.shape[0], "virtual_coils": problem.coil_maps.shape[0]}  # fmt: skip
+              "coils": scan.kspace.shape[0],
+              "virtual_coils": problem.coil_maps.shape[0]}  # fmt: skip
     out = {}
 
     def staged(offset):

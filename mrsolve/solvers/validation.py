@@ -30,6 +30,16 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
     return v
 
 
+def check_share(name: str, value: float) -> float:
+    """Return ``value`` as float; raise unless it is a share in (0, 1]."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
+    v = check_positive(name, value)
+    if v > 1:
+        raise ValueError(f"{name} must be a share in (0, 1], got {value!r}")
+    return v
+
+
 def check_choice(name: str, value: str, choices: Collection[str]) -> str:
     """Return ``value``; raise ValueError unless it is one of ``choices``."""
     if value not in choices:

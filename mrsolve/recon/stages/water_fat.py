@@ -117,8 +117,9 @@ def _objective(problem: SpectralProblem, field_: WaterFatField, wf: WaterFatConf
 
 
 def _field(problem, spectrum, wf, downsample, water, fat, field_map) -> WaterFatField:
-    return WaterFatField(problem.basis, spectrum, water, fat, field_map, downsample,
-                         wf.max_abs_hz, parametrization=wf.parametrization).to(problem.device)  # fmt: skip
+    field_ = WaterFatField(problem.basis, spectrum, water, fat, field_map, downsample,
+                           wf.max_abs_hz, parametrization=wf.parametrization)  # fmt: skip
+    return field_.to(problem.device)
 
 
 class RestartingLBFGS(torch.optim.LBFGS):
