@@ -280,33 +280,39 @@ def cg(
     max_iter: int = 100,
     tol: float = 1e-6,
     callback: Callback = None,
+    preconditioner: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, CgInfo]:
-    """Conjugate gradient for ``A x = b`` with ``A`` Hermitian positive (semi)definite.
+    """Conjugate gradient for ``A x = b`` with ``A`` Hermitian positive (semi)definite,
+    preconditioned by ``preconditioner(r)`` (an approximation of ``A^(-1) r``; Hermitian
+    positive definite) when given.
 
-    Stops when ``||b - A x|| <= tol * ||b||``.
+    Stops when ``||b - A x|| <= tol * ||b||`` (the recursively updated residual).
     """
     _check_iters(max_iter)
+    M = preconditioner if preconditioner is not None else (lambda r: r)
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - A(x) if x0 is not None else b.clone()
-    p = r.clone()
-    rr = _rdot(r, r)
+    z = M(r)
+    p = z.clone()
+    rz = _rdot(r, z)
     target = tol * _norm(b)
     info = CgInfo()
     for k in range(max_iter):
-        if math.sqrt(float(rr)) <= target:
+        if _norm(r) <= target:
             info.converged = True
             break
         ap = A(p)
-        a = rr / _rdot(p, ap)
+        a = rz / _rdot(p, ap)
         x = x + a * p
         r = r - a * ap
-        rr_new = _rdot(r, r)
-        p = r + (rr_new / rr) * p
-        rr = rr_new
+        z = M(r)
+        rz_new = _rdot(r, z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
         info.n_iter = k + 1
         if callback is not None:
             callback(k, x)
-    info.residual = math.sqrt(float(rr))
+    info.residual = _norm(r)
     info.converged = info.converged or info.residual <= target
     return x, info
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mrsolve.solvers.alg import cg
 from mrsolve.solvers.convex_nn.certificate import scaled_dual
 from mrsolve.solvers.convex_nn.polish import PolishInfo, polish
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
@@ -127,21 +128,40 @@ def _lin_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     return ratio.min() if ratio.numel() else torch.tensor(math.inf)
 
 
+class _OuterProducts:
+    """The products ``x_i x_i^T`` of the rows of ``X`` ``(n, d)``, one triangle of each
+    (half the flops of the weighted sums over the full ``d x d``, the largest cost of an
+    iteration after the coupling)."""
+
+    def __init__(self, X: torch.Tensor) -> None:
+        d = X.shape[1]
+        self.rows, self.cols = torch.triu_indices(d, d, device=X.device)
+        self.packed = X[:, self.rows] * X[:, self.cols]  # (n, d (d + 1) / 2)
+        self.d = d
+
+    def weighted(self, w: torch.Tensor) -> torch.Tensor:
+        """``X^T diag(w_j) X`` ``(m, d, d)`` for the weights ``w`` ``(n, m)``."""
+        vals = w.T @ self.packed
+        out = torch.empty(w.shape[1], self.d, self.d, dtype=vals.dtype, device=vals.device)
+        out[:, self.rows, self.cols] = vals
+        out[:, self.cols, self.rows] = vals
+        return out
+
+
 def _centers(
-    X: torch.Tensor, sign: torch.Tensor, ghat: torch.Tensor, XX: torch.Tensor, n_iter: int = 8
+    X: torch.Tensor, sign: torch.Tensor, ghat: torch.Tensor, XX: _OuterProducts, n_iter: int = 8
 ) -> torch.Tensor:
     """Unit vectors near the analytic centers of the cones ``{v : S_p X v >= 0, ||v|| <= 1}``
     (damped Newton from the gates ``ghat`` (P, d)): a start whose rows all have comparable
     slack, which saves the IPM ~25 % of its iterations over starting at the gates."""
     n, d = X.shape
-    P = ghat.shape[0]
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
     v = ghat / 2
     for _ in range(n_iter):
         s = (X @ v.T) * sign  # (n, P), > 0
         r = (v**2).sum(-1)
         g = -((sign / s).T @ X) + (2 * n / (1 - r))[:, None] * v
-        H = ((1 / s**2).T @ XX).reshape(P, d, d)
+        H = XX.weighted(1 / s**2)
         H = H + n * (
             (2 / (1 - r))[:, None, None] * eye
             + 4 * v[:, :, None] * v[:, None, :] / ((1 - r) ** 2)[:, None, None]
@@ -155,37 +175,64 @@ def _centers(
     return v / torch.linalg.vector_norm(v, dim=1, keepdim=True)
 
 
-def _gram(Vt: torch.Tensor) -> torch.Tensor:
-    """``Vt^T Vt`` for a contiguous ``Vt`` ``(m, n)``. On the CPU in float64 through BLAS
-    ``dsyrk``, which computes one triangle: half the flops of the GEMM, the largest cost of
-    an iteration (torch exposes no symmetric rank-k update); scipy's BLAS is held to
-    torch's thread count (oversubscribed BLAS threads were 4x slower on a busy machine)."""
-    if Vt.device.type != "cpu" or Vt.dtype != torch.float64:
+def _gram_lower(Vt: torch.Tensor) -> torch.Tensor:
+    """The lower triangle of ``Vt^T Vt`` for a contiguous ``Vt`` ``(m, n)`` (the upper one
+    is left unset: the Cholesky factorization reads only the lower). On the CPU through
+    BLAS ``?syrk``, which computes one triangle: half the flops of the GEMM, the largest
+    cost of an iteration (torch exposes no symmetric rank-k update)."""
+    if Vt.device.type != "cpu":
         return Vt.T @ Vt
-    from scipy.linalg.blas import dsyrk
+    from scipy.linalg.blas import dsyrk, ssyrk
 
-    with _blas_controller().limit(limits=torch.get_num_threads(), user_api="blas"):
-        K = torch.from_numpy(dsyrk(1.0, Vt.numpy().T, lower=1))
-    return K.tril() + K.tril(-1).T
+    syrk = dsyrk if Vt.dtype == torch.float64 else ssyrk
+    return torch.from_numpy(syrk(1.0, Vt.numpy().T, lower=1))
+
+
+def _blas_threads():
+    """A context holding scipy's BLAS (:func:`_gram_lower`) to torch's thread count
+    (oversubscribed BLAS threads were 4x slower on a busy machine). Entering it costs
+    ~50 ms, so it wraps a whole solve."""
+    return _blas_controller().limit(limits=torch.get_num_threads(), user_api="blas")
 
 
 @functools.cache
 def _blas_controller():
     """threadpoolctl's view of the loaded BLAS libraries (first called after scipy's)."""
+    from scipy.linalg import blas  # noqa: F401  (loads scipy's BLAS)
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
 
 
+def _cholesky_solve(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(L L^T)^(-1) b`` for lower factors ``L`` ``(..., m, m)`` and ``b`` ``(..., m)``,
+    by two triangular solves (3-25x faster than ``torch.cholesky_solve`` on the CPU)."""
+    y = torch.linalg.solve_triangular(L, b[..., None], upper=False)
+    return torch.linalg.solve_triangular(L.mT, y, upper=True)[..., 0]
+
+
+# Float32 factors are used while their rounding, at most ~2^-24 tr(K) in norm, perturbs the
+# system I + K (eigenvalues >= 1) by less than this: conjugate gradients on the exact float64
+# system then gain ~2 digits per step from the float32 preconditioner.
+_FLOAT32_PERTURBATION = 1e-2
+_CG_RTOL = 1e-13  # relative residual of the coupling solves (the float64 direct solve's level)
+_CG_MAX_STEPS = 20
+
+
 class _Coupling:
     """``g = (C^(-1) + H_a)^(-1) y`` for the fit Hessian ``C = F_a^T Sigma F_a`` in
     pattern space (``a_p = u_+p - u_-p``) and the block diagonal ``H_a`` ``(k, P, d, d)``,
-    as ``g = Z^T (I + V V^T)^(-1) Z y`` with ``C = Z^T Z``, ``V = Z L``, ``L L^T = H_a``
-    (Woodbury, no difference of large terms). ``Z`` is ``Sigma^(1/2) F_a`` (``n`` rows) or,
-    when ``n > P d``, its triangular QR factor (``P d`` rows): the system has
-    ``min(n, P d)`` rows. (The form ``C - C L (I + L^T C L)^(-1) L^T C`` avoids the QR but
-    cancels catastrophically when ``H_a`` is large: on the synthetic n = 3000 set it drove
-    the gap back up to 1 from 2e-3.)"""
+    as ``g = Z^T (I + K)^(-1) Z y`` with ``C = Z^T Z``, ``K = Z H_a Z^T = V V^T``, ``V = Z L``,
+    ``L L^T = H_a`` (Woodbury, no difference of large terms). ``Z`` is ``Sigma^(1/2) F_a``
+    (``n`` rows) or, when ``n > P d``, its triangular QR factor (``P d`` rows): the system
+    has ``min(n, P d)`` rows. (The form ``C - C L (I + L^T C L)^(-1) L^T C`` avoids the QR
+    but cancels catastrophically when ``H_a`` is large: on the synthetic n = 3000 set it
+    drove the gap back up to 1 from 2e-3.)
+
+    ``I + K`` is factored in float32 while that is accurate enough (see
+    ``_FLOAT32_PERTURBATION``; the Gram product and the factorization, the bulk of an
+    iteration, then take half the time) and in float64 otherwise; either way its solves are
+    conjugate gradients on the exact float64 system, preconditioned by the factors."""
 
     def __init__(self, p: ConvexProgram) -> None:
         X, W = p.X, p.weight
@@ -198,29 +245,58 @@ class _Coupling:
             Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
         self.Z = Z
         self.Zt = Z.T.reshape(P, d, -1).contiguous()  # (P, d, m)
+        self.Zt32 = self.Zt.float()
+        # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks of C on the diagonal
+        self.C_diag = torch.einsum("pim,pjm->pij", self.Zt, self.Zt)
 
     def factor(self, Binv: torch.Tensor, jitter: float) -> bool:
         """Factor for the inverse blocks ``Binv`` ``(2 k P, d+1, d+1)`` (their pattern
         blocks' diagonal raised by the relative ``jitter``); False when a factorization
         fails (the Newton systems have lost positive definiteness)."""
-        P, d, m = self.Zt.shape
+        P, d, _ = self.Zt.shape
         k = Binv.shape[0] // (2 * P)
         Ha = Binv[:, 1:, 1:].reshape(2, k, P, d, d).sum(0)
         Ha.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)  # see _NewtonSystem
+        self.Ha = Ha
         L, err = torch.linalg.cholesky_ex(Ha)
         if bool(err.any()):
             return False
-        K = torch.empty(k, m, m, dtype=L.dtype, device=L.device)
-        for c in range(k):  # one output at a time: V is m x P d
-            K[c] = _gram((L[c].transpose(-1, -2) @ self.Zt).reshape(P * d, m))  # V^T
+        trace = float(torch.einsum("cpij,pji->c", Ha, self.C_diag).max())
+        single = trace * 2.0**-24 <= _FLOAT32_PERTURBATION
+        if single and self._factor(L.float(), self.Zt32):
+            return True
+        return self._factor(L, self.Zt)
+
+    def _factor(self, L: torch.Tensor, Zt: torch.Tensor) -> bool:
+        P, d, m = Zt.shape
+        K = torch.empty(L.shape[0], m, m, dtype=L.dtype, device=L.device)
+        for c in range(L.shape[0]):  # one output at a time: V is m x P d
+            K[c] = _gram_lower((L[c].mT @ Zt).reshape(P * d, m))  # V^T
         K.diagonal(dim1=-2, dim2=-1).add_(1.0)
         self.chol, err = torch.linalg.cholesky_ex(K)
         return not bool(err.any())
 
+    def _system(self, h: torch.Tensor) -> torch.Tensor:
+        """``(I + K) h`` for ``h`` ``(k, m)``, in float64."""
+        k = h.shape[0]
+        P, d, _ = self.Zt.shape
+        g = (self.Ha @ (h @ self.Z).reshape(k, P, d, 1)).reshape(k, P * d)
+        return h + g @ self.Z.T
+
+    def _precondition(self, r: torch.Tensor) -> torch.Tensor:
+        return _cholesky_solve(self.chol, r.to(self.chol.dtype)).to(r.dtype)
+
     def apply(self, y: torch.Tensor) -> torch.Tensor:
         k = y.shape[0]
         f = y.reshape(k, -1) @ self.Z.T  # (k, m)
-        h = torch.cholesky_solve(f[:, :, None], self.chol)[..., 0]
+        h = cg(
+            self._system,
+            f,
+            self._precondition(f),
+            max_iter=_CG_MAX_STEPS,
+            tol=_CG_RTOL,
+            preconditioner=self._precondition,
+        )[0]
         return (h @ self.Z).reshape(y.shape)
 
 
@@ -238,18 +314,18 @@ class _NewtonSystem:
         self,
         p: ConvexProgram,
         coupling: _Coupling,
-        XX: torch.Tensor,
+        XX: _OuterProducts,
         s_lin: torch.Tensor,
         z_lin: torch.Tensor,
         Winv2: torch.Tensor,
         sigma_w: torch.Tensor,
     ) -> None:
-        n, d = p.X.shape
+        n = p.X.shape[0]
         G = Winv2.shape[0]
         self.p, self.coupling, self.sigma_w = p, coupling, sigma_w
         self.ratio, self.Winv2 = z_lin / s_lin, Winv2
         B = Winv2.clone()  # SOC barrier + X^T diag(z / s) X per group
-        B[:, 1:, 1:] += (self.ratio.reshape(n, G).T @ XX).reshape(G, d, d)
+        B[:, 1:, 1:] += XX.weighted(self.ratio.reshape(n, G))
         self.ok = False
         for jitter in (1e-14, 1e-12, 1e-10):
             Bj = B.clone()
@@ -261,12 +337,12 @@ class _NewtonSystem:
 
     def _solve(self, rhs: torch.Tensor) -> torch.Tensor:
         G, m = rhs.shape
-        a = torch.cholesky_solve(rhs[:, :, None], self.chol_B)[..., 0]
+        a = _cholesky_solve(self.chol_B, rhs)
         ya = a[:, 1:].reshape(2, -1, self.p.gates.shape[0], m - 1)
         g = self.coupling.apply(ya[0] - ya[1])
         corr = torch.zeros_like(a)
         corr[:, 1:] = torch.stack([g, -g]).reshape(G, m - 1)
-        return a - torch.cholesky_solve(corr[:, :, None], self.chol_B)[..., 0]
+        return a - _cholesky_solve(self.chol_B, corr)
 
     def apply(self, dx: torch.Tensor) -> torch.Tensor:
         p = self.p
@@ -305,6 +381,13 @@ def solve_ipm(
         (``"stalled"``, typically near relative gaps of 1e-8); ``"no interior"`` when it cannot start (``beta = 0``, or a
         data row orthogonal to a gate, so the gate is not strictly inside its cone).
     """
+    with _blas_threads():
+        return _solve_ipm(p, max_iter, tol, callback)
+
+
+def _solve_ipm(
+    p: ConvexProgram, max_iter: int, tol: float, callback: Callable | None
+) -> tuple[torch.Tensor, IpmInfo, torch.Tensor]:
     if not p.constrained or not isinstance(p.datafit, Quadratic):
         raise ValueError("solve_ipm handles the cone-constrained programs with the squared loss")
     dtype = p.X.dtype
@@ -324,7 +407,7 @@ def solve_ipm(
     if beta <= 0 or bool((margin <= 1e-10 * margin.max()).any()):
         info.status = "no interior"
         return p.zeros().to(dtype), info, torch.zeros(n, *shape[:-1], dtype=dtype)
-    XX = (X[:, :, None] * X[:, None, :]).reshape(n, d * d)
+    XX = _OuterProducts(X)
     ghat = _centers(X, p.sign, ghat, XX)
     # start: u_g = c v_p for both signs (prediction 0), t_g = 2 c, on the central path;
     # c is 100x the scale at which 2P such neurons would fit y (a large start: fewer

@@ -62,9 +62,17 @@ def test_step_to_the_cone_boundary():
     assert bool((inside[:, 0] > torch.linalg.vector_norm(inside[:, 1:], dim=1)).all())
 
 
-@pytest.mark.parametrize(("n", "sample_space"), [(12, True), (60, False)])
-def test_coupling_in_both_spaces(n, sample_space):
-    """(C^-1 + H)^-1 y = (C - C L (I + L^T C L)^-1 L^T C) y, C = F_a^T Sigma F_a."""
+@pytest.mark.parametrize(
+    ("n", "sample_space", "scale", "factors"),
+    [
+        (12, True, 1.0, torch.float32),
+        (60, False, 1.0, torch.float32),
+        (12, True, 1e9, torch.float64),
+    ],
+)
+def test_coupling_in_both_spaces(n, sample_space, scale, factors):
+    """(C^-1 + H)^-1 y = (C - C L (I + L^T C L)^-1 L^T C) y, C = F_a^T Sigma F_a, to
+    float64 accuracy whether the factors are float32 (small H) or float64 (H ~ 1e9)."""
     rng = np.random.default_rng(2)
     w = rng.random(n) + 0.5
     p = _program(n=n, d=2, P=4, k=2, seed=3, weights=w)
@@ -72,8 +80,9 @@ def test_coupling_in_both_spaces(n, sample_space):
     assert c.sample_space is sample_space
     P, d = 4, 3
     B = torch.from_numpy(rng.standard_normal((2 * 2 * P, d + 1, d + 1)))
-    Binv = B @ B.transpose(1, 2) + torch.eye(d + 1, dtype=torch.float64)
+    Binv = scale * (B @ B.transpose(1, 2) + torch.eye(d + 1, dtype=torch.float64))
     assert c.factor(Binv, 0.0)
+    assert c.chol.dtype == factors
     y = torch.from_numpy(rng.standard_normal((2, P, d)))
     Xd = p.X
     sw = torch.from_numpy(w / w.mean() / n).sqrt()
