@@ -129,7 +129,7 @@ def fista(
     for k in range(max_iter):
         f_y, g_y = f_at(y, ay), grad_at(y, ay)
         while True:
-            x_new = prox(y - step * g_y, step)
+            x_new = prox(torch.add(y, g_y, alpha=-step), step)
             ax_new = image(x_new)
             d = x_new - y
             if not backtrack:
@@ -144,14 +144,15 @@ def fista(
         dn = _norm(d)
         info.grad_map_norm.append(dn / step)
         restart_now = False
-        if restart == "gradient":
-            restart_now = float(_rdot(y - x_new, x_new - x)) > 0
+        dx = x_new - x
+        if restart == "gradient":  # <y - x_new, x_new - x> > 0
+            restart_now = float(_rdot(d, dx)) < 0
         elif restart == "function":
             f_new = f_at(x_new, ax_new) if not backtrack else f_new
             restart_now = float(f_new) > float(f_x)
             f_x = f_new
         if criterion is None:
-            done = dn <= tol * max(_norm(x_new), tiny)
+            done = dn <= tol * max(_norm(x_new), tiny) if tol > 0 else dn == 0
         else:
             extra = (ax_new, ay) if linear else ()
             info.criterion.append(float(criterion(x_new, y, g_y, *extra)))
@@ -163,7 +164,7 @@ def fista(
         else:
             t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
             c = (t - 1) / t_next
-            y_next = x_new + c * (x_new - x)
+            y_next = torch.add(x_new, dx, alpha=c)
             ay_next = ax_new + c * (ax_new - ax) if linear else None
             t = t_next
         x, y, ax, ay = x_new, y_next, ax_new, ay_next
