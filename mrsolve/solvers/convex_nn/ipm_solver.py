@@ -16,10 +16,11 @@ to a general conic solver, because that structure makes every Newton step cheap:
 - the Hessian is a block diagonal part (one ``(d+1) x (d+1)`` block per group: the
   barrier of its ``n`` cone rows ``X^T diag(z/s) X`` and of its second-order cone) plus
   the fit ``F^T Sigma F``, which has rank ``min(n, P d)`` and is shared by both signs of
-  a pattern. By Woodbury the Newton system reduces to one SPD system per output of size
-  ``n`` (``I + V V^T``) or ``P d`` (``I + L^T C L`` with the fixed ``C = F_a^T Sigma F_a``),
-  whichever is smaller: one GEMM and one Cholesky factorization per iteration, reused by
-  the predictor and the corrector. (Clarabel, given the program restricted to a guessed
+  a pattern. By Woodbury the Newton system reduces to one SPD system ``I + Z H Z^T`` per
+  output of size ``min(n, P d)`` (``Z = Sigma^(1/2) F_a`` or its QR factor, :class:`_Coupling`):
+  one symmetric rank-k product and one Cholesky factorization per iteration (float32
+  while accurate enough, refined by CG on the float64 system), reused by the predictor
+  and the corrector. (Clarabel, given the program restricted to a guessed
   support, factors the whole sparse KKT system instead: 0.6-1.8 s per solve on the
   benchmark sets, where this method solves the full program in 0.3-1.4 s.)
 
@@ -190,8 +191,7 @@ def _gram_lower(Vt: torch.Tensor) -> torch.Tensor:
 
 def _blas_threads():
     """A context holding scipy's BLAS (:func:`_gram_lower`) to torch's thread count
-    (oversubscribed BLAS threads were 4x slower on a busy machine). Entering it costs
-    ~50 ms, so it wraps a whole solve."""
+    during a solve (oversubscribed BLAS threads were 4x slower on a busy machine)."""
     return _blas_controller().limit(limits=torch.get_num_threads(), user_api="blas")
 
 
@@ -507,11 +507,13 @@ def _solve_ipm(
 def ipm_entries(p: ConvexProgram) -> int:
     """Floats held by :func:`solve_ipm`'s largest arrays (a memory estimate): the
     coupling factors ``(k, m, m)``, ``Z`` and its transpose ``(m, P d)``, the per-output
-    ``V``, ``Sigma^(1/2) F_a`` ``(n, P d)``, ``X (x) X`` and the per-group arrays."""
+    ``V``, ``Sigma^(1/2) F_a`` ``(n, P d)``, the float32 copy of ``Z``, ``X (x) X`` and the
+    per-group arrays."""
     n, d = p.X.shape
     k, P = p.n_outputs, p.gates.shape[0]
     m = min(n, P * d)
-    return k * m * m + 3 * m * P * d + n * P * d + n * d * d + 2 * k * P * ((d + 1) ** 2 + 4 * n)
+    coupling = k * m * m + 3 * m * P * d + n * P * d + m * P * d // 2
+    return coupling + n * d * d + 2 * k * P * ((d + 1) ** 2 + 4 * n)
 
 
 def solve_ipm_exact(
