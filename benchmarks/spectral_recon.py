@@ -299,7 +299,7 @@ def main():
         "through /proc/self/clear_refs) minus the resident set at the start, on CUDA "
         "torch.cuda.max_memory_allocated minus memory_allocated at the start. The fat/water "
         "head fits its field map coarse to fine (grids 16x, 8x, 4x coarser than the image) "
-        "from a zero map, then up to 300 L-BFGS steps with the held-out stop; nothing is "
+        "from a zero map, then up to 600 L-BFGS steps with the held-out stop; nothing is "
         "chosen with the truth. Spectral rows use the default operator (coils compressed "
         "to the virtual coils that keep 99.9 % of the k-space energy).\n\n"
         f"{table}\n## Forward-model engines (error vs explicit per-sample model)\n\n{engines}\n"
