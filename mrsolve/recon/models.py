@@ -4,9 +4,10 @@
 compensation, holds out a seeded random subset of k-space lines for the stopping rule,
 optionally compresses the coils to the virtual coils that carry most of the data's
 energy (:mod:`mrsolve.propeller.coil_compression`), builds the temporal basis and, per
-frame, the Toeplitz normal operator N = A^H W A and b = A^H W y of :mod:`mrsolve.recon.spectral_op`. The data are scaled so that the
-gridding image has its 99th magnitude percentile at 1 (regularization weights are in
-those units); read-outs divide the scale back out.
+frame, the Toeplitz normal operator N = A^H W A and b = A^H W y of
+:mod:`mrsolve.recon.spectral_op`. The data are scaled so that the gridding image has its
+99th magnitude percentile at 1 (regularization weights are in those units); read-outs
+divide the scale back out.
 
 Data term per frame: f(z) = 1/2 Re<z, N z> - Re<z, b> + 1/2 y^H W y = 1/2 ||W^1/2 (A z - y)||^2.
 """

@@ -76,9 +76,12 @@ def reconstruct_spectral(
     if not stages:
         raise ValueError("at least one stage (free or waterfat) must be enabled, got none")
     totals = [cfg.free.iterations if s == "free" else cfg.waterfat.total_iterations for s in stages]
-    report = {"temporal_rank": problem.basis.rank, "scale": problem.scale,
-              "coils": scan.kspace.shape[0],
-              "virtual_coils": problem.coil_maps.shape[0]}  # fmt: skip
+    report = {
+        "temporal_rank": problem.basis.rank,
+        "scale": problem.scale,
+        "coils": scan.kspace.shape[0],
+        "virtual_coils": problem.coil_maps.shape[0],
+    }
     out = {}
 
     def staged(offset):

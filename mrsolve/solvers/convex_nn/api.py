@@ -23,7 +23,7 @@ from mrsolve.solvers.validation import check_choice, check_finite, check_positiv
 LOSSES = ("squared", "logistic", "multinomial")
 SOLVERS = ("auto", "fista", "ipm", "admm", "cvxpy")
 #: "auto" uses the interior-point method when its arrays hold at most this many floats
-#: (1e8: 800 MB; digits with 10 outputs and 50 gates needs ~7.5e7)
+#: (1e8: 800 MB; digits with 10 outputs and 50 gates needs ~7.8e7)
 IPM_MAX_ENTRIES = 1e8
 
 
