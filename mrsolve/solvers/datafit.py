@@ -117,8 +117,14 @@ class Datafit:
 
     def value(self, eta: torch.Tensor) -> torch.Tensor:
         """Weighted mean loss at ``eta + offset`` (a 0-d tensor)."""
+        return self.value_by_output(eta).sum()
+
+    def value_by_output(self, eta: torch.Tensor) -> torch.Tensor:
+        """:meth:`value` split over the columns of ``(n, k)`` targets: ``(k,)`` (0-d for
+        ``(n,)`` targets); for the families whose loss is a sum over entries (all but
+        :class:`Multinomial`)."""
         e = self._eta(eta)
-        return (self._w(e) * self._loss(e)).sum()
+        return (self._w(e) * self._loss(e)).sum(0)
 
     def grad(self, eta: torch.Tensor) -> torch.Tensor:
         """Gradient of :meth:`value` in ``eta`` (shape of ``eta``)."""

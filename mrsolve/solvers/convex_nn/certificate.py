@@ -32,6 +32,13 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 def dual_objective(datafit: Datafit, eta: torch.Tensor, t: float) -> float:
     """``-L*(t grad L(eta))``, a lower bound on the optimum when ``t grad L(eta)`` is dual
     feasible (offsets are not supported: the programs here use none)."""
+    return float(dual_by_output(datafit, eta, t).sum())
+
+
+def dual_by_output(datafit: Datafit, eta: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+    """:func:`dual_objective` split over the columns of ``(n, k)`` targets: ``(k,)``.
+    For the squared and logistic losses, which separate by column, ``t`` may be one factor
+    per column ``(k,)`` (each column's dual term is then a bound for its own program)."""
     y = datafit.y
     p = y + t * (datafit.mean(eta + datafit.offset) - y)
     w = (datafit.weights / datafit.n)[:, None] if y.ndim == 2 else datafit.weights / datafit.n
@@ -45,7 +52,7 @@ def dual_objective(datafit: Datafit, eta: torch.Tensor, t: float) -> float:
         raise TypeError(
             f"datafit must be Quadratic, Logistic or Multinomial, got {type(datafit).__name__}"
         )
-    return float((w * phi).sum())
+    return (w * phi).sum(0)
 
 
 def scaled_dual(datafit: Datafit, eta: torch.Tensor, norms: torch.Tensor, beta: float) -> float:

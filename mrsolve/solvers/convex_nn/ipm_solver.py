@@ -33,6 +33,7 @@ accuracy of the last Newton step.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mrsolve.solvers.alg import cg
-from mrsolve.solvers.convex_nn.certificate import scaled_dual
+from mrsolve.solvers.convex_nn.certificate import dual_by_output
 from mrsolve.solvers.convex_nn.polish import PolishInfo, polish
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.datafit import Quadratic
@@ -125,8 +126,8 @@ def _soc_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
 
 
 def _lin_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    ratio = torch.where(dx < 0, -x / dx.clamp_max(-1e-300), math.inf)
-    return ratio.min() if ratio.numel() else torch.tensor(math.inf)
+    """Largest ``a`` with ``x + a dx >= 0``, entry by entry (``x > 0``; inf if none)."""
+    return torch.where(dx < 0, -x / dx.clamp_max(-1e-300), math.inf)
 
 
 class _OuterProducts:
@@ -381,8 +382,38 @@ def solve_ipm(
         (``"stalled"``, typically near relative gaps of 1e-8); ``"no interior"`` when it cannot start (``beta = 0``, or a
         data row orthogonal to a gate, so the gate is not strictly inside its cone).
     """
+    q, V = _row_space_program(p)
+    if V is None:
+        with _blas_threads():
+            return _solve_ipm(p, max_iter, tol, callback)
+    inner = None if callback is None else (lambda it, w: callback(it, w @ V.T))
     with _blas_threads():
-        return _solve_ipm(p, max_iter, tol, callback)
+        w, info, mu = _solve_ipm(q, max_iter, tol, inner)
+    return w @ V.T, info, mu
+
+
+def _row_space_program(p: ConvexProgram) -> tuple[ConvexProgram, torch.Tensor | None]:
+    """``p`` in the row space of its data when ``X`` ``(n, d)`` has rank ``r < d``: data
+    ``X V`` and gates ``V^T g`` (the same patterns) for an orthonormal basis ``V`` ``(d, r)``
+    (None when ``r = d``). An exact reduction (the cones and the fit see only ``X u``, and
+    for a given ``X u`` the norm ``||u||`` is least in the row space) that shrinks every
+    Newton system: constant features (digits has three) or collinear ones."""
+    _, sv, Vh = torch.linalg.svd(p.X, full_matrices=False)
+    rank = int((sv > sv[0] * max(p.X.shape) * torch.finfo(sv.dtype).eps).sum())
+    if rank == p.X.shape[1] or rank == 0:
+        return p, None
+    V = Vh[:rank].T
+    return dataclasses.replace(p, X=p.X @ V, gates=p.gates @ V), V
+
+
+def _output_program(p: ConvexProgram, idx: torch.Tensor) -> ConvexProgram:
+    """The program of the outputs ``idx`` alone (the programs separate by output)."""
+    df = p.datafit
+    off = df.offset
+    off = None if off.ndim == 0 else off if off.shape[1] == 1 else off[:, idx]
+    return dataclasses.replace(
+        p, n_outputs=len(idx), datafit=Quadratic(df.y[:, idx], df.weights, off)
+    )
 
 
 def _solve_ipm(
@@ -400,7 +431,6 @@ def _solve_ipm(
     n, d = X.shape
     shape = p.shape
     k, P = shape[1], shape[2]
-    G = 2 * k * P
     info = IpmInfo()
     ghat = p.gates / torch.linalg.vector_norm(p.gates, dim=1, keepdim=True)
     margin = (X @ ghat.T).abs()  # (n, P): slack of each row at the gate
@@ -410,98 +440,146 @@ def _solve_ipm(
     XX = _OuterProducts(X)
     ghat = _centers(X, p.sign, ghat, XX)
     # start: u_g = c v_p for both signs (prediction 0), t_g = 2 c, on the central path;
-    # c is 100x the scale at which 2P such neurons would fit y (a large start: fewer
-    # iterations, and insensitive to the factor between 10 and 1000 on the benchmark data)
-    scale = float(df.y.std()) if df.y.numel() > 1 and float(df.y.std()) > 0 else 1.0
-    c0 = 100 * scale / float((X @ ghat.T).abs().mean()) / P
-    x = torch.empty(G, d + 1, dtype=X.dtype, device=X.device)
-    x[:, 1:] = c0 * ghat.repeat(2 * k, 1)
-    x[:, 0] = 2 * c0
+    # c is 100x the scale at which 2P such neurons would fit the output (a large start:
+    # fewer iterations, and insensitive to the factor between 10 and 1000 on the
+    # benchmark data), set output by output like everything else
+    spread = df.y.std(0) if n > 1 else torch.ones(k, dtype=X.dtype)
+    scale = torch.where(spread > 0, spread, 1.0)
+    c0 = (100 * scale / float((X @ ghat.T).abs().mean()) / P)[None, :, None, None]
+    x = torch.empty(2, k, P, d + 1, dtype=X.dtype, device=X.device)  # (t_g, u_g) per group
+    x[..., 1:] = c0 * ghat
+    x[..., :1] = 2 * c0
     mu0 = 1.5 * beta * c0  # the SOC multiplier then starts at beta, its optimal value
-    z_lin = mu0 / p.cone(x[:, 1:].reshape(shape))
+    z_lin = mu0[..., 0] / p.cone(x[..., 1:])
     z_soc = x.clone()
-    z_soc[:, 1:] = -z_soc[:, 1:]
-    z_soc = mu0 * z_soc / _soc_det(x)[:, None]
-    nu = n * G + G  # barrier degree
+    z_soc[..., 1:] = -z_soc[..., 1:]
+    z_soc = mu0 * z_soc / _soc_det(x)[..., None]
     coupling = _Coupling(p)
-    sigma_w = (df.weights / df.n).to(X.dtype)
-    e = torch.zeros_like(x)
-    e[:, 0] = 1.0
-    best_u, best_mu, best_it = x[:, 1:].reshape(shape).clone(), z_lin.clone(), 0
+    step = _NewtonStep(coupling, XX, 2 * P * (n + 1))  # barrier degree of one output
+    # each output is its own program: it keeps its best certified point, and stops
+    # stepping once that is within tol (converged) or has not improved for 4 iterations
+    best_u, best_mu = x[..., 1:].clone(), z_lin.clone()
+    best_rel = torch.full((k,), math.inf, dtype=X.dtype)  # relative gap of each output
+    best_gap, best_primal = torch.zeros(k, dtype=X.dtype), torch.zeros(k, dtype=X.dtype)
+    best_it = torch.zeros(k, dtype=torch.long)
+    programs: dict[tuple[int, ...], ConvexProgram] = {}
     for it in range(max_iter):
-        u = x[:, 1:].reshape(shape)
-        s_lin = p.cone(u)
+        u = x[..., 1:]
         eta = p.forward(u)
         dual_u = p.adjoint(df.grad(eta)) - p.cone_adjoint(z_lin)  # F_g^T theta - A_g^T z_g
-        # certificate of the current (feasible) point
-        primal = p.objective(u)
-        dual = scaled_dual(df, eta, torch.linalg.vector_norm(dual_u, dim=-1), beta)
-        gap = (primal - dual) / max(abs(primal), 1e-300)
-        info.gaps.append(gap)
-        if gap < info.relative_gap:
-            info.relative_gap, info.dual = gap, dual
-            best_u, best_mu, best_it = u.clone(), z_lin.clone(), it
-        if gap <= tol:
+        # certificate of the current (feasible) point, output by output
+        primal = df.value_by_output(eta) + beta * p.group_norms(u).sum((0, 2))
+        worst = torch.linalg.vector_norm(dual_u, dim=-1).amax((0, 2))
+        dual = dual_by_output(df, eta, (beta / worst).clamp(max=1.0))
+        gap = primal - dual
+        rel = gap / primal.abs().clamp_min(1e-300)
+        better = rel < best_rel
+        best_rel = torch.where(better, rel, best_rel)
+        best_gap = torch.where(better, gap, best_gap)
+        best_primal = torch.where(better, primal, best_primal)
+        best_it = torch.where(better, it, best_it)
+        best_u[:, better], best_mu[:, :, better] = u[:, better], z_lin[:, :, better]
+        total = float(best_primal.sum())
+        info.relative_gap = float(best_gap.sum()) / max(abs(total), 1e-300)
+        info.dual = total - float(best_gap.sum())
+        info.gaps.append(info.relative_gap)
+        if info.relative_gap <= tol:
             info.converged = True
             break
-        if it - best_it >= 4:  # no progress: the Newton systems have lost accuracy
+        active = (best_rel > tol) & (it - best_it < 4)
+        if not bool(active.any()):  # no progress: the Newton systems have lost accuracy
             info.status = "stalled"
             break
-        r_x = torch.cat([(beta - z_soc[:, :1]), dual_u.reshape(G, d) - z_soc[:, 1:]], -1)
-        W, Winv, Winv2, lam = _nt_scaling(x, z_soc)
-        lam_lin2 = s_lin * z_lin
-        mu = (float(lam_lin2.sum()) + float((x * z_soc).sum())) / nu
-        H = _NewtonSystem(p, coupling, XX, s_lin, z_lin, Winv2, sigma_w)
-        if not H.ok:  # a factorization failed: the Newton systems have lost accuracy
+        idx = active.nonzero()[:, 0]
+        key = tuple(idx.tolist())
+        if key not in programs:
+            programs[key] = _output_program(p, idx)
+        moved = step(
+            programs[key],
+            x[:, idx],
+            z_lin[:, :, idx],
+            z_soc[:, idx],
+            dual_u[:, idx],
+            refine=2 if float(rel[idx].min()) < 1e-4 else 0,
+        )
+        if moved is None:  # a factorization failed: the Newton systems have lost accuracy
             info.status = "stalled"
             break
-        # iterative refinement once the gap is small (the blocks grow ill-conditioned)
-        refine = 2 if gap < 1e-4 else 0
+        x[:, idx], z_lin[:, :, idx], z_soc[:, idx] = moved
+        info.n_iter = it + 1
+        if callback is not None:
+            callback(it, x[..., 1:])
+    else:
+        info.status = "max_iter"
+    return best_u.to(dtype), info, best_mu.clamp_min(0).to(dtype)
 
-        def direction(
-            d_lin, d_soc, H=H, s_lin=s_lin, z_lin=z_lin, r_x=r_x, lam=lam, Winv=Winv, refine=refine
-        ):
+
+class _NewtonStep:
+    """One Mehrotra predictor-corrector step of the programs of some outputs, each with its
+    own centering and step length (they are separate programs sharing one batched Newton
+    system; one step length for all took digits 33 iterations, each its own 23-28)."""
+
+    def __init__(self, coupling: _Coupling, XX: _OuterProducts, nu: int) -> None:
+        self.coupling, self.XX, self.nu = coupling, XX, nu
+
+    def __call__(self, p, x, z_lin, z_soc, dual_u, refine):
+        """New ``(x, z_lin, z_soc)`` for ``p``'s outputs from the point ``x``
+        ``(2, k, P, d + 1)``, its multipliers and dual residual ``dual_u``
+        ``(2, k, P, d)``; None when a factorization failed."""
+        shape, beta = x.shape, p.beta
+        G, m = shape[0] * shape[1] * shape[2], shape[3]
+        xg, zg = x.reshape(G, m), z_soc.reshape(G, m)
+        s_lin = p.cone(x[..., 1:])
+        r_x = torch.cat([(beta - z_soc[..., :1]), dual_u - z_soc[..., 1:]], -1).reshape(G, m)
+        W, Winv, Winv2, lam = _nt_scaling(xg, zg)
+        lam_lin2 = s_lin * z_lin
+        mu = (lam_lin2.sum((0, 1, 3)) + (x * z_soc).sum((0, 2, 3))) / self.nu  # (k,)
+        sigma_w = (p.datafit.weights / p.datafit.n).to(x.dtype)
+        H = _NewtonSystem(p, self.coupling, self.XX, s_lin, z_lin, Winv2, sigma_w)
+        if not H.ok:
+            return None
+
+        def direction(d_lin, d_soc):
             """Newton direction for the complementarity right-hand sides ``d``."""
             q_lin = d_lin / s_lin  # W^(-1) (lam \ d) of the linear cone
             q_soc = (Winv @ _jdiv(lam, d_soc)[:, :, None])[..., 0]
             rhs = q_soc - r_x
-            rhs[:, 1:] += p.cone_adjoint(q_lin).reshape(G, d)
+            rhs[:, 1:] += p.cone_adjoint(q_lin).reshape(G, m - 1)
             dx = H.solve(rhs, refine)
-            ds_lin = p.cone(dx[:, 1:].reshape(shape))
+            ds_lin = p.cone(dx[:, 1:].reshape(*shape[:3], m - 1))
             dz_lin = (d_lin - z_lin * ds_lin) / s_lin
             dz_soc = q_soc - (H.Winv2 @ dx[:, :, None])[..., 0]
             return dx, ds_lin, dz_lin, dz_soc
 
-        def max_step(dx, ds_lin, dz_lin, dz_soc, s_lin=s_lin, z_lin=z_lin, x=x, z_soc=z_soc):
-            return min(
-                float(_lin_step(s_lin, ds_lin)),
-                float(_lin_step(z_lin, dz_lin)),
-                float(_soc_step(x, dx).min()),
-                float(_soc_step(z_soc, dz_soc).min()),
-            )
+        def max_step(dx, ds_lin, dz_lin, dz_soc):
+            """Largest step of each output keeping its cones' interiors ``(k,)``."""
+            soc = torch.minimum(_soc_step(xg, dx), _soc_step(zg, dz_soc))
+            lin = torch.minimum(_lin_step(s_lin, ds_lin), _lin_step(z_lin, dz_lin))
+            return torch.minimum(soc.reshape(shape[:3]).amin((0, 2)), lin.amin((0, 1, 3)))
+
+        def per_output(a):  # (k,) to the linear cone's and the groups' shapes
+            return a[None, None, :, None], a[None, :, None, None]
 
         # predictor (affine scaling), then Mehrotra's corrector with centering
         dx, ds_lin, dz_lin, dz_soc = direction(-lam_lin2, -_jprod(lam, lam))
-        a_aff = min(1.0, max_step(dx, ds_lin, dz_lin, dz_soc))
-        gap_aff = float(((s_lin + a_aff * ds_lin) * (z_lin + a_aff * dz_lin)).sum()) + float(
-            ((x + a_aff * dx) * (z_soc + a_aff * dz_soc)).sum()
-        )
-        sigma = min(1.0, max(0.0, gap_aff / (mu * nu))) ** 3
+        a_lin, a_soc = per_output(max_step(dx, ds_lin, dz_lin, dz_soc).clamp(max=1.0))
+        dxs, dzs = dx.reshape(shape), dz_soc.reshape(shape)
+        gap_aff = ((s_lin + a_lin * ds_lin) * (z_lin + a_lin * dz_lin)).sum((0, 1, 3)) + (
+            (x + a_soc * dxs) * (z_soc + a_soc * dzs)
+        ).sum((0, 2, 3))
+        sigma_mu = (gap_aff / (mu * self.nu)).clamp(0.0, 1.0) ** 3 * mu
         ws = (Winv @ dx[:, :, None])[..., 0]
         wz = (W @ dz_soc[:, :, None])[..., 0]
-        d_lin = sigma * mu - lam_lin2 - ds_lin * dz_lin
-        d_soc = sigma * mu * e - _jprod(lam, lam) - _jprod(ws, wz)
+        d_lin = per_output(sigma_mu)[0] - lam_lin2 - ds_lin * dz_lin
+        d_soc = -_jprod(lam, lam) - _jprod(ws, wz)
+        d_soc[:, 0] += sigma_mu[None, :, None].expand(shape[:3]).reshape(G)
         dx, ds_lin, dz_lin, dz_soc = direction(d_lin, d_soc)
-        step = min(1.0, 0.99 * max_step(dx, ds_lin, dz_lin, dz_soc))
-        x = x + step * dx
-        z_lin = z_lin + step * dz_lin
-        z_soc = z_soc + step * dz_soc
-        info.n_iter = it + 1
-        if callback is not None:
-            callback(it, x[:, 1:].reshape(shape))
-    else:
-        info.status = "max_iter"
-    return best_u.to(dtype), info, best_mu.clamp_min(0).to(dtype)
+        a_lin, a_soc = per_output((0.99 * max_step(dx, ds_lin, dz_lin, dz_soc)).clamp(max=1.0))
+        return (
+            x + a_soc * dx.reshape(shape),
+            z_lin + a_lin * dz_lin,
+            z_soc + a_soc * dz_soc.reshape(shape),
+        )
 
 
 def ipm_entries(p: ConvexProgram) -> int:

@@ -114,6 +114,55 @@ def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed):
     assert mu.shape == (n, 2, k, p.gates.shape[0]) and bool((mu >= 0).all())
 
 
+def _iterates(p, tol):
+    seen: list[torch.Tensor] = []
+    u, info, _ = solve_ipm(p, tol=tol, callback=lambda it, v: seen.append(v.clone()))
+    return u, info, seen
+
+
+def test_each_output_steps_as_its_own_program():
+    """The outputs are separate programs: solved together, each follows the iterates it
+    follows alone (its own start, centering and step length) and stops on its own gap;
+    the joint solve takes as many iterations as the slowest output, and its certified
+    bound is the sum of theirs."""
+    p = _program(n=40, k=3, seed=9)
+    u, info, joint = _iterates(p, 1e-6)
+    y = p.datafit.y
+    duals, iters = 0.0, []
+    for c in range(3):
+        df = make_datafit("squared", y[:, c : c + 1], torch.float64)
+        q = ConvexProgram(p.X, p.gates, p.kappa, 1, df, p.beta)
+        uc, ic, alone = _iterates(q, 1e-6)
+        assert ic.converged
+        for a, b in zip(alone, joint, strict=False):  # equal up to rounding (~1e-9)
+            scale = float(a.abs().max())
+            torch.testing.assert_close(b[:, c : c + 1], a, rtol=1e-6, atol=1e-6 * scale)
+        torch.testing.assert_close(u[:, c : c + 1], uc, rtol=1e-6, atol=1e-6 * scale)
+        duals += ic.dual
+        iters.append(ic.n_iter)
+    assert info.converged and info.n_iter == max(iters) and len(set(iters)) > 1
+    assert info.dual <= p.objective(solve_cvxpy(p)[0]) * (1 + 1e-8)
+    assert info.dual == pytest.approx(duals, rel=1e-9)
+
+
+def test_rank_deficient_data_is_solved_in_its_row_space():
+    """A constant (zero after centering) and a duplicated feature: the IPM works in the
+    row space of X and returns weights there, at CVXPY's optimum."""
+    rng = np.random.default_rng(10)
+    Z = rng.standard_normal((50, 3))
+    X = add_bias(torch.from_numpy(np.column_stack([Z, Z[:, 0], np.zeros(50)])))
+    y = torch.from_numpy(np.abs(Z[:, :1]) - Z[:, 1:2] + 0.05 * rng.standard_normal((50, 1)))
+    df = make_datafit("squared", y, torch.float64)
+    p = ConvexProgram(X, sample_gates(X, 6, seed=11), 0.0, 1, df, 0.01)
+    u, info, mu = solve_ipm(p, tol=1e-7)
+    opt = p.objective(solve_cvxpy(p)[0])
+    assert info.converged and p.violation(u) <= 1e-12
+    assert abs(p.objective(u) - opt) <= 1e-6 * opt and info.dual <= opt * (1 + 1e-8)
+    assert float(u[..., 4].abs().max()) == 0  # no weight on the zero feature
+    torch.testing.assert_close(u[..., 0], u[..., 3])  # equal weights on the duplicates
+    assert mu.shape == (50, 2, 1, 6)
+
+
 def test_loose_tolerance_still_certifies_and_stays_feasible():
     p = _program(seed=5, beta=0.005)
     u, info, _ = solve_ipm(p, tol=1e-2)
