@@ -397,13 +397,17 @@ def _row_space_program(p: ConvexProgram) -> tuple[ConvexProgram, torch.Tensor | 
     ``X V`` and gates ``V^T g`` (the same patterns) for an orthonormal basis ``V`` ``(d, r)``
     (None when ``r = d``). An exact reduction (the cones and the fit see only ``X u``, and
     for a given ``X u`` the norm ``||u||`` is least in the row space) that shrinks every
-    Newton system: constant features (digits has three) or collinear ones."""
+    Newton system: constant features (digits has three) or collinear ones. Not reduced
+    when a row lies within rounding of a gate's hyperplane (its pattern could flip)."""
     _, sv, Vh = torch.linalg.svd(p.X, full_matrices=False)
     rank = int((sv > sv[0] * max(p.X.shape) * torch.finfo(sv.dtype).eps).sum())
     if rank == p.X.shape[1] or rank == 0:
         return p, None
     V = Vh[:rank].T
-    return dataclasses.replace(p, X=p.X @ V, gates=p.gates @ V), V
+    q = dataclasses.replace(p, X=p.X @ V, gates=p.gates @ V)
+    if not torch.equal(q.sign, p.sign):  # rows at rounding distance from a gate's hyperplane
+        return p, None
+    return q, V
 
 
 def _output_program(p: ConvexProgram, idx: torch.Tensor) -> ConvexProgram:
