@@ -447,7 +447,7 @@ def _solve_ipm(
     # c is 100x the scale at which 2P such neurons would fit the output (a large start:
     # fewer iterations, and insensitive to the factor between 10 and 1000 on the
     # benchmark data), set output by output like everything else
-    spread = df.y.std(0) if n > 1 else torch.ones(k, dtype=X.dtype)
+    spread = df.y.std(0) if n > 1 else torch.ones(k, dtype=X.dtype, device=X.device)
     scale = torch.where(spread > 0, spread, 1.0)
     c0 = (100 * scale / float((X @ ghat.T).abs().mean()) / P)[None, :, None, None]
     x = torch.empty(2, k, P, d + 1, dtype=X.dtype, device=X.device)  # (t_g, u_g) per group
@@ -463,9 +463,9 @@ def _solve_ipm(
     # each output is its own program: it keeps its best certified point, and stops
     # stepping once that is within tol (converged) or has not improved for 4 iterations
     best_u, best_mu = x[..., 1:].clone(), z_lin.clone()
-    best_rel = torch.full((k,), math.inf, dtype=X.dtype)  # relative gap of each output
-    best_gap, best_primal = torch.zeros(k, dtype=X.dtype), torch.zeros(k, dtype=X.dtype)
-    best_it = torch.zeros(k, dtype=torch.long)
+    best_rel = torch.full((k,), math.inf, dtype=X.dtype, device=X.device)  # relative gaps
+    best_gap, best_primal = torch.zeros(2, k, dtype=X.dtype, device=X.device)
+    best_it = torch.zeros(k, dtype=torch.long, device=X.device)
     programs: dict[tuple[int, ...], ConvexProgram] = {}
     for it in range(max_iter):
         u = x[..., 1:]
