@@ -1,4 +1,4 @@
-"""Shared fixtures: one Ray cluster per test session, seeded generators."""
+"""Shared fixtures: one Ray cluster per test session, the devices to run on."""
 
 from __future__ import annotations
 
@@ -19,3 +19,13 @@ def ray_cluster():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+#: where the device-generic tests run: the CPU, and CUDA where a GPU is present
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each device of ``DEVICES`` in turn (tests compare against CPU-side references)."""
+    return torch.device(request.param)

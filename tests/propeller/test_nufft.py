@@ -42,14 +42,14 @@ def _case(name, seed=0):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_matches_dft(name):
+def test_matches_dft(name, device):
     traj, image_shape, batch, g = _case(name)
-    a = NUFFT(traj, image_shape, batch_shape=batch)
+    a = NUFFT(traj.to(device), image_shape, batch_shape=batch)
     d = DFT(traj, image_shape, batch_shape=batch)
     assert a.ishape == d.ishape and a.oshape == d.oshape
     x, y = _cplx(a.ishape, g), _cplx(a.oshape, g)
-    assert _rel(a(x), d(x)) < 1e-3
-    assert _rel(a.H(y), d.H(y)) < 1e-3
+    assert _rel(a(x.to(device)).cpu(), d(x)) < 1e-3
+    assert _rel(a.H(y.to(device)).cpu(), d.H(y)) < 1e-3
 
 
 @pytest.mark.parametrize("width, oversamp", [(4, 2.0), (6, 1.5), (8, 1.25)])
@@ -114,19 +114,20 @@ def test_autograd_real_loss_gradient_matches_finite_difference():
 
 
 @pytest.mark.parametrize("name", ["propeller_even", "odd_nonsquare_random"])
-def test_toeplitz_normal_matches_dft_normal(name):
+def test_toeplitz_normal_matches_dft_normal(name, device):
     traj, image_shape, batch, g = _case(name)
-    a, d = NUFFT(traj, image_shape, batch), DFT(traj, image_shape, batch)
+    a, d = NUFFT(traj.to(device), image_shape, batch), DFT(traj, image_shape, batch)
     x = _cplx(a.ishape, g)
     reference = d.H(d(x))
-    assert _rel(a.N(x), reference) < 1e-3
-    assert _rel(a.N(x), a.H(a(x))) < 1e-3
+    xd = x.to(device)
+    assert _rel(a.N(xd).cpu(), reference) < 1e-3
+    assert _rel(a.N(xd), a.H(a(xd))) < 1e-3
     assert dot_test(a.N) < 1e-5
 
     weights = torch.rand(traj.shape[:-1], generator=g)
-    weighted = toeplitz_normal(a, weights)
-    assert _rel(weighted(x), d.H(weights * d(x))) < 1e-3
-    assert _rel(a.normal(weights)(x), weighted(x)) < 1e-6
+    weighted = toeplitz_normal(a, weights.to(device))
+    assert _rel(weighted(xd).cpu(), d.H(weights * d(x))) < 1e-3
+    assert _rel(a.normal(weights.to(device))(xd), weighted(xd)) < 1e-6
 
 
 def _apply_kernel(kernel, x):

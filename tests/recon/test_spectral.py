@@ -26,12 +26,12 @@ def small():
                     noise=0.02, seed=5)  # fmt: skip
 
 
-def test_static_free_volume_beats_gridding(small):
+def test_static_free_volume_beats_gridding(small, device):
     grid = gridding(small.scan, coil_maps="walsh")
     steps = []
     rec = reconstruct_spectral(
         small.scan, "static", iterations=20, callback=lambda s, t, image=None, loss=None:
-        steps.append((s, t, loss)), **FAST,
+        steps.append((s, t, loss)), device=device, **FAST,
     )  # fmt: skip
     assert isinstance(rec, Reconstruction) and rec.method == "spectral"
     assert rec.spectral_volume.shape == (8, 24, 24) and rec.frequencies_hz.shape == (8,)
@@ -41,11 +41,11 @@ def test_static_free_volume_beats_gridding(small):
     assert rec.config["free"]["iterations"] == 20 and rec.config["preset"] == "static"
 
 
-def test_dynamic_beats_gridding_per_frame():
+def test_dynamic_beats_gridding_per_frame(device):
     sim = simulate(size=24, n_blades=6, n_lines=6, n_coils=3, n_frames=2, max_offres_hz=100.0,
                    noise=0.02, seed=1)  # fmt: skip
     scan, truth = sim.scan, sim.truth
-    rec = reconstruct_spectral(scan, "dynamic", iterations=20, **FAST)
+    rec = reconstruct_spectral(scan, "dynamic", iterations=20, device=device, **FAST)
     assert rec.image.shape == (2, 24, 24) and rec.spectral_volume.shape == (2, 8, 24, 24)
     for t in range(2):
         grid = gridding(scan.select_blades(scan.frame == t), coil_maps="walsh")

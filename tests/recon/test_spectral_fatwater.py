@@ -103,12 +103,12 @@ def test_restarting_lbfgs_restarts_after_a_step_without_progress():
     assert opt.state[x] == {}
 
 
-def test_fatwater_on_3t_phantom_meets_targets():
+def test_fatwater_on_3t_phantom_meets_targets(device):
     sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=3.0,
                    max_offres_hz=150.0, noise=0.02, seed=0)  # fmt: skip
     steps = []
     rec = reconstruct_spectral(
-        sim.scan, "fatwater", frequency={"n_bins": 16},
+        sim.scan, "fatwater", frequency={"n_bins": 16}, device=device,
         callback=lambda step, total, image=None, loss=None: steps.append((step, total)),
     )  # fmt: skip
     s = _scores(sim, rec)

@@ -29,6 +29,13 @@ def _program(n=40, d=3, P=6, k=1, kappa=0.0, beta=0.01, seed=0, weights=None):
     return ConvexProgram(X, sample_gates(X, P, seed=seed + 1), kappa, k, df, beta)
 
 
+def _on(p, device):
+    """``p`` with its arrays on ``device``."""
+    df = p.datafit
+    df = type(df)(df.y.to(device), df.weights.to(device))
+    return ConvexProgram(p.X.to(device), p.gates.to(device), p.kappa, p.n_outputs, df, p.beta)
+
+
 def _interior(rng, G, m):
     v = torch.from_numpy(rng.standard_normal((G, m)))
     v[:, 0] = torch.linalg.vector_norm(v[:, 1:], dim=1) + torch.from_numpy(rng.random(G))
@@ -100,11 +107,12 @@ def test_coupling_in_both_spaces(n, sample_space, scale, factors):
     ("kappa", "k", "n", "seed"),
     [(0.0, 1, 40, 0), (0.0, 2, 40, 1), (0.01, 1, 40, 2), (-1.0, 1, 40, 3), (0.0, 2, 90, 4)],
 )
-def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed):
+def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed, device):
     """n = 90 > P d = 24 runs the pattern-space coupling; odd seeds weight the samples."""
     w = np.random.default_rng(seed).random(n) + 0.2 if seed % 2 else None
     p = _program(n=n, k=k, kappa=kappa, seed=seed, weights=w)
-    u, info, mu = solve_ipm(p, tol=1e-7)
+    u, info, mu = solve_ipm(_on(p, device), tol=1e-7)
+    u, mu = u.cpu(), mu.cpu()
     ref, _, _ = solve_cvxpy(p)
     opt = p.objective(ref)
     assert info.converged and info.relative_gap <= 1e-7 and info.n_iter < 60

@@ -32,10 +32,10 @@ def _problem(loss, n=12, d=2, seed=0):
 
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activation", ACTS)
-def test_objective_matches_cvxpy(activation, loss):
+def test_objective_matches_cvxpy(activation, loss, device):
     X, y, gates = _problem(loss)
     kw = dict(activation=activation, loss=loss, bias=True)
-    ours = solve(X, y, gates, 0.02, tol=1e-9, max_iter=20000, **kw)
+    ours = solve(X, y, gates, 0.02, tol=1e-9, max_iter=20000, device=device, **kw)
     ref = solve(X, y, gates, 0.02, solver="cvxpy", **kw)
     assert ours.info.converged
     assert abs(ours.objective - ref.objective) <= 1e-5 * abs(ref.objective)
