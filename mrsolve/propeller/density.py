@@ -161,7 +161,11 @@ def propeller_dcf(traj: torch.Tensor, blade_weights: torch.Tensor | None = None)
     n_blades = traj.shape[0]
     weights = _check_sample_weights(blade_weights, (n_blades,), "blade_weights")
     traj = traj.float()
-    weights = torch.ones(n_blades, device=traj.device) if weights is None else weights.float()
+    weights = (
+        torch.ones(n_blades, device=traj.device)
+        if weights is None
+        else weights.to(traj.device, torch.float32)
+    )
     half = torch.stack([frames.step_ro, frames.step_pe], dim=-1) / 2
     lo, hi = frames.first - half, frames.last + half
     cell = frames.step_ro * frames.step_pe

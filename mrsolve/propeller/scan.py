@@ -72,9 +72,9 @@ class Scan:
         check_choice("sequence", self.sequence, SEQUENCES)
         self.image_shape = (int(self.image_shape[0]), int(self.image_shape[1]))
         if self.frame is None:
-            self.frame = torch.zeros(b, dtype=torch.int64)
+            self.frame = torch.zeros(b, dtype=torch.int64, device=self.kspace.device)
         if self.timestamps_s is None:
-            self.timestamps_s = torch.zeros(b, dtype=torch.float32)
+            self.timestamps_s = torch.zeros(b, dtype=torch.float32, device=self.kspace.device)
         if tuple(self.frame.shape) != (b,):
             raise ValueError(f"frame must have shape ({b},), got {tuple(self.frame.shape)}")
         if self.echo is None:

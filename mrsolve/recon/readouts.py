@@ -63,7 +63,9 @@ def volume_from_water_fat(
     Water at psi(r) and fat peak p (amplitude a_p) at psi(r) + f_p, each split linearly
     between its two neighbouring bins (clamped at the ends); sums over f to water + fat.
     """
-    volume = torch.zeros((bins_hz.numel(), *water.shape), dtype=torch.complex64)
+    volume = torch.zeros(
+        (bins_hz.numel(), *water.shape), dtype=torch.complex64, device=water.device
+    )
     _deposit(volume, bins_hz, field_map_hz, water.to(torch.complex64))
     for f_p, a_p in zip(spectrum.frequencies_hz, spectrum.amplitudes, strict=True):
         _deposit(volume, bins_hz, field_map_hz + float(f_p), float(a_p) * fat.to(torch.complex64))

@@ -373,7 +373,7 @@ class ExplicitSpectralModel(Linop):
         n_bins, n_coils = freqs.numel(), coil_maps.shape[0]
         self.maps = coil_maps.to(traj.device, torch.complex64)
         self.dft = DFT(traj, image_shape, batch_shape=(n_bins, n_coils))
-        phase = 2 * math.pi * freqs.reshape(-1, *([1] * times.ndim)) * times.double()
+        phase = 2 * math.pi * freqs.reshape(-1, *([1] * times.ndim)) * times.to(freqs)
         self.phase = torch.polar(torch.ones_like(phase), phase).to(torch.complex64)  # (F, *S)
         super().__init__((n_bins, *image_shape), (n_coils, *traj.shape[:-1]), device=traj.device)
 

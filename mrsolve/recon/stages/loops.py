@@ -31,7 +31,10 @@ class Checkpointer:
         self.path = None if path is None else Path(path)
         if resume and (self.path is None or not self.path.is_file()):
             raise ValueError(f"resume needs an existing checkpoint file, got {path!r}")
-        self.loaded = torch.load(self.path, weights_only=False) if resume else None
+        # on the CPU: a checkpoint written on a GPU resumes anywhere (the stages move it)
+        self.loaded = (
+            torch.load(self.path, map_location="cpu", weights_only=False) if resume else None
+        )
 
     def state(self, stage: str) -> dict | None:
         """The saved state of ``stage`` if the checkpoint holds it (or a later stage)."""
@@ -74,6 +77,10 @@ class Tracker:
         return self.bad >= cfg.patience
 
 
+def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if x is None else x.to(device)
+
+
 def adam_loop(module, opt, loss_fn, volume, iterations, problem, cfg, stop, callback,
                checkpointer, stage):  # fmt: skip
     """Adam (or any first-order torch optimizer) with a cosine schedule and held-out stops."""
@@ -85,7 +92,9 @@ def adam_loop(module, opt, loss_fn, volume, iterations, problem, cfg, stop, call
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         done = state["done"]
-        tracker = Tracker(state["best"], state["best_volume"], state["bad"], state["history"])
+        tracker = Tracker(
+            state["best"], _on(state["best_volume"], problem.device), state["bad"], state["history"]
+        )
     stopped = False
     while done < iterations and not stopped:
         seg = min(stop.check_every, iterations - done)
@@ -128,7 +137,9 @@ def lbfgs_loop(module, opt, loss_fn, volume, iterations, problem, stop, callback
         module.load_state_dict(state["module"])
         opt.load_state_dict(state["opt"])
         done = state["done"]
-        tracker = Tracker(state["best"], state["best_volume"], state["bad"], state["history"])
+        tracker = Tracker(
+            state["best"], _on(state["best_volume"], problem.device), state["bad"], state["history"]
+        )
     last = [math.nan]
 
     def closure():
