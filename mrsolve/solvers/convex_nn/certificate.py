@@ -56,11 +56,33 @@ def dual_by_output(datafit: Datafit, eta: torch.Tensor, t: float | torch.Tensor)
 
 
 def scaled_dual(datafit: Datafit, eta: torch.Tensor, norms: torch.Tensor, beta: float) -> float:
-    """Dual value of ``theta = grad L(eta)`` scaled into the dual feasible set:
-    ``-L*(t theta)`` with ``t = min(1, beta / max(norms))``, ``norms`` the group norms of
-    ``F^T theta - G^T mu`` (of the gradient ``F^T theta`` for programs without cones)."""
-    worst = float(norms.max())
-    return dual_objective(datafit, eta, 1.0 if worst <= beta else beta / worst)
+    """The sum of :func:`dual_bounds`: a lower bound on the optimum of the program."""
+    return float(dual_bounds(datafit, eta, norms, beta).sum())
+
+
+def dual_bounds(
+    datafit: Datafit, eta: torch.Tensor, norms: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """Dual values of ``theta = grad L(eta)`` scaled into the dual feasible set: ``-L*(t
+    theta)`` for ``t`` in ``[0, min(1, beta / max(norms))]``, ``norms`` ``(..., k, P)`` the
+    group norms of ``F^T theta - G^T mu`` (of the gradient ``F^T theta`` for programs
+    without cones). Where the loss separates by output (squared and logistic on ``(n, k)``
+    targets) each output is its own program with its own interval from its own groups:
+    one bound per output ``(k,)``, at the best ``t`` of its interval for the squared loss
+    (the bound is a concave quadratic in ``t``), else at the better of its interval's end
+    and the common ``t``, so that they sum to at least the common ``t``'s bound.
+    Otherwise one bound (0-d) at the common ``t = min(1, beta / max(norms))``."""
+    worst = norms.reshape(-1, *norms.shape[-2:]).amax(dim=(0, 2))  # (k,)
+    common = min(1.0, beta / max(float(worst.max()), 1e-300))
+    if not (isinstance(datafit, (Quadratic, Logistic)) and datafit.y.ndim == 2):
+        return torch.tensor(dual_objective(datafit, eta, common), dtype=eta.dtype)
+    t_max = torch.where(worst <= beta, 1.0, beta / worst)
+    if isinstance(datafit, Quadratic):  # maximize sum w (y^2 - (y + t r)^2) / 2 over t
+        w, y = datafit.weights[:, None], datafit.y
+        r = datafit.mean(eta + datafit.offset) - y
+        best = -(w * y * r).sum(0) / (w * r * r).sum(0).clamp_min(1e-300)
+        return dual_by_output(datafit, eta, torch.minimum(best.clamp_min(0.0), t_max))
+    return torch.maximum(dual_by_output(datafit, eta, t_max), dual_by_output(datafit, eta, common))
 
 
 def min_cone_norms(

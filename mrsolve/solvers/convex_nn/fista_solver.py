@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from mrsolve.solvers.alg import FistaInfo, fista, power_iteration
-from mrsolve.solvers.convex_nn.certificate import scaled_dual
+from mrsolve.solvers.convex_nn.certificate import dual_bounds
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.prox import group_soft_threshold
 
@@ -33,7 +33,8 @@ def solve_fista(
     Stops when the relative duality gap ``(P(u) - D) / |P(u)|`` is at most ``tol``: ``P``
     the objective at the iterate, ``D`` the best dual value so far from the scaled
     gradients of the datafit at the extrapolated points (see
-    :func:`.certificate.scaled_dual`; free, since FISTA computes them anyway). ``tol``
+    :func:`.certificate.dual_bounds`; free, since FISTA computes them anyway; the best of
+    each output where the loss separates by output). ``tol``
     therefore bounds the relative suboptimality on every dataset. ``info.criterion``
     holds the gap per iteration and ``info.dual`` the dual value behind it (pass it to
     :func:`.certificate.certificate` as ``dual_bound``: the gap recomputed from the final
@@ -44,7 +45,7 @@ def solve_fista(
         raise ValueError("solver 'fista' handles activation='gated_relu' only; use 'admm'")
     df, beta = p.datafit, p.beta
     tiny = torch.finfo(p.X.dtype).tiny
-    best = {"dual": -float("inf")}
+    best: dict[str, torch.Tensor] = {}  # the best dual bound of each output
     last: dict[str, torch.Tensor] = {}
 
     def value(eta):
@@ -55,8 +56,9 @@ def solve_fista(
 
     def relative_gap(u, y, g_y, eta, eta_y):
         primal = float(value(eta)) + beta * float(p.group_norms(u).sum())
-        best["dual"] = max(best["dual"], scaled_dual(df, eta_y, p.group_norms(g_y), beta))
-        return (primal - best["dual"]) / max(abs(primal), tiny)
+        bounds = dual_bounds(df, eta_y, p.group_norms(g_y), beta)
+        best["dual"] = torch.maximum(best.get("dual", bounds), bounds)
+        return (primal - float(best["dual"].sum())) / max(abs(primal), tiny)
 
     gen = torch.Generator().manual_seed(0)
     start = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.X.device, p.X.dtype)
@@ -77,4 +79,5 @@ def solve_fista(
         forward=p.forward,
         criterion=relative_gap if beta > 0 else None,
     )
-    return u, GapFistaInfo(**vars(info), dual=best["dual"]), None
+    dual = float(best["dual"].sum()) if best else -float("inf")
+    return u, GapFistaInfo(**vars(info), dual=dual), None

@@ -26,7 +26,7 @@ to a general conic solver, because that structure makes every Newton step cheap:
 
 Every iteration computes a certificate of the current point for free: ``theta = grad
 L(F u)`` and the cone multipliers ``z`` give the dual bound of
-:func:`.certificate.scaled_dual`, and the method stops when the certified relative gap
+:func:`.certificate.dual_bounds`, and the method stops when the certified relative gap
 is at most ``tol``. The returned point is feasible and its gap is proven, whatever the
 accuracy of the last Newton step.
 """
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mrsolve.solvers.alg import cg
-from mrsolve.solvers.convex_nn.certificate import dual_by_output
+from mrsolve.solvers.convex_nn.certificate import dual_bounds
 from mrsolve.solvers.convex_nn.polish import PolishInfo, polish
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.datafit import Quadratic
@@ -473,8 +473,7 @@ def _solve_ipm(
         dual_u = p.adjoint(df.grad(eta)) - p.cone_adjoint(z_lin)  # F_g^T theta - A_g^T z_g
         # certificate of the current (feasible) point, output by output
         primal = df.value_by_output(eta) + beta * p.group_norms(u).sum((0, 2))
-        worst = torch.linalg.vector_norm(dual_u, dim=-1).amax((0, 2))
-        dual = dual_by_output(df, eta, (beta / worst).clamp(max=1.0))
+        dual = dual_bounds(df, eta, torch.linalg.vector_norm(dual_u, dim=-1), beta)
         gap = primal - dual
         rel = gap / primal.abs().clamp_min(1e-300)
         better = rel < best_rel
