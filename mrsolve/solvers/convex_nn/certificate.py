@@ -73,15 +73,19 @@ def dual_bounds(
     and the common ``t``, so that they sum to at least the common ``t``'s bound.
     Otherwise one bound (0-d) at the common ``t = min(1, beta / max(norms))``."""
     worst = norms.reshape(-1, *norms.shape[-2:]).amax(dim=(0, 2))  # (k,)
-    common = min(1.0, beta / max(float(worst.max()), 1e-300))
     if not (isinstance(datafit, (Quadratic, Logistic)) and datafit.y.ndim == 2):
+        common = min(1.0, beta / max(float(worst.max()), 1e-300))
         return torch.tensor(dual_objective(datafit, eta, common), dtype=eta.dtype)
     t_max = torch.where(worst <= beta, 1.0, beta / worst)
-    if isinstance(datafit, Quadratic):  # maximize sum w (y^2 - (y + t r)^2) / 2 over t
-        w, y = datafit.weights[:, None], datafit.y
+    if isinstance(datafit, Quadratic):
+        # sum (w/n) (y^2 - (y + t r)^2) / 2 = -t a - t^2 b / 2, largest at t = -a / b
+        y = datafit.y
         r = datafit.mean(eta + datafit.offset) - y
-        best = -(w * y * r).sum(0) / (w * r * r).sum(0).clamp_min(1e-300)
-        return dual_by_output(datafit, eta, torch.minimum(best.clamp_min(0.0), t_max))
+        wr = (datafit.weights / datafit.n)[:, None] * r
+        a, b = (wr * y).sum(0), (wr * r).sum(0)
+        t = torch.minimum((-a / b.clamp_min(1e-300)).clamp_min(0.0), t_max)
+        return -t * (a + 0.5 * t * b)
+    common = t_max.min()
     return torch.maximum(dual_by_output(datafit, eta, t_max), dual_by_output(datafit, eta, common))
 
 
