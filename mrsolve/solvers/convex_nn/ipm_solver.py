@@ -26,8 +26,9 @@ to a general conic solver, because that structure makes every Newton step cheap:
 
 Every iteration computes a certificate of the current point for free: ``theta = grad
 L(F u)`` and the cone multipliers ``z`` give the dual bound of
-:func:`.certificate.dual_bounds`, and the method stops when the certified relative gap
-is at most ``tol``. The returned point is feasible and its gap is proven, whatever the
+:func:`.certificate.dual_bounds`; the primal side is the better of the point and its best
+group rescaling (:func:`.group_scaling.rescale_groups`, feasible too), and the method stops
+when the certified relative gap is at most ``tol``. The returned point is feasible and its gap is proven, whatever the
 accuracy of the last Newton step.
 """
 
@@ -43,6 +44,7 @@ import torch
 
 from mrsolve.solvers.alg import cg
 from mrsolve.solvers.convex_nn.certificate import dual_bounds
+from mrsolve.solvers.convex_nn.group_scaling import rescale_groups
 from mrsolve.solvers.convex_nn.polish import PolishInfo, polish
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.datafit import Quadratic
@@ -479,10 +481,15 @@ def _solve_ipm(
     programs: dict[tuple[int, ...], ConvexProgram] = {}
     for it in range(max_iter):
         u = x[..., 1:]
-        eta = p.forward(u)
+        xu = p.project(u)
+        eta = p.forward(u, xu)
         dual_u = p.adjoint(df.grad(eta)) - p.cone_adjoint(z_lin)  # F_g^T theta - A_g^T z_g
-        # certificate of the current (feasible) point, output by output
+        # certificate of the current (feasible) point or of its best rescaling, by output
         primal = df.value_by_output(eta) + beta * p.group_norms(u).sum((0, 2))
+        rescaled, primal_rescaled = rescale_groups(p, u, xu)
+        take = primal_rescaled < primal
+        candidate = torch.where(take[None, :, None, None], rescaled, u)
+        primal = torch.minimum(primal, primal_rescaled)
         dual = dual_bounds(df, eta, torch.linalg.vector_norm(dual_u, dim=-1), beta)
         gap = primal - dual
         rel = gap / primal.abs().clamp_min(1e-300)
@@ -491,7 +498,7 @@ def _solve_ipm(
         best_gap = torch.where(better, gap, best_gap)
         best_primal = torch.where(better, primal, best_primal)
         best_it = torch.where(better, it, best_it)
-        best_u[:, better], best_mu[:, :, better] = u[:, better], z_lin[:, :, better]
+        best_u[:, better], best_mu[:, :, better] = candidate[:, better], z_lin[:, :, better]
         total = float(best_primal.sum())
         info.relative_gap = float(best_gap.sum()) / max(abs(total), 1e-300)
         info.dual = total - float(best_gap.sum())
