@@ -69,6 +69,7 @@ def test_step_to_the_cone_boundary():
     assert bool((inside[:, 0] > torch.linalg.vector_norm(inside[:, 1:], dim=1)).all())
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize(
     ("n", "sample_space", "scale", "factors"),
     [
@@ -77,9 +78,10 @@ def test_step_to_the_cone_boundary():
         (12, True, 1e9, torch.float64),
     ],
 )
-def test_coupling_in_both_spaces(n, sample_space, scale, factors):
+def test_coupling_in_both_spaces(n, sample_space, scale, factors, shared):
     """(C^-1 + H)^-1 y = (C - C L (I + L^T C L)^-1 L^T C) y, C = F_a^T Sigma F_a, to
-    float64 accuracy whether the factors are float32 (small H) or float64 (H ~ 1e9)."""
+    float64 accuracy whether the factors are float32 (small H) or float64 (H ~ 1e9), and
+    whether each output has its own factor or (float32 only) both share one."""
     rng = np.random.default_rng(2)
     w = rng.random(n) + 0.5
     p = _program(n=n, d=2, P=4, k=2, seed=3, weights=w)
@@ -88,8 +90,10 @@ def test_coupling_in_both_spaces(n, sample_space, scale, factors):
     P, d = 4, 3
     B = torch.from_numpy(rng.standard_normal((2 * 2 * P, d + 1, d + 1)))
     Binv = scale * (B @ B.transpose(1, 2) + torch.eye(d + 1, dtype=torch.float64))
+    c.shared = shared
     assert c.factor(Binv, 0.0)
     assert {L.dtype for L in c.chol} == {factors}
+    assert len(c.chol) == (1 if shared and factors == torch.float32 else 2)
     y = torch.from_numpy(rng.standard_normal((2, P, d)))
     Xd = p.X
     sw = torch.from_numpy(w / w.mean() / n).sqrt()
@@ -142,9 +146,12 @@ def test_each_output_steps_as_its_own_program():
         q = ConvexProgram(p.X, p.gates, p.kappa, 1, df, p.beta)
         uc, ic, alone = _iterates(q, 1e-6)
         assert ic.converged
-        for a, b in zip(alone, joint, strict=False):  # equal up to rounding (~1e-9)
+        # equal up to the early iterations' inexact solves (relative residual 1e-6, with a
+        # preconditioner shared by the outputs when solved together): ~1e-5; one step
+        # length for all outputs would differ at O(1)
+        for a, b in zip(alone, joint, strict=False):
             scale = float(a.abs().max())
-            torch.testing.assert_close(b[:, c : c + 1], a, rtol=1e-6, atol=1e-6 * scale)
+            torch.testing.assert_close(b[:, c : c + 1], a, rtol=1e-4, atol=1e-4 * scale)
         # the returned points: equally good within the certified tolerance (their group
         # rescalings, near-singular least-squares problems, need not agree to rounding)
         assert q.objective(u[:, c : c + 1]) == pytest.approx(q.objective(uc), rel=1e-6)
