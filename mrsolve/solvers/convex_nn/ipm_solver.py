@@ -20,16 +20,17 @@ to a general conic solver, because that structure makes every Newton step cheap:
   output of size ``min(n, P d)`` (``Z = Sigma^(1/2) F_a`` or its QR factor, :class:`_Coupling`):
   one symmetric rank-k product and one Cholesky factorization per iteration (float32
   while accurate enough, refined by CG on the float64 system; early on, one for all
-  outputs, see ``_EARLY_GAP``), reused by the predictor and the corrector. (Clarabel, given the program restricted to a guessed
-  support, factors the whole sparse KKT system instead: 0.6-1.8 s per solve on the
-  benchmark sets, where this method solves the full program in 0.3-1.4 s.)
+  outputs, see ``_EARLY_GAP``), reused by the predictor and the corrector. (Clarabel,
+  given the program restricted to a guessed support, factors the whole sparse KKT system
+  instead: 0.6-1.8 s per solve on the benchmark sets, where this method solves the full
+  program in 0.3-1.4 s.)
 
 Every iteration computes a certificate of the current point for free: ``theta = grad
 L(F u)`` and the cone multipliers ``z`` give the dual bound of
 :func:`.certificate.dual_bounds`; the primal side is the better of the point and its best
 group rescaling (:func:`.group_scaling.rescale_groups`, feasible too), and the method stops
-when the certified relative gap is at most ``tol``. The returned point is feasible and its gap is proven, whatever the
-accuracy of the last Newton step.
+when the certified relative gap is at most ``tol``. The returned point is feasible and its
+gap is proven, whatever the accuracy of the last Newton step.
 """
 
 from __future__ import annotations
@@ -201,8 +202,9 @@ def _shifted_cholesky(Vt: torch.Tensor) -> torch.Tensor | None:
 
 
 def _blas_threads():
-    """A context holding scipy's BLAS and LAPACK (:func:`_shifted_cholesky`) to torch's thread count
-    during a solve (oversubscribed BLAS threads were 4x slower on a busy machine)."""
+    """A context holding scipy's BLAS and LAPACK (:func:`_shifted_cholesky`) to torch's
+    thread count during a solve (oversubscribed BLAS threads were 4x slower on a busy
+    machine)."""
     return _blas_controller().limit(limits=torch.get_num_threads(), user_api="blas")
 
 
@@ -234,14 +236,14 @@ _CG_MAX_STEPS = 20
 # outputs share one factorization, of the mean of their systems, as the preconditioner
 # (one Gram product and factorization per iteration instead of one per output) until
 # conjugate gradients need more than _SHARED_MAX_STEPS steps with it. Digits (10 outputs):
-# 53 -> 43 s, same iterations; the iterates differ from exact directions by ~1e-6.
+# 53 -> 41 s, same iterations; the iterates differ from exact directions by ~1e-6.
 _EARLY_GAP = 0.1
+_EARLY_CG_RTOL = 1e-6
+_SHARED_MAX_STEPS = 20
 # The certificates rescale the groups (:func:`.group_scaling.rescale_groups`) once an
 # output's relative gap is within this factor of tol (before, its cost, ~10 % of an
 # iteration on the small benchmark sets, would buy nothing)
 _RESCALE_GAP = 30.0
-_EARLY_CG_RTOL = 1e-6
-_SHARED_MAX_STEPS = 20
 
 
 class _Coupling:
@@ -419,8 +421,9 @@ def solve_ipm(
         :class:`IpmInfo` and its cone multipliers ``(n, 2, k, P)``. Computed in float64,
         returned in ``p``'s dtype. ``info.converged`` is False when the iterations ran out
         (``info.status`` ``"max_iter"``) or the Newton systems lost accuracy
-        (``"stalled"``, typically near relative gaps of 1e-8); ``"no interior"`` when it cannot start (``beta = 0``, or a
-        data row orthogonal to a gate, so the gate is not strictly inside its cone).
+        (``"stalled"``, typically near relative gaps of 1e-8); ``"no interior"`` when it
+        cannot start (``beta = 0``, or a data row orthogonal to a gate, so the gate is not
+        strictly inside its cone).
     """
     q, V = _row_space_program(p)
     if V is None:

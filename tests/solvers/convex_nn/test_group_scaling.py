@@ -10,23 +10,24 @@ from mrsolve.solvers.convex_nn.group_scaling import rescale_groups
 from mrsolve.solvers.datafit import Quadratic
 
 
-def _program(kappa, seed, n=50, d=3, P=5, k=2):
+def _program(kappa, seed, device="cpu", n=50, d=3, P=5, k=2):
     rng = np.random.default_rng(seed)
     X = add_bias(torch.from_numpy(rng.standard_normal((n, d))))
     y = torch.sin(X[:, :k] * 2) + 0.1 * torch.from_numpy(rng.standard_normal((n, k)))
     weights = torch.from_numpy(rng.random(n) + 0.5)
     offset = torch.from_numpy(0.1 * rng.standard_normal((n, k)))
     gates = sample_gates(X, P, seed=seed)
-    return ConvexProgram(X, gates, kappa, k, Quadratic(y, weights, offset), 0.02)
+    df = Quadratic(y.to(device), weights.to(device), offset.to(device))
+    return ConvexProgram(X.to(device), gates.to(device), kappa, k, df, 0.02)
 
 
 def _feasible_point(p, rng):
-    """Positive multiples of each group's gate (inside its cone) plus, for gated ReLU,
-    arbitrary directions."""
+    """Cone programs: nonnegative multiples of each pattern's gate (inside its cone);
+    gated ReLU (no cones): arbitrary weights."""
     ghat = p.gates / torch.linalg.vector_norm(p.gates, dim=1, keepdim=True)
     if not p.constrained:
-        return torch.from_numpy(rng.standard_normal(p.shape))
-    scale = torch.from_numpy(rng.random(p.shape[:-1]))
+        return torch.from_numpy(rng.standard_normal(p.shape)).to(ghat)
+    scale = torch.from_numpy(rng.random(p.shape[:-1])).to(ghat)
     return scale[..., None] * ghat
 
 
@@ -50,12 +51,12 @@ def _reference(p, u):
 
 
 @pytest.mark.parametrize(("kappa", "seed"), [(0.0, 0), (0.1, 1), (-1.0, 2), (None, 3)])
-def test_rescaling_is_the_best_and_stays_feasible(kappa, seed):
-    p = _program(kappa, seed)
+def test_rescaling_is_the_best_and_stays_feasible(kappa, seed, device):
+    p = _program(kappa, seed, device)
     u = _feasible_point(p, np.random.default_rng(seed))
     v, value = rescale_groups(p, u)
-    ref = _reference(p, u)
-    np.testing.assert_allclose(value.numpy(), ref, rtol=1e-6)
+    ref = _reference(_program(kappa, seed), u.cpu())
+    np.testing.assert_allclose(value.cpu().numpy(), ref, rtol=1e-6)
     assert float(value.sum()) == pytest.approx(p.objective(v), rel=1e-12)
     assert float(value.sum()) < p.objective(u)
     assert p.violation(u) == 0.0
