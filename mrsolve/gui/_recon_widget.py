@@ -27,7 +27,7 @@ from mrsolve.data.ismrmrd_io import read_ismrmrd
 from mrsolve.gui._layers import result_layers
 from mrsolve.gui._worker import Cancelled, Progress, reconstruction_steps
 from mrsolve.recon.methods import DEFAULT_METHOD, METHODS, check_request, reconstruct
-from mrsolve.recon.pipeline import PRESETS
+from mrsolve.recon.spectral.config import PRESETS
 
 
 def accepts(method: str, option: str) -> bool:

@@ -30,7 +30,7 @@ from mrsolve.data.simulate import simulate
 from mrsolve.propeller.scan import Scan
 from mrsolve.recon import metrics
 from mrsolve.recon.config import load_method_options
-from mrsolve.recon.inspect import describe_file
+from mrsolve.recon.describe import describe_file
 from mrsolve.recon.methods import (
     DEFAULT_METHOD,
     METHODS,

@@ -6,8 +6,8 @@ import itertools
 import pytest
 import torch
 
-from mrsolve.recon.encodings import DenseGrid, FactorizedPlanes
-from mrsolve.recon.hash_grid import HashGrid
+from mrsolve.recon.spectral.encodings import DenseGrid, FactorizedPlanes
+from mrsolve.recon.spectral.encodings.hash_grid import HashGrid
 
 
 def _planes_by_pair(planes):

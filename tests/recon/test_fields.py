@@ -5,9 +5,9 @@ import torch
 
 from mrsolve.data.simulate import simulate
 from mrsolve.propeller.fat import fat_spectrum
-from mrsolve.recon.encodings import DenseGrid, FactorizedPlanes
-from mrsolve.recon.fields import WaterFatField, dense_spectral_field, frequency_bins
-from mrsolve.recon.spectral_op import SpectralEncoding, temporal_basis
+from mrsolve.recon.spectral.encodings import DenseGrid, FactorizedPlanes
+from mrsolve.recon.spectral.fields import WaterFatField, dense_spectral_field, frequency_bins
+from mrsolve.recon.spectral.operator import SpectralEncoding, temporal_basis
 
 
 @pytest.fixture(scope="module")

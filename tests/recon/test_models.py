@@ -8,8 +8,8 @@ from mrsolve.propeller.coils import birdcage_maps
 from mrsolve.propeller.geometry import BladeGeometry
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import readout_times
-from mrsolve.recon.models import build_problem, heldout_lines
-from mrsolve.recon.spectral_op import ExplicitSpectralModel, SpectralEncoding
+from mrsolve.recon.spectral.operator import ExplicitSpectralModel, SpectralEncoding
+from mrsolve.recon.spectral.problem import build_problem, heldout_lines
 from mrsolve.solvers.alg import cg
 
 N = 16

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrsolve.recon.regularizers import (
+from mrsolve.recon.spectral.regularizers import (
     TVProx,
     forward_difference,
     forward_difference_adjoint,

@@ -12,10 +12,10 @@ from mrsolve.data.simulate import simulate
 from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.propeller.gridding import gridding
 from mrsolve.recon.metrics import nrmse
-from mrsolve.recon.models import heldout_lines
-from mrsolve.recon.pipeline import resolve_config
-from mrsolve.recon.readouts import fat_fraction, volume_from_water_fat
 from mrsolve.recon.spectral import reconstruct_spectral
+from mrsolve.recon.spectral.config import resolve_config
+from mrsolve.recon.spectral.problem import heldout_lines
+from mrsolve.recon.spectral.readouts import fat_fraction, volume_from_water_fat
 
 FAST = {"frequency": {"n_bins": 8}}
 

@@ -15,11 +15,11 @@ import torch
 from mrsolve.data.simulate import simulate
 from mrsolve.propeller.fat import fat_signal, fat_spectrum
 from mrsolve.propeller.gridding import gridding
-from mrsolve.recon.fields import WaterFatField
 from mrsolve.recon.metrics import fat_fraction_mae, field_map_rmse, nrmse
 from mrsolve.recon.spectral import reconstruct_spectral
-from mrsolve.recon.spectral_op import temporal_basis
-from mrsolve.recon.stages.water_fat import RestartingLBFGS
+from mrsolve.recon.spectral.fields import WaterFatField
+from mrsolve.recon.spectral.operator import temporal_basis
+from mrsolve.recon.spectral.stages.water_fat import RestartingLBFGS
 
 
 def _scores(sim, rec):

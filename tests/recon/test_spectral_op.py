@@ -8,7 +8,7 @@ import torch
 from mrsolve.propeller.coils import birdcage_maps
 from mrsolve.propeller.geometry import BladeGeometry
 from mrsolve.propeller.timing import readout_times
-from mrsolve.recon.spectral_op import (
+from mrsolve.recon.spectral.operator import (
     ExplicitSpectralModel,
     ShearedSpectralModel,
     SpectralEncoding,

@@ -1,6 +1,6 @@
 """Fields: what the reconstruction represents, mapped to the forward model's input.
 
-The forward model (:mod:`mrsolve.recon.spectral_op`) takes temporal coefficient images
+The forward model (:mod:`mrsolve.recon.spectral.operator`) takes temporal coefficient images
 z (L, ny, nx) of a basis U (n_t, L) of e^{i 2 pi f t}. A field turns its parameters
 into z:
 
@@ -22,8 +22,8 @@ import math
 import torch
 
 from mrsolve.propeller.fat import FatSpectrum
-from mrsolve.recon.encodings import DenseGrid
-from mrsolve.recon.spectral_op import TemporalBasis
+from mrsolve.recon.spectral.encodings import DenseGrid
+from mrsolve.recon.spectral.operator import TemporalBasis
 from mrsolve.solvers.validation import check_choice, check_positive
 
 PARAMETRIZATIONS = ("moment", "densities")

@@ -1,14 +1,14 @@
 """Spectral reconstruction configuration: sections, presets and overrides.
 
 Stages (each optional by preset), configured next to their code in
-:mod:`mrsolve.recon.stages`:
+:mod:`mrsolve.recon.spectral.stages`:
 
 1. free spectral volume x(r, f) (or x(t, r, f) for dynamic scans): dense grid with FISTA
-   (:mod:`~mrsolve.recon.stages.free_volume`) or factorized planes with Adam
-   (:mod:`~mrsolve.recon.stages.planes`);
-2. parametric water / fat / field map head (:mod:`~mrsolve.recon.stages.water_fat`).
+   (:mod:`~mrsolve.recon.spectral.stages.free_volume`) or factorized planes with Adam
+   (:mod:`~mrsolve.recon.spectral.stages.planes`);
+2. parametric water / fat / field map head (:mod:`~mrsolve.recon.spectral.stages.water_fat`).
 
-Loops, held-out stopping and checkpoints: :mod:`~mrsolve.recon.stages.loops`.
+Loops, held-out stopping and checkpoints: :mod:`~mrsolve.recon.spectral.stages.loops`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 
 from mrsolve.propeller.fat import fat_spectrum
-from mrsolve.recon.fields import frequency_bins
-from mrsolve.recon.stages.free_volume import FreeVolumeConfig
-from mrsolve.recon.stages.loops import StoppingConfig
-from mrsolve.recon.stages.water_fat import WaterFatConfig
+from mrsolve.recon.spectral.fields import frequency_bins
+from mrsolve.recon.spectral.stages.free_volume import FreeVolumeConfig
+from mrsolve.recon.spectral.stages.loops import StoppingConfig
+from mrsolve.recon.spectral.stages.water_fat import WaterFatConfig
 from mrsolve.solvers.validation import check_choice
 
 
@@ -37,7 +37,7 @@ class FrequencyConfig:
 @dataclass
 class OperatorConfig:
     """Forward model options: every field is a keyword of
-    :func:`mrsolve.recon.models.build_problem` (passed on as they are)."""
+    :func:`mrsolve.recon.spectral.problem.build_problem` (passed on as they are)."""
 
     tol: float = 1e-6
     max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol

@@ -5,7 +5,7 @@ compensation, holds out a seeded random subset of k-space lines for the stopping
 optionally compresses the coils to the virtual coils that carry most of the data's
 energy (:mod:`mrsolve.propeller.coil_compression`), builds the temporal basis and, per
 frame, the Toeplitz normal operator N = A^H W A and b = A^H W y of
-:mod:`mrsolve.recon.spectral_op`. The data are scaled so that the gridding image has its
+:mod:`mrsolve.recon.spectral.operator`. The data are scaled so that the gridding image has its
 99th magnitude percentile at 1 (regularization weights are in those units); read-outs
 divide the scale back out.
 
@@ -23,7 +23,7 @@ from mrsolve.propeller.coil_compression import apply_coil_compression, coil_comp
 from mrsolve.propeller.density import density_compensation
 from mrsolve.propeller.gridding import low_resolution_maps
 from mrsolve.propeller.scan import Scan
-from mrsolve.recon.spectral_op import (
+from mrsolve.recon.spectral.operator import (
     SpectralEncoding,
     SpectralNormal,
     TemporalBasis,
@@ -150,7 +150,7 @@ def build_problem(
         frequency_range_hz: (lo, hi) every modelled frequency lies in (must contain 0).
         tol: temporal basis truncation (relative singular value).
         max_error: if given, the temporal rank instead comes from this a-priori bound on
-            the per-sample model error (:func:`~mrsolve.recon.spectral_op.temporal_basis`).
+            the per-sample model error (:func:`~mrsolve.recon.spectral.operator.temporal_basis`).
         dcf: density compensation method of ``propeller.density``.
         coil_maps: "walsh"/"espirit" (estimated from the data) or (C, ny, nx) maps.
         coil_energy: share of the k-space energy the virtual coils keep (1: no

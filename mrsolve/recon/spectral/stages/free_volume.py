@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mrsolve.recon.models import SpectralProblem
-from mrsolve.recon.regularizers import TVProx
-from mrsolve.recon.stages.loops import Checkpointer, Tracker
+from mrsolve.recon.spectral.problem import SpectralProblem
+from mrsolve.recon.spectral.regularizers import TVProx
+from mrsolve.recon.spectral.stages.loops import Checkpointer, Tracker
 from mrsolve.solvers.alg import fista, power_iteration
 
 if TYPE_CHECKING:
-    from mrsolve.recon.pipeline import SpectralConfig
+    from mrsolve.recon.spectral.config import SpectralConfig
 
 Callback = Callable[..., None] | None
 
@@ -89,11 +89,11 @@ def run_free_volume(
     """Stage 1: the free volume (F, ny, nx), or (T, F, ny, nx) when dynamic, and a report."""
     free, stop = cfg.free, cfg.stopping
     if free.encoding == "planes":
-        from mrsolve.recon.stages.planes import run_planes
+        from mrsolve.recon.spectral.stages.planes import run_planes
 
         return run_planes(problem, bins_hz, cfg, callback, checkpointer)
     if free.encoding == "hash_grid":
-        from mrsolve.recon.stages.hash_grid import run_hash_grid
+        from mrsolve.recon.spectral.stages.hash_grid import run_hash_grid
 
         return run_hash_grid(problem, bins_hz, cfg, callback, checkpointer)
     coef = problem.basis.coefficients(bins_hz).to(problem.device)

@@ -19,12 +19,12 @@ from mrsolve.data.results import Reconstruction
 from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
-from mrsolve.recon.models import build_problem
-from mrsolve.recon.pipeline import frequency_range, resolve_config
-from mrsolve.recon.readouts import fat_fraction, image_from_volume, volume_from_water_fat
-from mrsolve.recon.stages.free_volume import run_free_volume
-from mrsolve.recon.stages.loops import Checkpointer
-from mrsolve.recon.stages.water_fat import run_water_fat
+from mrsolve.recon.spectral.config import frequency_range, resolve_config
+from mrsolve.recon.spectral.problem import build_problem
+from mrsolve.recon.spectral.readouts import fat_fraction, image_from_volume, volume_from_water_fat
+from mrsolve.recon.spectral.stages.free_volume import run_free_volume
+from mrsolve.recon.spectral.stages.loops import Checkpointer
+from mrsolve.recon.spectral.stages.water_fat import run_water_fat
 from mrsolve.solvers.validation import resolve_device
 
 
@@ -52,7 +52,7 @@ def reconstruct_spectral(
             ``loss`` the relative data-consistency residual of the training samples.
         checkpoint: file to save the optimizer state to after each segment.
         resume: continue from ``checkpoint``.
-        overrides: configuration overrides (see :func:`mrsolve.recon.pipeline.resolve_config`).
+        overrides: configuration overrides (see :func:`mrsolve.recon.spectral.config.resolve_config`).
 
     Returns:
         Reconstruction with image, spectral_volume and frequencies_hz (and water, fat,

@@ -1,13 +1,4 @@
-"""Encodings: learnable tensors that produce a complex field on a grid.
-
-- :class:`DenseGrid`: one complex value per grid point (shape (..., ny, nx)).
-- :class:`FactorizedPlanes`: K-Planes-style factorization of a (T, F, ny, nx) field:
-  complex R-channel planes over every pair of axes (xy, xf, yf, and xt, yt, ft when
-  T > 1), features multiplied across planes, a linear decoder to one complex value.
-- :class:`~mrsolve.recon.hash_grid.HashGrid` (own module): multi-resolution hash grid.
-
-All are ``torch.nn.Module``s whose ``forward()`` returns the complex field.
-"""
+"""K-Planes-style factorized encoding of a (T, F, ny, nx) complex field."""
 
 from __future__ import annotations
 
@@ -17,27 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-
-def _shape(shape: Sequence[int]) -> tuple[int, ...]:
-    out = tuple(int(s) for s in shape)
-    if not out or min(out) < 1:
-        raise ValueError(f"shape must be a non-empty sequence of positive sizes, got {shape!r}")
-    return out
-
-
-class DenseGrid(torch.nn.Module):
-    """A complex tensor of ``shape`` stored as real (..., 2) parameters, initialised to ``init``."""
-
-    def __init__(self, shape: Sequence[int], init: torch.Tensor | None = None) -> None:
-        super().__init__()
-        shape = _shape(shape)
-        value = torch.zeros(shape, dtype=torch.complex64) if init is None else init
-        if tuple(value.shape) != shape:
-            raise ValueError(f"init must have shape {shape}, got {tuple(value.shape)}")
-        self.values = torch.nn.Parameter(torch.view_as_real(value.to(torch.complex64)).clone())
-
-    def forward(self) -> torch.Tensor:
-        return torch.view_as_complex(self.values)
+from mrsolve.recon.spectral.encodings.dense import grid_shape
 
 
 class FactorizedPlanes(torch.nn.Module):
@@ -63,7 +34,7 @@ class FactorizedPlanes(torch.nn.Module):
         self, shape: Sequence[int], rank: int = 4, resolution: int = 1, seed: int = 0
     ) -> None:
         super().__init__()
-        self.shape = _shape(shape)
+        self.shape = grid_shape(shape)
         if len(self.shape) != 4:
             raise ValueError(f"shape must be (T, F, ny, nx), got {self.shape}")
         if not isinstance(rank, int) or rank < 1:

@@ -13,7 +13,7 @@ result, so the objective was right and the optimizer was not):
 
 - the data term is summed in complex128 (``SpectralProblem.data_loss``): in complex64 its
   rounding hid the small decreases near the optimum and L-BFGS froze after ~60 steps;
-- the "moment" parametrization of :class:`~mrsolve.recon.fields.WaterFatField` makes
+- the "moment" parametrization of :class:`~mrsolve.recon.spectral.fields.WaterFatField` makes
   "more field map plus some fat" (which fits about as well to first order) one axis;
 - L-BFGS restarts after any step without progress, and the last level gets up to 600
   steps (the held-out rule stops it at 70-410 here; 300 cut a 128 px, 1.5 T fit short:
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from mrsolve.propeller.fat import FatSpectrum, fat_spectrum
-from mrsolve.recon.fields import WaterFatField
-from mrsolve.recon.models import SpectralProblem
-from mrsolve.recon.regularizers import smooth_tv, smoothness
-from mrsolve.recon.stages.loops import Checkpointer, adam_loop, lbfgs_loop
+from mrsolve.recon.spectral.fields import WaterFatField
+from mrsolve.recon.spectral.problem import SpectralProblem
+from mrsolve.recon.spectral.regularizers import smooth_tv, smoothness
+from mrsolve.recon.spectral.stages.loops import Checkpointer, adam_loop, lbfgs_loop
 from mrsolve.solvers.alg import cg
 
 if TYPE_CHECKING:
-    from mrsolve.recon.pipeline import SpectralConfig
+    from mrsolve.recon.spectral.config import SpectralConfig
 
 Callback = Callable[..., None] | None
 
@@ -52,7 +52,7 @@ class WaterFatConfig:
     ``iterations`` is the budget of the last (finest) level, usually ended earlier by the
     held-out rule; each of the ``levels - 1`` coarser field-map grids gets
     ``level_iterations`` L-BFGS steps first. ``parametrization``: see
-    :class:`~mrsolve.recon.fields.WaterFatField` ("densities" is the plain form).
+    :class:`~mrsolve.recon.spectral.fields.WaterFatField` ("densities" is the plain form).
 
     The held-out rule waits at least ``min_patience`` checks here (more if the stopping
     section says so): while the fit moves the field map along its near-null direction,

@@ -1,4 +1,4 @@
-"""Stage 1 on a multi-resolution hash grid (:class:`~mrsolve.recon.hash_grid.HashGrid`),
+"""Stage 1 on a multi-resolution hash grid (:class:`~mrsolve.recon.spectral.encodings.hash_grid.HashGrid`),
 warm-started like the planes (fitted to the warm volume) and fitted with Adam
 (:func:`~.planes.fit_encoding`).
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from mrsolve.recon.hash_grid import HashGrid
-from mrsolve.recon.stages.planes import fit_encoding, volume_shape
+from mrsolve.recon.spectral.encodings.hash_grid import HashGrid
+from mrsolve.recon.spectral.stages.planes import fit_encoding, volume_shape
 
 
 def run_hash_grid(problem, bins_hz, cfg, callback, checkpointer):

@@ -8,7 +8,7 @@ from rich.console import Console
 from mrsolve.data.exam import simulate_exam
 from mrsolve.data.ismrmrd_io import write_exam
 from mrsolve.data.results import Reconstruction, write_result
-from mrsolve.recon.inspect import describe_file
+from mrsolve.recon.describe import describe_file
 
 TINY = {"size": 16, "n_blades": 4, "n_lines": 4, "n_coils": 2, "noise": 0.01}
 

@@ -1,14 +1,14 @@
 """Stage 1 on factorized planes: x(r, f[, t]) from low-rank planes, fitted with Adam.
 
 The planes start from ``plane_warm_start`` FISTA iterations of the dense grid
-(:mod:`~mrsolve.recon.stages.free_volume`) through its truncated SVD. From a random
+(:mod:`~mrsolve.recon.spectral.stages.free_volume`) through its truncated SVD. From a random
 start the product of planes is far from the data: after 100 Adam steps it barely beats
 gridding (NRMSE 0.43 against 0.49 at 48 px, 3 T). Warm-started, rank 4, 100 steps:
 NRMSE 0.134-0.170 against the dense grid's 0.141-0.195 (32-64 px, 1.5/3 T, seeds 0-2);
 the same warm start and Adam loop on a dense grid only match FISTA, so the gain is the
 low-rank prior. Cost at 48 px: 3.4x fewer parameters, but 1.6-2.3x the time and twice
 the peak memory of FISTA (Adam's autograd graph). :func:`fit_encoding` is the loop shared
-with the other encodings (:mod:`~mrsolve.recon.stages.hash_grid`)."""
+with the other encodings (:mod:`~mrsolve.recon.spectral.stages.hash_grid`)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from dataclasses import replace
 
 import torch
 
-from mrsolve.recon.encodings import FactorizedPlanes
-from mrsolve.recon.fields import SpectralField
-from mrsolve.recon.regularizers import smooth_tv, smoothness
-from mrsolve.recon.stages.loops import adam_loop
+from mrsolve.recon.spectral.encodings import FactorizedPlanes
+from mrsolve.recon.spectral.fields import SpectralField
+from mrsolve.recon.spectral.regularizers import smooth_tv, smoothness
+from mrsolve.recon.spectral.stages.loops import adam_loop
 
 
 def volume_shape(problem, bins_hz: torch.Tensor) -> tuple[int, int, int, int]:
@@ -33,7 +33,7 @@ def fit_encoding(encoding, lr, stage, problem, bins_hz, cfg, callback, checkpoin
 
     Returns the free volume (T, F, ny, nx), squeezed to (F, ny, nx) when static, and a report.
     """
-    from mrsolve.recon.stages.free_volume import run_free_volume  # it dispatches here
+    from mrsolve.recon.spectral.stages.free_volume import run_free_volume  # it dispatches here
 
     free, stop = cfg.free, cfg.stopping
     squeeze = not cfg.dynamic
