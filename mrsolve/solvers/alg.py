@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mrsolve.solvers.linop import Linop
-from mrsolve.solvers.validation import check_choice, check_positive
+from mrsolve.solvers.validation import check_choice, check_int, check_positive, make_generator
 
 Callback = Callable[[int, torch.Tensor], None] | None
 
@@ -27,12 +27,6 @@ def _rdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _norm(x: torch.Tensor) -> float:
     # torch's complex vector_norm is ~100x slower than on the real view (same value)
     return float(torch.linalg.vector_norm(torch.view_as_real(x) if x.is_complex() else x))
-
-
-def _check_iters(max_iter: int) -> int:
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    return max_iter
 
 
 @dataclass
@@ -97,7 +91,7 @@ def fista(
     Returns:
         ``(x, info)``.
     """
-    _check_iters(max_iter)
+    check_int("max_iter", max_iter)
     check_positive("tol", tol, allow_zero=True)
     if restart is not None:
         check_choice("restart", restart, {"gradient", "function"})
@@ -227,7 +221,7 @@ def admm(
     Returns:
         ``(x, z, info)``.
     """
-    _check_iters(max_iter)
+    check_int("max_iter", max_iter)
     rho = check_positive("rho", rho)
     if not 0 < alpha < 2:
         raise ValueError(f"alpha must lie in (0, 2), got {alpha!r}")
@@ -289,7 +283,7 @@ def cg(
 
     Stops when ``||b - A x|| <= tol * ||b||`` (the recursively updated residual).
     """
-    _check_iters(max_iter)
+    check_int("max_iter", max_iter)
     M = preconditioner if preconditioner is not None else (lambda r: r)
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - A(x) if x0 is not None else b.clone()
@@ -336,10 +330,10 @@ def power_iteration(
         tol: stop when the estimate changes by less than ``tol`` relative.
         seed: seed or generator for the random start.
     """
-    _check_iters(max_iter)
+    check_int("max_iter", max_iter)
     if isinstance(op, Linop):
         if x0 is None:
-            gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+            gen = make_generator(seed)
             x0 = torch.randn(op.ishape, generator=gen, dtype=op.dtype).to(op.device)
         op = op.N
     elif x0 is None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mrsolve.solvers.validation import check_shape
+from mrsolve.solvers.validation import check_shape, make_generator
 
 Shape = tuple[int, ...]
 
@@ -416,7 +416,7 @@ def dot_test(op: Linop, seed: int = 0) -> float:
 
     A correct adjoint gives a value near machine precision (about 1e-6 in float32).
     """
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    g = make_generator(seed)
     x = torch.randn(op.ishape, generator=g, dtype=op.dtype).to(op.device)
     ax = op(x)
     y = torch.randn(op.oshape, generator=g, dtype=ax.dtype).to(op.device)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mrsolve.solvers.convex_nn.patterns import gate_masks
-from mrsolve.solvers.validation import check_finite, check_positive
+from mrsolve.solvers.validation import check_finite, check_int, check_positive, make_generator
 
 
 def _check(X: torch.Tensor, gates: torch.Tensor) -> None:
@@ -62,9 +62,8 @@ def ntk_weights(
     ``gates`` carry the rest of the mass).
     """
     _check(X, gates)
-    if not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-    gen = torch.Generator().manual_seed(seed)
+    check_int("n_samples", n_samples)
+    gen = make_generator(seed)
     h = torch.randn(n_samples, X.shape[1], generator=gen, dtype=torch.float64).to(X)
     pats = torch.cat([gate_masks(X, gates).T, gate_masks(X, h).T])  # (P + S, n)
     _, inverse = torch.unique(pats, dim=0, return_inverse=True)
@@ -86,9 +85,8 @@ def ntk_gates(
     """
     if X.ndim != 2:
         raise ValueError(f"X must have shape (n, d), got {tuple(X.shape)}")
-    if not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-    gen = torch.Generator().manual_seed(seed)
+    check_int("n_samples", n_samples)
+    gen = make_generator(seed)
     h = torch.randn(n_samples, X.shape[1], generator=gen, dtype=torch.float64).to(X)
     masks = gate_masks(X, h).T  # (S, n)
     _, inverse, counts = torch.unique(masks, dim=0, return_inverse=True, return_counts=True)

@@ -18,31 +18,13 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from mrsolve.solvers.validation import check_choice, resolve_device
-
-SeedLike = int | torch.Generator | None
-
-
-def make_generator(seed: SeedLike) -> torch.Generator:
-    """A CPU ``torch.Generator`` from an int seed, an existing generator, or None (fresh entropy)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    g = torch.Generator()
-    if seed is None:
-        g.seed()
-    elif isinstance(seed, int) and not isinstance(seed, bool):
-        g.manual_seed(seed)
-    else:
-        raise TypeError(f"seed must be an int, a torch.Generator or None, got {seed!r}")
-    return g
-
-
-def _check_dim(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+from mrsolve.solvers.validation import (
+    SeedLike,
+    check_choice,
+    check_int,
+    make_generator,
+    resolve_device,
+)
 
 
 def next_pow2(n: int) -> int:
@@ -106,7 +88,7 @@ def random_orthogonal(
     n: int, seed: SeedLike = None, device="cpu", dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Haar-distributed ``(n, n)`` orthogonal matrix (QR of a Gaussian with sign fix)."""
-    _check_dim("n", n)
+    check_int("n", n)
     g = make_generator(seed)
     z = torch.randn(n, n, generator=g, dtype=torch.float64)
     q, r = torch.linalg.qr(z)
@@ -122,8 +104,8 @@ class Sketch(ABC):
     """
 
     def __init__(self, d: int, m: int, device="cpu", dtype: torch.dtype = torch.float32) -> None:
-        self.d = _check_dim("d", d)
-        self.m = _check_dim("m", m)
+        self.d = check_int("d", d)
+        self.m = check_int("m", m)
         self.device = resolve_device(device)
         self.dtype = dtype
 
@@ -171,8 +153,8 @@ class GaussianSketch(DenseSketch):
     """i.i.d. ``N(0, 1/m)`` entries."""
 
     def __init__(self, d: int, m: int, seed: SeedLike = None, device="cpu", dtype=torch.float32):
-        _check_dim("d", d)
-        _check_dim("m", m)
+        check_int("d", d)
+        check_int("m", m)
         g = make_generator(seed)
         s = torch.randn(d, m, generator=g, dtype=torch.float64) / math.sqrt(m)
         super().__init__(s.to(dtype=dtype, device=resolve_device(device)))
@@ -194,9 +176,9 @@ class SparseJLSketch(DenseSketch):
         device="cpu",
         dtype=torch.float32,
     ):
-        _check_dim("d", d)
-        _check_dim("m", m)
-        s_nnz = _check_dim("nnz_per_row", nnz_per_row)
+        check_int("d", d)
+        check_int("m", m)
+        s_nnz = check_int("nnz_per_row", nnz_per_row)
         if s_nnz > m:
             raise ValueError(f"nnz_per_row must be <= m = {m}, got {s_nnz}")
         g = make_generator(seed)
@@ -210,8 +192,8 @@ class HaarSketch(DenseSketch):
     """``sqrt(d/m)`` times the first ``m`` columns of a Haar orthogonal matrix (``m <= d``)."""
 
     def __init__(self, d: int, m: int, seed: SeedLike = None, device="cpu", dtype=torch.float32):
-        _check_dim("d", d)
-        _check_dim("m", m)
+        check_int("d", d)
+        check_int("m", m)
         if m > d:
             raise ValueError(f"m must be <= d = {d} for a Haar sketch, got {m}")
         q = random_orthogonal(d, seed, dtype=torch.float64)[:, :m] * math.sqrt(d / m)
@@ -235,11 +217,11 @@ class BlockSRHTSketch(Sketch):
         device="cpu",
         dtype=torch.float32,
     ):
-        n = next_pow2(_check_dim("d", d))
-        _check_dim("num_blocks", num_blocks)
+        n = next_pow2(check_int("d", d))
+        check_int("num_blocks", num_blocks)
         if n % num_blocks:
             raise ValueError(f"num_blocks must divide the padded size {n}, got {num_blocks}")
-        _check_dim("blocks_kept", blocks_kept)
+        check_int("blocks_kept", blocks_kept)
         if blocks_kept > num_blocks:
             raise ValueError(f"blocks_kept must be <= num_blocks = {num_blocks}, got {blocks_kept}")
         self.n, self.num_blocks, self.blocks_kept = n, num_blocks, blocks_kept
@@ -260,8 +242,8 @@ class SRHTSketch(BlockSRHTSketch):
     """Subsampled randomized Hadamard transform: ``m`` rows of ``H D x / sqrt(n)``, rescaled."""
 
     def __init__(self, d: int, m: int, seed: SeedLike = None, device="cpu", dtype=torch.float32):
-        n = next_pow2(_check_dim("d", d))
-        if _check_dim("m", m) > n:
+        n = next_pow2(check_int("d", d))
+        if check_int("m", m) > n:
             raise ValueError(f"m must be <= next_pow2(d) = {n}, got {m}")
         super().__init__(d, n, m, seed, device, dtype)
 

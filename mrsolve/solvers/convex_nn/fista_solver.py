@@ -11,6 +11,7 @@ from mrsolve.solvers.alg import FistaInfo, fista, power_iteration
 from mrsolve.solvers.convex_nn.certificate import dual_bounds
 from mrsolve.solvers.convex_nn.problem import ConvexProgram
 from mrsolve.solvers.prox import group_soft_threshold
+from mrsolve.solvers.validation import make_generator
 
 
 @dataclass
@@ -60,7 +61,7 @@ def solve_fista(
         best["dual"] = torch.maximum(best.get("dual", bounds), bounds)
         return (primal - float(best["dual"].sum())) / max(abs(primal), tiny)
 
-    gen = torch.Generator().manual_seed(0)
+    gen = make_generator(0)
     start = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.X.device, p.X.dtype)
     # a rough estimate is enough: backtracking corrects a step that is too long
     lip = df.lipschitz * power_iteration(

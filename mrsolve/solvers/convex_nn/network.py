@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mrsolve.solvers.datafit import Datafit
+from mrsolve.solvers.validation import make_generator
 
 
 class TwoLayerNet(nn.Module):
@@ -47,7 +48,7 @@ class TwoLayerNet(nn.Module):
         scale: float = 1.0,
     ) -> TwoLayerNet:
         """He-style random initialization (the starting point of non-convex training)."""
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed)
         W = torch.randn(width, d, generator=g, dtype=dtype) * scale * (2 / d) ** 0.5
         b = torch.randn(width, generator=g, dtype=dtype) * 0.1 * scale if bias else None
         A = torch.randn(n_outputs, width, generator=g, dtype=dtype) * scale / width**0.5

@@ -19,17 +19,9 @@ import math
 
 import torch
 
-from mrsolve.solvers.validation import check_finite
+from mrsolve.solvers.validation import check_finite, check_int, make_generator
 
 _MAX_SUBSETS = 500_000
-
-
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _check_X(X: torch.Tensor) -> torch.Tensor:
@@ -82,9 +74,8 @@ def sample_gates(
         ``(P, d)`` gates, ``P <= n_gates``, same dtype and device as ``X``.
     """
     X = _check_X(X)
-    if not isinstance(n_gates, int) or isinstance(n_gates, bool) or n_gates < 1:
-        raise ValueError(f"n_gates must be a positive int, got {n_gates!r}")
-    gen = _generator(seed)
+    check_int("n_gates", n_gates)
+    gen = make_generator(seed)
     d = X.shape[1]
     gates = torch.randn(n_gates, d, generator=gen, dtype=torch.float64)
     gates = gates.to(device=X.device, dtype=X.dtype)
@@ -170,11 +161,10 @@ def zonotope_gates(
     that rank-``rank`` arrangement exactly and maps the gates back by ``g = Q g'``.
     """
     X = _check_X(X)
-    if not isinstance(rank, int) or rank < 1 or rank > X.shape[1]:
+    if check_int("rank", rank) > X.shape[1]:
         raise ValueError(f"rank must be an int in [1, {X.shape[1]}], got {rank!r}")
-    if not isinstance(n_draws, int) or n_draws < 1:
-        raise ValueError(f"n_draws must be a positive int, got {n_draws!r}")
-    gen = _generator(seed)
+    check_int("n_draws", n_draws)
+    gen = make_generator(seed)
     X64 = X.to(torch.float64).cpu()
     gates = []
     for _ in range(n_draws):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mrsolve.solvers.lasso.path import Path, family_datafit, fit_path, torch_single_thread
+from mrsolve.solvers.validation import make_generator
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def make_folds(n: int, n_folds: int, seed: int | np.random.Generator | None = 0)
     """Balanced random fold labels ``0..n_folds-1`` for ``n`` observations."""
     if not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be in [2, n={n}], got {n_folds}")
-    rng = np.random.default_rng(seed)
+    rng = make_generator(seed, "numpy")
     return rng.permutation(np.arange(n) % n_folds)
 
 

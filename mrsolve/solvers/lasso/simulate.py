@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrsolve.solvers.validation import make_generator
+
 
 @dataclass(frozen=True)
 class GroupedData:
@@ -40,7 +42,7 @@ def simulate_groups(
     K = len(n_individual)
     if n < 2 * K:
         raise ValueError(f"n must be >= 2 * number of groups = {2 * K}, got {n}")
-    rng = np.random.default_rng(seed)
+    rng = make_generator(seed, "numpy")
     p = n_common + int(np.sum(n_individual))
     beta = np.zeros((K, p))
     beta[:, :n_common] = beta_common

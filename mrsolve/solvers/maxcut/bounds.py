@@ -30,6 +30,7 @@ import torch
 
 from mrsolve.solvers.convex_nn.certificate import min_cone_norms
 from mrsolve.solvers.convex_nn.patterns import enumerate_gates
+from mrsolve.solvers.validation import make_generator
 
 SDP_METHODS = ("cvxpy", "burer_monteiro")
 
@@ -143,7 +144,7 @@ def maxcut_bound(
     """
     if method not in SDP_METHODS:
         raise ValueError(f"method must be one of {list(SDP_METHODS)}, got {method!r}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = make_generator(seed, "numpy")
     a_np = a.detach().cpu().double().numpy()
     if np.any(a_np < 0):
         raise ValueError("a must be non-negative, got negative entries")
@@ -174,7 +175,7 @@ def relaxation_bound(
 ) -> tuple[float, np.ndarray]:
     """``B >= C(theta)`` as the larger of the Max-Cut bounds of ``theta``'s positive and
     negative parts, with ``n_cuts`` GW cuts of each (``(2 n_cuts, n)``)."""
-    rng = np.random.default_rng(seed)
+    rng = make_generator(seed, "numpy")
     theta = theta.reshape(-1)
     out = [
         maxcut_bound(X, part, method, n_cuts, rng)

@@ -22,22 +22,14 @@ import math
 
 import numpy as np
 
+from mrsolve.solvers.validation import check_int, make_generator
+
 CLASSES = ("orthogonal", "negative", "general")
 
 
-def _rng(seed: int | np.random.Generator) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(seed)
-
-
 def _check_size(n: int, d: int) -> None:
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    if not isinstance(d, int) or d < 2:
-        raise ValueError(f"d must be an int >= 2, got {d!r}")
+    check_int("n", n, 2)
+    check_int("d", d, 2)
 
 
 def _labels(n: int) -> np.ndarray:
@@ -73,7 +65,7 @@ def make_dataset(
     if kind not in CLASSES:
         raise ValueError(f"kind must be one of {list(CLASSES)}, got {kind!r}")
     _check_size(n, d)
-    rng = _rng(seed)
+    rng = make_generator(seed, "numpy")
     y = _labels(n)
     n_pos = int((y > 0).sum())
     if kind == "orthogonal":

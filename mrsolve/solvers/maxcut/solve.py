@@ -43,7 +43,13 @@ from mrsolve.solvers.convex_nn.network import TwoLayerNet, network_objective
 from mrsolve.solvers.convex_nn.patterns import unique_patterns
 from mrsolve.solvers.maxcut.bounds import arrangement_bound, orthogonal_bound, relaxation_bound
 from mrsolve.solvers.maxcut.datasets import is_orthogonally_separable
-from mrsolve.solvers.validation import check_choice, check_finite, check_positive, resolve_device
+from mrsolve.solvers.validation import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    resolve_device,
+)
 
 BOUNDS = ("auto", "arrangement", "relaxation", "both")
 SDPS = ("auto", "cvxpy", "burer_monteiro")
@@ -258,15 +264,9 @@ def solve(
     Xt, yt, beta, given_numpy = _prepare(X, y, beta, device)
     check_choice("bound", bound, BOUNDS)
     check_choice("sdp", sdp, SDPS)
-    for name, v in (("n_hyperplanes", n_hyperplanes), ("n_rounds", n_rounds), ("n_cuts", n_cuts)):
-        if (
-            not isinstance(v, int)
-            or isinstance(v, bool)
-            or v < (1 if name == "n_hyperplanes" else 0)
-        ):
-            raise ValueError(
-                f"{name} must be a {'positive' if name == 'n_hyperplanes' else 'non-negative'} int, got {v!r}"
-            )
+    check_int("n_hyperplanes", n_hyperplanes)
+    check_int("n_rounds", n_rounds, 0)
+    check_int("n_cuts", n_cuts, 0)
     Xa = cnn.add_bias(Xt) if bias else Xt
     gates = cnn.sample_gates(Xa, n_hyperplanes, seed=seed)
     if _orthogonal(Xa, yt):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
+from mrsolve.solvers.validation import check_int
+
 GRAPH_KINDS = ("cycle", "complete", "empty", "path", "star", "geometric")
 
 
@@ -19,8 +21,7 @@ def make_graph(
     ``geometric`` is a random geometric graph in the unit square (``radius`` defaults to
     sqrt(2 log(n) / n) * 1.5, connected with high probability; ``seed`` fixes the points).
     """
-    if not isinstance(n_agents, int) or n_agents < 1:
-        raise ValueError(f"n_agents must be a positive int, got {n_agents!r}")
+    check_int("n_agents", n_agents)
     if kind == "cycle":
         return nx.cycle_graph(n_agents) if n_agents > 2 else nx.path_graph(n_agents)
     if kind == "complete":

@@ -44,17 +44,6 @@ class NonFiniteError(ValueError):
     """A sampler produced NaN or infinity (a non-finite gradient, or a step size too large)."""
 
 
-def resolve_seed(seed: int | np.random.Generator | torch.Generator) -> int:
-    """An int seed from an int or a numpy/torch generator (drawn from it)."""
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(2**62))
-    if isinstance(seed, torch.Generator):
-        return int(torch.randint(2**62, (1,), generator=seed))
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        return int(seed)
-    raise TypeError(f"seed must be a non-negative int or a numpy/torch Generator, got {seed!r}")
-
-
 def agent_generator(seed: int, agent: int) -> torch.Generator:
     """The random generator of one agent: independent streams for (seed, agent) pairs."""
     state = np.random.SeedSequence(entropy=seed, spawn_key=(agent,)).generate_state(2)

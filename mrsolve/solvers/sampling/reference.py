@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mrsolve.solvers.sampling.methods import resolve_seed
 from mrsolve.solvers.sampling.targets import Target
-from mrsolve.solvers.validation import check_positive
+from mrsolve.solvers.validation import check_positive, make_generator
 
 
 @dataclass
@@ -50,7 +49,7 @@ def mala(
         raise ValueError(
             f"need 0 <= burn_in < n_iter and thin >= 1, got {burn_in}, {n_iter}, {thin}"
         )
-    gen = torch.Generator().manual_seed(resolve_seed(seed))
+    gen = make_generator(seed)
     shape, kw = (n_chains, target.dim), {"dtype": target.dtype}
     x = torch.randn(shape, generator=gen, **kw) if x0 is None else torch.as_tensor(x0, **kw)
     x = x.to(target.device)

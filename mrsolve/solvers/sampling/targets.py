@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mrsolve.solvers.validation import check_finite, check_positive, resolve_device
+from mrsolve.solvers.validation import check_finite, check_int, check_positive, resolve_device
 
 
 def _as_parts(
@@ -68,8 +68,7 @@ def _check_xy(X: list[torch.Tensor], y: list[torch.Tensor]) -> None:
 def _prior_split(prior_split: int | None, n_agents: int) -> int:
     if prior_split is None:
         return n_agents
-    if not isinstance(prior_split, int) or prior_split < 1:
-        raise ValueError(f"prior_split must be a positive int, got {prior_split!r}")
+    check_int("prior_split", prior_split)
     return prior_split
 
 
@@ -272,8 +271,7 @@ class BayesianLogisticRegression(Target):
         for i, yi in enumerate(y):
             if not bool(((yi == 0) | (yi == 1)).all()):
                 raise ValueError(f"y_parts[{i}] must hold labels in {{0, 1}}, got other values")
-        if not isinstance(newton_steps, int) or newton_steps < 1:
-            raise ValueError(f"newton_steps must be a positive int, got {newton_steps!r}")
+        check_int("newton_steps", newton_steps)
         self.prior_var = check_positive("prior_var", prior_var)
         self.newton_steps = newton_steps
         self.n_agents, self.dim = len(X), X[0].shape[1]
@@ -357,10 +355,8 @@ class LocalDensities(Target):
         for i, fn in enumerate(fns):
             if not callable(fn):
                 raise TypeError(f"fns[{i}] must be callable, got {type(fn)}")
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        if not isinstance(newton_steps, int) or newton_steps < 1:
-            raise ValueError(f"newton_steps must be a positive int, got {newton_steps!r}")
+        check_int("dim", dim)
+        check_int("newton_steps", newton_steps)
         self.fns, self.dim, self.n_agents = list(fns), dim, len(fns)
         self.newton_steps, self.dtype, self.device = newton_steps, dtype, resolve_device(device)
 

@@ -14,18 +14,17 @@ from mrsolve.solvers.sampling.methods import (
     agent_block,
     initial_samples,
     make_sampler,
-    resolve_seed,
 )
 from mrsolve.solvers.sampling.targets import Target
+from mrsolve.solvers.validation import check_int, seed_to_int
 
 Callback = Callable[[int, int, torch.Tensor], None]
 
 
 def check_counts(n_iter: int, n_chains: int) -> None:
     """Validate the iteration and chain counts every runner shares."""
-    for name, value, low in (("n_iter", n_iter, 0), ("n_chains", n_chains, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    check_int("n_iter", n_iter, 0)
+    check_int("n_chains", n_chains)
 
 
 def run(
@@ -79,7 +78,7 @@ def run(
         structure.degree,
         [structure.self_weight(i, sampler.weighting) for i in agents],
         target.n_agents,
-        resolve_seed(seed),
+        seed_to_int(seed),
     )
     mixing = torch.as_tensor(structure.mixing_matrix(sampler.weighting), dtype=target.dtype)
     mixing = mixing.to(target.device)

@@ -18,6 +18,8 @@ import math
 import numpy as np
 import torch
 
+from mrsolve.solvers.validation import check_int, make_generator
+
 #: relative size below which a cross product counts as zero (degenerate subset)
 _DEGENERATE = 1e-10
 
@@ -50,7 +52,7 @@ def sample_subsets(
         import itertools
 
         return np.array(list(itertools.combinations(range(n), d)), dtype=np.int64).reshape(-1, d)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = make_generator(seed, "numpy")
     picked = np.sort(np.argsort(rng.random((2 * max_subsets, n)), axis=1)[:, :d], axis=1)
     return np.unique(picked, axis=0)[:max_subsets] if d else picked[:0]
 
@@ -75,8 +77,8 @@ def wedge_neurons(
     """
     if not isinstance(X, torch.Tensor) or X.ndim != 2:
         raise ValueError(f"X must be a (n, d) tensor, got {getattr(X, 'shape', type(X))}")
-    if max_features is not None and (not isinstance(max_features, int) or max_features < 2):
-        raise ValueError(f"max_features must be None or an int >= 2, got {max_features!r}")
+    if max_features is not None:
+        check_int("max_features", max_features, 2)
     n, d = X.shape
     cap = None if max_features is None else max_features // 2
     idx = torch.as_tensor(sample_subsets(n, d, cap, seed), device=X.device)

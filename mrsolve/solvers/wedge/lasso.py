@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mrsolve.solvers.validation import check_int
+
 #: weights below this fraction of the largest are interior-point leftovers
 _ZERO = 1e-10
 
@@ -148,8 +150,7 @@ def lasso(
         max_iter: working-set iterations per column.
         tol: relative duality gap to reach.
     """
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    check_int("max_iter", max_iter)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if not beta >= 0:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrsolve.solvers.validation import check_int, make_generator
+
 
 def make_spiral(
     n: int = 100, turns: float = 1.5, noise: float = 0.0, seed: int | np.random.Generator = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved spirals: ``X`` ``(n, 2)`` in ``[-1, 1]^2`` and labels ``y`` in
     ``{-1, +1}`` (half each); ``turns`` revolutions, Gaussian ``noise`` (std)."""
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    check_int("n", n, 2)
+    rng = make_generator(seed, "numpy")
     m = n // 2
     t = np.sqrt(rng.uniform(0.02, 1, n))
     angle = 2 * np.pi * turns * t + np.where(np.arange(n) < m, 0.0, np.pi)
