@@ -1,6 +1,7 @@
 """Benchmark: polar-coded computation and secure iterative sketching (issue 10).
 
-Sections (each prints a table; all go to docs/coded_computation.md with figures):
+Sections (each prints a table; all go to docs/coded_computation.md and
+docs/coded_computation.png):
 1. decoding-failure probability vs number of stragglers: polar (SC) vs the BEC prediction
    vs MDS vs replication;
 2. anytime relative error (and its error bar) vs fraction of workers answered;
@@ -15,15 +16,10 @@ Run: ``.venv/bin/python benchmarks/coded_computation.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
-from pathlib import Path
+from functools import partial
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import numpy as np
 import scipy.optimize
 import torch
@@ -35,8 +31,6 @@ from mrsolve.distributed.polar import PolarCode
 from mrsolve.distributed.secure_lstsq import SECURE_SKETCHES, secure_lstsq
 from mrsolve.distributed.stragglers import ShiftedExponential
 from mrsolve.distributed.zeroth_order import coded_zeroth_order
-
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 NOTES = """How to read this (API: `mrsolve.distributed.coded_matmul`, `secure_lstsq`,
 `coded_zeroth_order`; executors: simulated virtual clock, threads, Ray).
@@ -72,17 +66,9 @@ NOTES = """How to read this (API: `mrsolve.distributed.coded_matmul`, `secure_ls
 
 
 def table(title: str, header: list[str], rows: list[list]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}" if math.isfinite(v) else str(v)
-        return str(v)
-
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    return text
+    """A section: its title as a heading, then the table (both printed)."""
+    print(f"### {title}\n")
+    return f"### {title}\n\n{h.table(rows, header, spec='.3g')}\n"
 
 
 def failure_vs_stragglers(n: int, trials: int, rng) -> tuple[str, dict]:
@@ -161,15 +147,6 @@ def anytime_error(n: int, trials: int, rng) -> tuple[str, dict]:
     return text, curves
 
 
-def _time(fn, args: tuple, repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _decodable_pattern(code: PolarCode, erased: int, rng) -> np.ndarray:
     while True:
         known = np.ones(code.n, dtype=bool)
@@ -191,9 +168,10 @@ def decode_time(sizes: list[int], patterns: int, rng) -> tuple[str, dict]:
         tp, tm = [], []
         for _ in range(patterns):
             known = _decodable_pattern(polar, n // 8, rng)
-            tp.append(_time(polar.decode, (y, known), 2))
+            best_of_2 = dict(repeats=2, warmup=0, reduce="min")
+            tp.append(h.timeit(partial(polar.decode, y, known), **best_of_2))
             if mds:
-                tm.append(_time(mds.decode, (ym, known), 2))
+                tm.append(h.timeit(partial(mds.decode, ym, known), **best_of_2))
         tp = float(np.mean(tp))
         tm = float(np.mean(tm)) if tm else math.nan
         nlogn = n * math.log2(n)
@@ -237,9 +215,8 @@ def end_to_end(n: int, trials: int, rng) -> tuple[str, dict]:
         ws = []
         for t in range(max(2, trials // 10)):
             with ThreadExecutor(max_workers=n) as ex:
-                t0 = time.perf_counter()
-                coded_matmul(a, b, workers=n, code=code, executor=ex, delays=real, seed=t)
-                ws.append(time.perf_counter() - t0)
+                run = dict(workers=n, code=code, executor=ex, delays=real, seed=t)
+                ws.append(h.timed(lambda run=run: coded_matmul(a, b, **run))[1])
         wall[code] = float(np.mean(ws))
     for code, v in wall.items():
         rows_r.append([code, v, v / wall["uncoded"]])
@@ -251,8 +228,8 @@ def end_to_end(n: int, trials: int, rng) -> tuple[str, dict]:
     return text, results
 
 
-def zeroth_order(iters: int) -> tuple[str, dict]:
-    rng = np.random.default_rng(5)
+def zeroth_order(iters: int, seed: int) -> tuple[str, dict]:
+    rng = np.random.default_rng(seed + 5)
     x = torch.from_numpy(rng.standard_normal((200, 10)))
     y = torch.from_numpy(np.where(rng.random(200) < 0.5, 1.0, -1.0))
 
@@ -266,9 +243,16 @@ def zeroth_order(iters: int) -> tuple[str, dict]:
     curves, rows = {"best": best}, []
     for code, timeout in (("polar", 2.0), ("uncoded", None)):
         _, rep = coded_zeroth_order(
-            f, np.zeros(10), iters=iters, lr=0.5, workers=16, code=code, delays=model,
-            timeout=timeout, seed=0,
-        )  # fmt: skip
+            f,
+            np.zeros(10),
+            iters=iters,
+            lr=0.5,
+            workers=16,
+            code=code,
+            delays=model,
+            timeout=timeout,
+            seed=seed,
+        )
         curves[code] = (np.cumsum(rep.seconds), np.array(rep.values) - best)
         waited = float(np.sum(rep.seconds))
         gap = rep.values[-1] - best
@@ -297,9 +281,16 @@ def secure(iters: int, rng) -> tuple[str, dict]:
         for q in (16, 12, 8, 4):
             for step in ("fixed", "adaptive"):
                 theta, rep = secure_lstsq(
-                    a, b, workers=k, responders=q, sketch=sketch, iters=iters, step=step,
-                    delays=ShiftedExponential(0.0, 1.0), seed=1,
-                )  # fmt: skip
+                    a,
+                    b,
+                    workers=k,
+                    responders=q,
+                    sketch=sketch,
+                    iters=iters,
+                    step=step,
+                    delays=ShiftedExponential(0.0, 1.0),
+                    seed=1,
+                )
                 errs = np.linalg.norm(rep.iterates.numpy() - ref, axis=1) / np.linalg.norm(ref)
                 curves[(sketch, q, step)] = errs
                 avg = np.linalg.norm(theta - ref) / np.linalg.norm(ref)
@@ -312,36 +303,8 @@ def secure(iters: int, rng) -> tuple[str, dict]:
     return text, curves
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small trial counts")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (default 1: the blocks are small and the simulated workers share "
-        "one process; more threads only spin on a loaded machine)",
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    quick = args.quick
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)
-    DOCS.mkdir(exist_ok=True)
-
-    md = ["# Coded computation: polar codes with sketching, secure iterative sketching", ""]
-    md.append("Produced by `benchmarks/coded_computation.py`" + (" --quick" if quick else ""))
-    md.append("")
-    md.append(NOTES)
-    t1, fail = failure_vs_stragglers(64, 100 if quick else 1000, rng)
-    t2, anytime = anytime_error(64, 5 if quick else 30, rng)
-    t3, dec = decode_time([16, 64, 256] if quick else [16, 64, 256, 1024, 4096], 5, rng)
-    t4, _ = end_to_end(32, 10 if quick else 100, rng)
-    t5, zo = zeroth_order(20 if quick else 80)
-    t6, sec = secure(40 if quick else 200, rng)
-    md += [t1, t2, t3, t4, t5, t6]
-
-    fig, ax = plt.subplots(2, 3, figsize=(16, 9))
+def figure(fail: dict, anytime: dict, dec: dict, zo: dict, sec: dict):
+    fig, ax = h.pyplot().subplots(2, 3, figsize=(16, 9))
     x = fail["s"]
     ax[0, 0].plot(x, fail["polar"], "o-", label="polar (SC), measured")
     ax[0, 0].plot(x, fail["bec"], "--", label="BEC prediction")
@@ -356,34 +319,68 @@ def main() -> None:
     ax[0, 1].set(xlabel="fraction of workers answered", ylabel="relative error", title="Anytime")
     ax[0, 1].legend()
     ns = np.array(dec["n"], dtype=float)
+    n_log_n = dec["polar"][0] * ns * np.log2(ns) / (ns[0] * np.log2(ns[0]))
     ax[0, 2].loglog(ns, dec["polar"], "o-", label="polar SC decode")
     ax[0, 2].loglog(ns, dec["mds"], "s-", label="MDS decode")
-    ax[0, 2].loglog(ns, dec["polar"][0] * ns * np.log2(ns) / (ns[0] * np.log2(ns[0])), ":",
-                    label="N log N")  # fmt: skip
+    ax[0, 2].loglog(ns, n_log_n, ":", label="N log N")
     ax[0, 2].set(xlabel="N", ylabel="seconds", title="Decode time")
     ax[0, 2].legend()
     for code in ("polar", "uncoded"):
         t, gap = zo[code]
         ax[1, 0].semilogy(t, np.maximum(gap, 1e-16), label=code)
-    ax[1, 0].set(xlabel="waiting time (virtual s)", ylabel="objective - optimum",
-                 title="Zeroth-order, 16 workers")  # fmt: skip
+    ax[1, 0].set(
+        xlabel="waiting time (virtual s)",
+        ylabel="objective - optimum",
+        title="Zeroth-order, 16 workers",
+    )
     ax[1, 0].legend()
     for sketch in SECURE_SKETCHES:
         ax[1, 1].semilogy(sec[(sketch, 8, "adaptive")], label=sketch)
-    ax[1, 1].set(xlabel="iteration", ylabel="||theta_t - theta*|| / ||theta*||",
-                 title="Secure LS, 8 of 16 stragglers, adaptive step")  # fmt: skip
+    ax[1, 1].set(
+        xlabel="iteration",
+        ylabel="||theta_t - theta*|| / ||theta*||",
+        title="Secure LS, 8 of 16 stragglers, adaptive step",
+    )
     ax[1, 1].legend()
     for q in (16, 12, 8, 4):
         ax[1, 2].semilogy(sec[("block-srht", q, "fixed")], label=f"{16 - q} stragglers")
-    ax[1, 2].set(xlabel="iteration", ylabel="relative error",
-                 title="Secure LS, block SRHT, fixed step")  # fmt: skip
+    ax[1, 2].set(
+        xlabel="iteration", ylabel="relative error", title="Secure LS, block SRHT, fixed step"
+    )
     ax[1, 2].legend()
     fig.tight_layout()
-    png = DOCS / "coded_computation.png"
-    fig.savefig(png, dpi=110)
-    md.append(f"![coded computation]({png.name})\n")
-    (DOCS / "coded_computation.md").write_text("\n".join(md))
-    print(f"wrote {DOCS / 'coded_computation.md'} and {png}")
+    return fig
+
+
+def main() -> None:
+    parser = h.parser(__doc__, quick="small trial counts", device=None)
+    # one thread by default: the blocks are small and the simulated workers share one
+    # process; more threads only spin on a loaded machine
+    args = parser.parse_args()
+    h.setup(args)
+    out, quick = h.out_dir(args), args.quick
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    t1, fail = failure_vs_stragglers(64, 100 if quick else 1000, rng)
+    t2, anytime = anytime_error(64, 5 if quick else 30, rng)
+    t3, dec = decode_time([16, 64, 256] if quick else [16, 64, 256, 1024, 4096], 5, rng)
+    t4, _ = end_to_end(32, 10 if quick else 100, rng)
+    t5, zo = zeroth_order(20 if quick else 80, args.seed)
+    t6, sec = secure(40 if quick else 200, rng)
+    h.save_figure(figure(fail, anytime, dec, zo, sec), "coded_computation", out=out, dpi=110)
+    h.write_doc(
+        "coded_computation",
+        "Coded computation: polar codes with sketching, secure iterative sketching",
+        NOTES,
+        t1,
+        t2,
+        t3,
+        t4,
+        t5,
+        t6,
+        "![coded computation](coded_computation.png)",
+        out=out,
+    )
 
 
 if __name__ == "__main__":

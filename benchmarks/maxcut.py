@@ -14,22 +14,15 @@ Run: ``.venv/bin/python benchmarks/maxcut.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import numpy as np
 import torch
 
 from mrsolve.solvers import convex_nn as cnn
 from mrsolve.solvers import maxcut as mc
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 NOTES = """Findings.
 
 - Provenance: only the abstract (and the first paragraph of the introduction) of arXiv
@@ -70,21 +63,15 @@ def exhaustive(X, y, beta):
     return cnn.solve(X, y, gates, beta, solver="cvxpy", certify=False).objective
 
 
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
-
-
 def ratio_rows(sizes, seeds, beta):
     rows = []
     for kind in mc.CLASSES:
         for n in sizes:
             acc = {k: [] for k in ("factor", "achieved", "plain", "arr", "rel", "t_ratio", "t")}
-            for seed in range(seeds):
+            for seed in seeds:
                 X, y = mc.make_dataset(kind, n, 2, seed=seed)
-                p_star, t_exact = timed(lambda X=X, y=y: exhaustive(X, y, beta))
-                sol, t_round = timed(
+                p_star, t_exact = h.timed(lambda X=X, y=y: exhaustive(X, y, beta))
+                sol, t_round = h.timed(
                     lambda X=X, y=y, seed=seed, n=n: mc.solve(
                         X,
                         y,
@@ -129,17 +116,17 @@ def orthogonal_rows(n, seeds, betas):
     rows = []
     for beta in betas:
         exact, gap, t_ratio = [], [], []
-        for seed in range(seeds):
+        for seed in seeds:
             X, y = mc.make_dataset("orthogonal", n, 2, seed=seed)
-            p_star, t_exact = timed(lambda X=X, y=y, b=beta: exhaustive(X, y, b))
-            sol, t = timed(lambda X=X, y=y, b=beta: mc.solve_orthogonal(X, y, b, solver="cvxpy"))
+            p_star, t_exact = h.timed(lambda X=X, y=y, b=beta: exhaustive(X, y, b))
+            sol, t = h.timed(lambda X=X, y=y, b=beta: mc.solve_orthogonal(X, y, b, solver="cvxpy"))
             exact.append(sol.exact)
             gap.append(sol.objective / p_star)
             t_ratio.append(t / t_exact)
         rows.append(
             {
                 "beta": beta,
-                "certified_exact": f"{sum(exact)}/{seeds}",
+                "certified_exact": f"{sum(exact)}/{len(seeds)}",
                 "worst U/p*": max(gap),
                 "time_vs_exhaustive": float(np.mean(t_ratio)),
             }
@@ -148,13 +135,13 @@ def orthogonal_rows(n, seeds, betas):
     return rows
 
 
-def beyond_rows(sizes, d, beta):
+def beyond_rows(sizes, d, beta, seed):
     """Rank too high to enumerate: certified ratio with the Burer-Monteiro SDP bound only."""
     rows = []
     for kind in mc.CLASSES:
         for n in sizes:
-            X, y = mc.make_dataset(kind, n, d, seed=0)
-            sol, t = timed(
+            X, y = mc.make_dataset(kind, n, d, seed=seed)
+            sol, t = h.timed(
                 lambda X=X, y=y, n=n: mc.solve(
                     X,
                     y,
@@ -183,16 +170,11 @@ def beyond_rows(sizes, d, beta):
 
 
 def fmt_row(r):
-    return " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values())
+    return " | ".join(h.fmt(v) for v in r.values())
 
 
-def markdown(rows):
-    head = "| " + " | ".join(rows[0]) + " |"
-    sep = "|" + "---|" * len(rows[0])
-    return [head, sep] + ["| " + fmt_row(r) + " |" for r in rows]
-
-
-def figure(rows, path):
+def figure(rows):
+    plt = h.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, color in zip(mc.CLASSES, ("C0", "C1", "C2"), strict=True):
         rs = [r for r in rows if r["class"] == kind]
@@ -218,28 +200,25 @@ def figure(rows, path):
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sizes and seeds")
-    quick = parser.parse_args().quick
-    torch.set_num_threads(1)
-    sizes, seeds = ([8, 12], 2) if quick else ([8, 12, 16, 24], 4)
+    args = h.parser(__doc__, quick="fewer sizes and seeds", device=None).parse_args()
+    h.setup(args)
+    out, quick = h.out_dir(args), args.quick
+    sizes, n_seeds = ([8, 12], 2) if quick else ([8, 12, 16, 24], 4)
+    seeds = range(args.seed, args.seed + n_seeds)
     beta = 0.05
     print("class | n | factor | achieved | plain | bound | cert(arr) | cert(SDP) | t s | vs exh")
     rows = ratio_rows(sizes, seeds, beta)
     orth = orthogonal_rows(12, seeds, [0.005, 0.02, 0.05, 0.2])
-    beyond = beyond_rows([40] if quick else [40, 80], 8, beta)
-    png = DOCS / "maxcut.png"
-    figure(rows, png)
-    md = [
-        "# Max-Cut rounding for two-layer ReLU training",
-        "",
-        "Produced by `benchmarks/maxcut.py`"
-        + (" --quick" if quick else "")
-        + f"; 2-D data, no bias, squared loss / (2n), beta = {beta}, {seeds} seeds; worst"
+    beyond = beyond_rows([40] if quick else [40, 80], 8, beta, args.seed)
+    h.save_figure(figure(rows), "maxcut", out=out, dpi=110)
+    h.write_doc(
+        "maxcut",
+        "Max-Cut rounding for two-layer ReLU training",
+        f"2-D data, no bias, squared loss / (2n), beta = {beta}, {n_seeds} seeds; worst"
         " seed shown. `achieved` = U / p* with p* from exhaustive enumeration of the"
         " arrangement (CVXPY), for `solve` (n Gaussian hyperplanes + one round of SDP cuts);"
         " `achieved_plain` = the same with the Gaussian hyperplanes only; `bound` = the"
@@ -250,31 +229,21 @@ def main() -> None:
         " Max-Cut SDP relaxation; `factor_ours` = largest cross-class cosine (OUR proxy, not"
         " the paper's zonotope factor); `time_s` = time of `solve` (with both certificates),"
         " `time_vs_exhaustive` its ratio to exhaustive enumeration in the same run.",
-        "",
-        *markdown(rows),
-        "",
+        h.table(rows, echo=False),
         "## Two class patterns on orthogonally separable data (n = 12)",
-        "",
         "`certified_exact` counts the runs whose residual had the sign of y (the closed-form"
         " certificate proves global optimality); the two-pattern network is not optimal when"
         " beta is small enough for it to overshoot labels.",
-        "",
-        *markdown(orth),
-        "",
-        "## Beyond enumeration (d = 8, seed 0)",
-        "",
+        h.table(orth, echo=False),
+        f"## Beyond enumeration (d = 8, seed {args.seed})",
         "2n random hyperplanes, one round of GW cuts; the certificate is the Max-Cut SDP by"
         " Burer-Monteiro (valid for any n, d), the orthogonal closed form where it applies."
         " Times relative to the first row.",
-        "",
-        *markdown(beyond),
-        "",
-        f"![ratios]({png.name})",
-        "",
+        h.table(beyond, echo=False),
+        "![ratios](maxcut.png)",
         NOTES,
-    ]
-    (DOCS / "maxcut.md").write_text("\n".join(md))
-    print(f"wrote {DOCS / 'maxcut.md'} and {png}")
+        out=out,
+    )
 
 
 if __name__ == "__main__":

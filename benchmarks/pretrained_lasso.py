@@ -16,20 +16,16 @@ Usage: python benchmarks/pretrained_lasso.py [--quick]
 
 from __future__ import annotations
 
-import argparse
-import time
 import warnings
-from pathlib import Path
 
+import _harness as h
 import numpy as np
 from glum import GeneralizedLinearRegressor
-from matplotlib.figure import Figure
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LogisticRegression, lasso_path
 
 from mrsolve.solvers.lasso import PretrainedLasso, fit_path, simulate_groups
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 ALPHAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
@@ -37,10 +33,10 @@ def _effective(m):
     return m.group_coef_ + (1 - m.alpha) * m.overall_coef_
 
 
-def simulation(reps: int, kw: dict) -> dict:
+def simulation(reps: int, kw: dict, seed: int) -> dict:
     """Rows: method -> (mse, recall of common, false-positive rate) averaged over reps."""
     out: dict[str, list] = {}
-    for r in range(reps):
+    for r in range(seed, seed + reps):
         tr = simulate_groups(seed=100 + r)
         te = simulate_groups(n=3000, seed=200 + r)
         truth = tr.beta != 0
@@ -56,19 +52,19 @@ def simulation(reps: int, kw: dict) -> dict:
                 Xa = m._augment(te.X, te.groups)
                 pred = m.overall_.eta(Xa)
                 ov = np.broadcast_to(m.overall_coef_ != 0, eff.shape)
+                fpr = (ov & ~truth).sum() / (~truth).sum()
                 out.setdefault("overall only", []).append(
-                    (np.mean((pred - te.y) ** 2), ov[:, tr.common].mean(),
-                     (ov & ~truth).sum() / (~truth).sum())
-                )  # fmt: skip
+                    (np.mean((pred - te.y) ** 2), ov[:, tr.common].mean(), fpr)
+                )
     return {k: np.mean(v, axis=0) for k, v in out.items()}
 
 
-def real_data(kw: dict) -> dict:
+def real_data(kw: dict, seed: int) -> dict:
     X, y = load_diabetes(return_X_y=True)
     groups = (X[:, 1] > 0).astype(int)
     X = np.delete(X, 1, axis=1)
     X = (X - X.mean(0)) / X.std(0)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     test = rng.random(len(y)) < 1 / 3
     res = {}
     for a in ALPHAS:
@@ -81,16 +77,13 @@ def real_data(kw: dict) -> dict:
 
 
 def _best_of(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+    """(best seconds of ``repeat`` calls after a warm-up call, the warm-up's result)."""
+    out = fn()
+    return h.timeit(fn, repeats=repeat, warmup=0, reduce="min"), out
 
 
-def timing(n: int, p: int, repeat: int) -> list[tuple]:
-    rng = np.random.default_rng(0)
+def timing(n: int, p: int, repeat: int, seed: int) -> list[tuple]:
+    rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, p))
     beta = np.zeros(p)
     beta[:10] = rng.standard_normal(10)
@@ -101,18 +94,21 @@ def timing(n: int, p: int, repeat: int) -> list[tuple]:
     t_ours, ours = _best_of(lambda: fit_path(X, y, lambdas=lams, tol=1e-12), repeat)
     Xc, yc = X - X.mean(0), y - y.mean()
     t_sk, (_, sk, _) = _best_of(lambda: lasso_path(Xc, yc, alphas=lams, tol=1e-10), repeat)
-    glum = GeneralizedLinearRegressor(family="normal", alphas=lams, alpha_search=True,
-                                      l1_ratio=1.0, gradient_tol=1e-10)  # fmt: skip
+    glum = GeneralizedLinearRegressor(
+        family="normal", alphas=lams, alpha_search=True, l1_ratio=1.0, gradient_tol=1e-10
+    )
     t_gl, g = _best_of(lambda: glum.fit(X, y), repeat)
-    rows.append(("gaussian", t_ours, t_sk, t_gl, np.abs(ours.coef - sk.T).max(),
-                 np.abs(ours.coef - g.coef_path_).max()))  # fmt: skip
+    diff_sk, diff_gl = np.abs(ours.coef - sk.T).max(), np.abs(ours.coef - g.coef_path_).max()
+    rows.append(("gaussian", t_ours, t_sk, t_gl, diff_sk, diff_gl))
     lamb = fit_path(X, yb, family="binomial", n_lambdas=100, lambda_min_ratio=1e-2).lambdas
-    t_ours, ours = _best_of(lambda: fit_path(X, yb, family="binomial", lambdas=lamb, tol=1e-12),
-                            repeat)  # fmt: skip
+    t_ours, ours = _best_of(
+        lambda: fit_path(X, yb, family="binomial", lambdas=lamb, tol=1e-12), repeat
+    )
 
     def sk_logistic():
-        m = LogisticRegression(l1_ratio=1.0, solver="saga", warm_start=True, tol=1e-6,
-                               max_iter=10_000)  # fmt: skip
+        m = LogisticRegression(
+            l1_ratio=1.0, solver="saga", warm_start=True, tol=1e-6, max_iter=10_000
+        )
         coefs = []
         for lam in lamb:
             m.set_params(C=1 / (lam * n)).fit(X, yb)
@@ -120,51 +116,17 @@ def timing(n: int, p: int, repeat: int) -> list[tuple]:
         return np.array(coefs)
 
     t_sk, skc = _best_of(sk_logistic, repeat)
-    glum = GeneralizedLinearRegressor(family="binomial", alphas=lamb, alpha_search=True,
-                                      l1_ratio=1.0, gradient_tol=1e-10)  # fmt: skip
+    glum = GeneralizedLinearRegressor(
+        family="binomial", alphas=lamb, alpha_search=True, l1_ratio=1.0, gradient_tol=1e-10
+    )
     t_gl, g = _best_of(lambda: glum.fit(X, yb), repeat)
-    rows.append(("binomial", t_ours, t_sk, t_gl, np.abs(ours.coef - skc).max(),
-                 np.abs(ours.coef - g.coef_path_).max()))  # fmt: skip
+    diff_sk, diff_gl = np.abs(ours.coef - skc).max(), np.abs(ours.coef - g.coef_path_).max()
+    rows.append(("binomial", t_ours, t_sk, t_gl, diff_sk, diff_gl))
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one replicate, small timing problem")
-    args = ap.parse_args()
-    warnings.simplefilter("ignore")
-    reps = 1 if args.quick else 5
-    kw = dict(n_lambdas=50 if args.quick else 100, n_folds=5 if args.quick else 10, tol=1e-8)
-    sim = simulation(reps, kw)
-    real = real_data(kw)
-    n, p = (300, 50) if args.quick else (1000, 200)
-    times = timing(n, p, repeat=1 if args.quick else 3)
-
-    lines = ["# Pretrained lasso benchmark", "",
-             f"Simulation (authors' design, {reps} replicate(s)): test MSE, recall of the common "
-             "features, false-positive rate.", "",
-             "| method | test MSE | common recall | false-positive rate |", "|---|---|---|---|"]  # fmt: skip
-    for name, (mse, rec, fpr) in sim.items():
-        lines.append(f"| {name} | {mse:.1f} | {rec:.2f} | {fpr:.3f} |")
-    lines += ["", "Diabetes (scikit-learn), grouped by sex: test MSE.", "",
-              "| model | test MSE |", "|---|---|"]  # fmt: skip
-    for key, mse in real.items():
-        label = key if isinstance(key, str) else f"alpha={key}"
-        lines.append(f"| {label} | {mse:.0f} |")
-    lines += ["", f"Lasso path fit time, 100 lambdas, n={n}, p={p} (ratio to scikit-learn; "
-              "max |coef difference| to ours).", "",
-              "| family | ours (s) | sklearn (s) | glum (s) | ours/sklearn | glum/sklearn | "
-              "max diff sklearn | max diff glum |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for fam, to, ts, tg, ds, dg in times:
-        lines.append(f"| {fam} | {to:.3f} | {ts:.3f} | {tg:.3f} | {to / ts:.2f} | {tg / ts:.2f} "
-                     f"| {ds:.1e} | {dg:.1e} |")  # fmt: skip
-    text = "\n".join(lines) + "\n"
-    print(text)
-    DOCS.mkdir(exist_ok=True)
-    (DOCS / "pretrained_lasso.md").write_text(text)
-
-    fig = Figure(figsize=(10, 3.5))
-    ax1, ax2 = fig.subplots(1, 2)
+def figure(sim: dict):
+    fig, (ax1, ax2) = h.pyplot().subplots(1, 2, figsize=(10, 3.5))
     pre = [k for k in sim if k.startswith("pretrained") or k.startswith("separate")]
     ax1.plot(ALPHAS, [sim[k][0] for k in pre], "o-", label="pretrained")
     ax1.axhline(sim["overall only"][0], color="k", ls="--", label="overall only")
@@ -178,7 +140,68 @@ def main() -> None:
     ax2.set_title("support recovery")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(DOCS / "pretrained_lasso.png", dpi=120)
+    return fig
+
+
+def main() -> None:
+    args = h.parser(
+        __doc__, quick="one replicate, small timing problem", device=None, threads=None
+    ).parse_args()
+    out = h.out_dir(args)
+    warnings.simplefilter("ignore")
+    reps = 1 if args.quick else 5
+    kw = dict(n_lambdas=50 if args.quick else 100, n_folds=5 if args.quick else 10, tol=1e-8)
+    sim = simulation(reps, kw, args.seed)
+    real = real_data(kw, args.seed)
+    n, p = (300, 50) if args.quick else (1000, 200)
+    times = timing(n, p, repeat=1 if args.quick else 3, seed=args.seed)
+
+    sim_table = h.table(
+        [(name, *values) for name, values in sim.items()],
+        ["method", "test MSE", "common recall", "false-positive rate"],
+        formats={"test MSE": ".1f", "common recall": ".2f", "false-positive rate": ".3f"},
+    )
+    real_table = h.table(
+        [(key if isinstance(key, str) else f"alpha={key}", mse) for key, mse in real.items()],
+        ["model", "test MSE"],
+        formats={"test MSE": ".0f"},
+    )
+    time_table = h.table(
+        [(fam, to, ts, tg, to / ts, tg / ts, ds, dg) for fam, to, ts, tg, ds, dg in times],
+        [
+            "family",
+            "ours (s)",
+            "sklearn (s)",
+            "glum (s)",
+            "ours/sklearn",
+            "glum/sklearn",
+            "max diff sklearn",
+            "max diff glum",
+        ],
+        formats={
+            "ours (s)": ".3f",
+            "sklearn (s)": ".3f",
+            "glum (s)": ".3f",
+            "ours/sklearn": ".2f",
+            "glum/sklearn": ".2f",
+            "max diff sklearn": ".1e",
+            "max diff glum": ".1e",
+        },
+    )
+    h.write_doc(
+        "pretrained_lasso",
+        "Pretrained lasso benchmark",
+        f"Simulation (authors' design, {reps} replicate(s)): test MSE, recall of the common "
+        "features, false-positive rate.",
+        sim_table,
+        "Diabetes (scikit-learn), grouped by sex: test MSE.",
+        real_table,
+        f"Lasso path fit time, 100 lambdas, n={n}, p={p} (ratio to scikit-learn; "
+        "max |coef difference| to ours); best of the timed fits after one warm-up fit.",
+        time_table,
+        out=out,
+    )
+    h.save_figure(figure(sim), "pretrained_lasso", out=out)
 
 
 if __name__ == "__main__":

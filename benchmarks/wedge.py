@@ -14,14 +14,7 @@ Run: ``.venv/bin/python benchmarks/wedge.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import numpy as np
 import torch
 
@@ -29,7 +22,6 @@ from mrsolve.solvers import convex_nn as cnn
 from mrsolve.solvers import wedge as W
 from mrsolve.solvers.convex_nn.network import TwoLayerNet, network_objective
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 NOTES = """Findings.
 
 - Solved to optimality, the wedge lasso reaches 100% test accuracy with 114 active
@@ -58,9 +50,7 @@ def accuracy(score, y) -> float:
 
 def wedge_rows(X, y, Xte, yte, n_betas):
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    t = time.perf_counter()
-    models = W.wedge_path(Xt, yt, n_betas=n_betas, eps=1e-4, tol=1e-7)
-    elapsed = time.perf_counter() - t
+    models, elapsed = h.timed(lambda: W.wedge_path(Xt, yt, n_betas=n_betas, eps=1e-4, tol=1e-7))
     rows = []
     for m in models:
         rows.append(
@@ -78,14 +68,17 @@ def wedge_rows(X, y, Xte, yte, n_betas):
     return rows, models, elapsed / len(models)
 
 
-def gated_rows(X, y, Xte, yte, widths, beta):
+def gated_rows(X, y, Xte, yte, widths, beta, seed):
     rows, times = [], []
     Xa = cnn.add_bias(torch.as_tensor(X))
     for m in widths:
-        gates = cnn.sample_gates(Xa, m, seed=m, bias_quantiles=True)
-        t = time.perf_counter()
-        sol = cnn.solve(X, y, gates, beta, activation="gated_relu", bias=True, certify=False)
-        times.append(time.perf_counter() - t)
+        gates = cnn.sample_gates(Xa, m, seed=seed + m, bias_quantiles=True)
+        sol, t = h.timed(
+            lambda gates=gates: cnn.solve(
+                X, y, gates, beta, activation="gated_relu", bias=True, certify=False
+            )
+        )
+        times.append(t)
         active = int((torch.linalg.vector_norm(sol.weights, dim=-1) > 0).sum())
         rows.append(
             {
@@ -99,22 +92,23 @@ def gated_rows(X, y, Xte, yte, widths, beta):
     return rows, float(np.mean(times))
 
 
-def adam_rows(X, y, Xte, yte, widths, beta, steps, lrs=(1e-2, 3e-3)):
+def adam_rows(X, y, Xte, yte, widths, beta, steps, seed, lrs=(1e-2, 3e-3)):
     Xt, Xtt = torch.as_tensor(X), torch.as_tensor(Xte)
     datafit = cnn.make_datafit("squared", torch.as_tensor(y), torch.float64)
     rows, times = [], []
     for m in widths:
         accs = []
         for lr in lrs:
-            net = TwoLayerNet.random(2, m, seed=m, scale=1.0)
+            net = TwoLayerNet.random(2, m, seed=seed + m, scale=1.0)
             opt = torch.optim.Adam(net.parameters(), lr=lr)
-            t = time.perf_counter()
-            for _ in range(steps):
-                opt.zero_grad()
-                loss = network_objective(net, Xt, datafit, beta)
-                loss.backward()
-                opt.step()
-            times.append(time.perf_counter() - t)
+
+            def train(net=net, opt=opt):
+                for _ in range(steps):
+                    opt.zero_grad()
+                    network_objective(net, Xt, datafit, beta).backward()
+                    opt.step()
+
+            times.append(h.timed(train)[1])
             with torch.no_grad():
                 accs.append((accuracy(net(Xt), y), accuracy(net(Xtt), yte)))
         best = max(accs, key=lambda a: a[0])
@@ -131,17 +125,8 @@ def adam_rows(X, y, Xte, yte, widths, beta, steps, lrs=(1e-2, 3e-3)):
     return rows, float(np.mean(times))
 
 
-def fmt(v):
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def markdown(rows, keys):
-    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [
-        "| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows
-    ]
-
-
-def figure(X, y, model, rows, path):
+def figure(X, y, model, rows):
+    plt = h.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     g = np.linspace(-1.2, 1.2, 200)
     G = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
@@ -176,26 +161,24 @@ def figure(X, y, model, rows, path):
     ax.set(xscale="log", xlabel="active neurons", ylabel="test accuracy", title="spiral")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples and steps")
-    quick = parser.parse_args().quick
-    torch.set_num_threads(1)
+    args = h.parser(__doc__, quick="fewer samples and steps", device=None).parse_args()
+    h.setup(args)
+    out, quick, seed = h.out_dir(args), args.quick, args.seed
     n, n_betas, steps = (50, 8, 500) if quick else (100, 14, 3000)
     widths = [4, 8, 16, 32, 64] if quick else [4, 8, 16, 32, 64, 128, 256]
     beta = 1e-4
-    X, y = W.make_spiral(n, seed=0)
-    Xte, yte = W.make_spiral(1000, seed=1)
+    X, y = W.make_spiral(n, seed=seed)
+    Xte, yte = W.make_spiral(1000, seed=seed + 1)
     wrows, models, t_wedge = wedge_rows(X, y, Xte, yte, n_betas)
-    grows, t_gated = gated_rows(X, y, Xte, yte, widths, beta)
-    arows, t_adam = adam_rows(X, y, Xte, yte, widths, beta, steps)
+    grows, t_gated = gated_rows(X, y, Xte, yte, widths, beta, seed)
+    arows, t_adam = adam_rows(X, y, Xte, yte, widths, beta, steps, seed)
     rows = wrows + grows + arows
     keys = ["method", "neurons", "train_acc", "test_acc", "beta", "test_spread", "gap", "converged"]
-    for line in markdown(rows, keys):
-        print(line)
+    accuracy_table = h.table(rows, keys)
     times = [
         {
             "method": "wedge lasso (per path point)",
@@ -209,36 +192,26 @@ def main() -> None:
             "vs_gated": t_adam / t_gated,
         },
     ]
-    for line in markdown(times, ["method", "time_s", "vs_gated"]):
-        print(line)
+    time_table = h.table(times)
     fitting = [m for m in models if accuracy(m.predict(torch.as_tensor(X)), y) == 1.0]
     shown = min(fitting, key=lambda m: m.active.numel()) if fitting else models[-1]
-    png = DOCS / "wedge.png"
-    figure(X, y, shown, rows, png)
-    md = [
-        "# Wedge-product features on the two-spiral dataset",
-        "",
-        "Produced by `benchmarks/wedge.py`"
-        + (" --quick" if quick else "")
-        + f": {n} training samples (1.5 turns), 1000 test samples; labels +-1, squared loss,"
+    h.save_figure(figure(X, y, shown, rows), "wedge", out=out, dpi=110)
+    h.write_doc(
+        "wedge",
+        "Wedge-product features on the two-spiral dataset",
+        f"{n} training samples (1.5 turns), 1000 test samples; labels +-1, squared loss,"
         " prediction = sign. Wedge lasso: dictionary of every pair of samples (both"
         " orientations), path from beta_max down to 1e-4 beta_max; gated ReLU: convex"
         f" program on Gaussian gates with quantile biases, beta = {beta}; Adam: weight decay"
         f" beta = {beta}, learning rates 1e-2 and 3e-3 (best train accuracy shown,"
         " `test_spread` = spread over the two).",
-        "",
-        *markdown(rows, keys),
-        "",
+        accuracy_table,
         "Times (same run; ratio to the gated-ReLU convex solve):",
-        "",
-        *markdown(times, ["method", "time_s", "vs_gated"]),
-        "",
-        f"![spiral]({png.name})",
-        "",
+        time_table,
+        "![spiral](wedge.png)",
         NOTES,
-    ]
-    (DOCS / "wedge.md").write_text("\n".join(md))
-    print(f"wrote {DOCS / 'wedge.md'} and {png}")
+        out=out,
+    )
 
 
 if __name__ == "__main__":
