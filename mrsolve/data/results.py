@@ -34,6 +34,7 @@ import torch
 
 import mrsolve
 from mrsolve.data.files import atomic_output, check_hdf5, sha256_file
+from mrsolve.propeller.fat import fat_spectrum, water_fat_signal
 
 _COMPLEX = ("image", "water", "fat", "spectral_volume")
 LEADING_AXES = ("slice", "echo", "frame")
@@ -68,6 +69,8 @@ class Reconstruction:
         axes: names of the image axes, a subsequence of (slice, echo, frame) then
             ("y", "x"); None -> ("y", "x") or ("frame", "y", "x") by the image's ndim.
         slices: the input file's slice index of each entry along a "slice" axis.
+        image_time_s: the time (s, relative to the phase reference) at which ``image`` is
+            read out: 0 for spin echo, the echo time for gradient echo.
     """
 
     image: torch.Tensor
@@ -85,6 +88,7 @@ class Reconstruction:
     mrsolve_version: str = mrsolve.__version__
     axes: tuple[str, ...] | None = None
     slices: tuple[int, ...] = ()
+    image_time_s: float = 0.0
 
 
 @dataclass
@@ -114,6 +118,22 @@ class GroundTruth:
     noise_covariance: torch.Tensor | None = None
     config: dict = field(default_factory=dict)
     axes: tuple[str, ...] | None = None
+
+    def image_at(self, time_s: float) -> torch.Tensor:
+        """The object's image at time ``time_s`` (s), from water, fat, the field map and
+        the fat model of the simulation (``config``: field_strength_t, fat_model)."""
+        if time_s == 0:
+            return self.image
+        if "field_strength_t" not in self.config:
+            raise ValueError(
+                f"the truth's config must give field_strength_t to form the image at t = "
+                f"{time_s} s, got keys {sorted(self.config)}"
+            )
+        spectrum = fat_spectrum(
+            float(self.config["field_strength_t"]), self.config.get("fat_model", "six_peak")
+        )
+        psi = self.field_map_hz.expand(self.water.shape)
+        return water_fat_signal(self.water, self.fat, psi, spectrum, time_s)
 
 
 def _numpy(name: str, value, dtype) -> np.ndarray:
@@ -224,6 +244,7 @@ def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
 
     def fill(handle: h5py.File) -> None:
         _write_maps(handle, maps)
+        handle["image"].attrs["image_time_s"] = float(rec.image_time_s)
         if volume is not None:
             handle.create_dataset("spectral_volume", data=volume)
             handle["spectral_volume"].attrs["frequencies_hz"] = freqs
@@ -284,6 +305,7 @@ def read_result(path: str | os.PathLike) -> Reconstruction:
             mrsolve_version=str(_attr(handle, "mrsolve_version", "")),
             axes=_axes(handle),
             slices=tuple(int(i) for i in handle.attrs.get("slices", ())),
+            image_time_s=float(handle["image"].attrs.get("image_time_s", 0.0)),
         )
 
 

@@ -63,3 +63,20 @@ def fat_signal(times_s: torch.Tensor, spectrum: FatSpectrum) -> torch.Tensor:
     a = spectrum.amplitudes.to(device=t.device, dtype=torch.float64)
     phase = 2 * math.pi * t[..., None] * f
     return (torch.polar(a.expand_as(phase), phase)).sum(-1).to(torch.complex64)
+
+
+def water_fat_signal(
+    water: torch.Tensor,
+    fat: torch.Tensor,
+    field_map_hz: torch.Tensor,
+    spectrum: FatSpectrum,
+    time_s: float = 0.0,
+) -> torch.Tensor:
+    """Transverse magnetization at time ``time_s`` (s) of water, fat and a field map (Hz),
+    all of one shape: (rho_w + rho_f sum_p a_p e^{i 2 pi f_p t}) e^{i 2 pi psi t}."""
+    if time_s == 0:
+        return water + fat
+    fat_t = fat_signal(torch.tensor(float(time_s)), spectrum).to(water.device)
+    phase = 2 * math.pi * float(time_s) * field_map_hz.double()
+    rotation = torch.polar(torch.ones_like(phase), phase).to(water.dtype)
+    return (water + fat * fat_t) * rotation

@@ -35,3 +35,23 @@ def readout_times(
     if sequence == "gradient_echo":
         t = t + check_positive("te_s", te_s, allow_zero=True)
     return t.float()
+
+
+def echo_time(times_s: torch.Tensor, center_sample: int, echo: torch.Tensor | None = None) -> float:
+    """Time (s) of the k-space centre of the first echo: the median time of its
+    echo-centre samples (0 for spin echo, TE for gradient echo).
+
+    Low spatial frequencies are measured only near the echo, so this is the time at which
+    the image is determined by the data; at any other time it is an extrapolation.
+
+    Args:
+        times_s: (B, L, M) sample times in seconds.
+        center_sample: echo-centre readout index c.
+        echo: (B,) echo index of each blade (None: one echo).
+    """
+    if times_s.ndim != 3:
+        raise ValueError(f"times_s must have shape (B, L, M), got {tuple(times_s.shape)}")
+    if not 0 <= center_sample < times_s.shape[-1]:
+        raise ValueError(f"center_sample must be in [0, {times_s.shape[-1]}), got {center_sample}")
+    first = times_s if echo is None else times_s[echo == echo.min()]
+    return float(first[..., center_sample].median())

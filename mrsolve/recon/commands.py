@@ -198,7 +198,7 @@ def reconstruct_file(
 
 def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
     """NRMSE, SSIM, fat-fraction MAE and field-map RMSE, with the all-zero predictors' scores."""
-    ref = truth.image
+    ref = truth.image_at(rec.image_time_s)
     if tuple(rec.image.shape) != tuple(ref.shape):
         raise ValueError(
             f"output image must have the truth's shape {tuple(ref.shape)}, got {tuple(rec.image.shape)}"

@@ -23,6 +23,7 @@ from mrsolve.propeller.gridding import gridding
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.pipe import pipe_reconstruct
 from mrsolve.propeller.scan import Scan
+from mrsolve.propeller.timing import echo_time
 from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.solvers.validation import check_choice
 
@@ -120,6 +121,8 @@ def reconstruct(
         first.image = torch.stack([r.image.cpu() for r in results])
     first.method = method
     first.config = {**options, **first.config}
+    # the classical methods' images are the contrast at the k-space centre: the echo time
+    first.image_time_s = echo_time(scan.times, scan.center_sample, scan.echo)
     return first
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrsolve.propeller.fat import fat_signal, fat_spectrum, ppm_to_hz
+from mrsolve.propeller.fat import fat_signal, fat_spectrum, ppm_to_hz, water_fat_signal
 
 
 def test_single_peak_matches_methods_note():
@@ -50,3 +50,21 @@ def test_errors_name_the_argument():
         fat_spectrum(0.0)
     with pytest.raises(ValueError, match="model"):
         fat_spectrum(3.0, "seven_peak")
+
+
+def test_water_fat_signal_against_the_signal_equation():
+    spec = fat_spectrum(1.5)
+    gen = torch.Generator().manual_seed(0)
+    water = torch.randn(4, 5, dtype=torch.complex64, generator=gen)
+    fat = torch.randn(4, 5, dtype=torch.complex64, generator=gen)
+    psi = 100 * torch.randn(4, 5, generator=gen)
+    t = 2.3e-3
+    c = sum(
+        a * np.exp(2j * np.pi * f * t)
+        for f, a in zip(spec[0].tolist(), spec[1].tolist(), strict=True)
+    )
+    expected = (water.numpy() + fat.numpy() * c) * np.exp(2j * np.pi * psi.double().numpy() * t)
+    np.testing.assert_allclose(
+        water_fat_signal(water, fat, psi, spec, t).numpy(), expected, atol=1e-5
+    )
+    assert torch.equal(water_fat_signal(water, fat, psi, spec, 0.0), water + fat)

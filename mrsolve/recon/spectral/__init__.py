@@ -16,12 +16,17 @@ from dataclasses import asdict, replace
 import torch
 
 from mrsolve.data.results import Reconstruction
-from mrsolve.propeller.fat import fat_spectrum
+from mrsolve.propeller.fat import fat_spectrum, water_fat_signal
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
+from mrsolve.propeller.timing import echo_time
 from mrsolve.recon.spectral.config import frequency_range, resolve_config
 from mrsolve.recon.spectral.problem import build_problem
-from mrsolve.recon.spectral.readouts import fat_fraction, image_from_volume, volume_from_water_fat
+from mrsolve.recon.spectral.readouts import (
+    fat_fraction,
+    image_from_volume,
+    volume_from_water_fat,
+)
 from mrsolve.recon.spectral.stages.free_volume import run_free_volume
 from mrsolve.recon.spectral.stages.loops import Checkpointer
 from mrsolve.recon.spectral.stages.water_fat import run_water_fat
@@ -68,6 +73,7 @@ def reconstruct_spectral(
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
     torch.manual_seed(cfg.seed)
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
+    image_time = _image_time(cfg.image_time, scan)
     problem = build_problem(
         scan, frange, **asdict(cfg.operator), per_frame=cfg.dynamic, seed=cfg.seed, device=dev
     )
@@ -95,7 +101,7 @@ def reconstruct_spectral(
         volume, report["free"] = run_free_volume(problem, bins.to(dev), cfg, staged(0), ckpt)
         out["spectral_volume"] = volume.cpu()
         out["frequencies_hz"] = bins.float()
-        out["image"] = image_from_volume(volume).cpu()
+        out["image"] = image_from_volume(volume, bins.to(dev), image_time).cpu()
     if cfg.waterfat.enabled:
         offset = totals[0] if len(totals) > 1 else 0
         maps, report["waterfat"] = run_water_fat(
@@ -104,15 +110,30 @@ def reconstruct_spectral(
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
         out["field_map_hz"] = maps["field_map_hz"].float().cpu()
         out["fat_fraction"] = fat_fraction(out["water"], out["fat"])
-        out["image"] = out["water"] + out["fat"]
+        spectrum = fat_spectrum(scan.field_strength_t, cfg.frequency.fat_model)
+        out["image"] = water_fat_signal(
+            out["water"], out["fat"], out["field_map_hz"], spectrum, image_time
+        )
         if "spectral_volume" not in out:
-            spectrum = fat_spectrum(scan.field_strength_t, cfg.frequency.fat_model)
             out["spectral_volume"] = volume_from_water_fat(
                 out["water"], out["fat"], out["field_map_hz"], spectrum, bins
             )
             out["frequencies_hz"] = bins.float()
     config = {**asdict(cfg), "report": report}
     return Reconstruction(
-        **out, method="spectral", config=config, runtime_s=time.perf_counter() - start,
+        **out,
+        image_time_s=image_time,
+        method="spectral",
+        config=config,
+        runtime_s=time.perf_counter() - start,
         device=str(dev),
-    )  # fmt: skip
+    )
+
+
+def _image_time(rule: str | float, scan: Scan) -> float:
+    """Seconds at which the image is read out (``SpectralConfig.image_time``)."""
+    if rule == "zero":
+        return 0.0
+    if rule == "echo":
+        return echo_time(scan.times, scan.center_sample, scan.echo)
+    return float(rule)

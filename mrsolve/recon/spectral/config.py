@@ -55,6 +55,9 @@ class SpectralConfig:
     preset: str = "static"
     dynamic: bool = False
     seed: int = 0
+    # when the image is read out: "echo" (the first echo's k-space centre: 0 for spin echo,
+    # TE for gradient echo, where the data determine it), "zero" (t = 0) or seconds
+    image_time: str | float = "echo"
     frequency: FrequencyConfig = field(default_factory=FrequencyConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     free: FreeVolumeConfig = field(default_factory=FreeVolumeConfig)
@@ -89,6 +92,10 @@ def resolve_config(
             raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
         stage = "waterfat" if cfg.waterfat.enabled else "free"
         cfg = replace(cfg, **{stage: replace(getattr(cfg, stage), iterations=iterations)})
+    if isinstance(cfg.image_time, str):
+        check_choice("image_time", cfg.image_time, ("echo", "zero"))
+    elif not isinstance(cfg.image_time, int | float) or cfg.image_time != cfg.image_time:
+        raise ValueError(f"image_time must be 'echo', 'zero' or seconds, got {cfg.image_time!r}")
     check_choice("encoding", cfg.free.encoding, ("dense", "planes", "hash_grid"))
     check_choice("optimizer", cfg.waterfat.optimizer, ("lbfgs", "adam"))
     return cfg

@@ -5,19 +5,37 @@ Shapes: a free volume is (F, ny, nx) or (T, F, ny, nx); maps are (ny, nx) or (T,
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mrsolve.propeller.fat import FatSpectrum
 from mrsolve.solvers.validation import check_positive
 
 
-def image_from_volume(volume: torch.Tensor) -> torch.Tensor:
-    """The image a reader without the spectral axis sees: the sum over f (axis -3)."""
+def image_from_volume(
+    volume: torch.Tensor, bins_hz: torch.Tensor | None = None, time_s: float = 0.0
+) -> torch.Tensor:
+    """The image at time ``time_s``: sum over f (axis -3) of x_f e^{i 2 pi f t}.
+
+    At t = 0 (spin echo) this is the plain sum, what a reader without the spectral axis
+    sees; for gradient echo read it out at the echo time, where the data determine it.
+    ``bins_hz`` (F,) is needed when ``time_s`` is not 0.
+    """
     if volume.ndim not in (3, 4):
         raise ValueError(
             f"volume must have shape (F, ny, nx) or (T, F, ny, nx), got {tuple(volume.shape)}"
         )
-    return volume.sum(-3)
+    if time_s == 0:
+        return volume.sum(-3)
+    if bins_hz is None or bins_hz.numel() != volume.shape[-3]:
+        raise ValueError(
+            f"bins_hz must give the {volume.shape[-3]} bin frequencies when time_s != 0, "
+            f"got {None if bins_hz is None else tuple(bins_hz.shape)}"
+        )
+    phase = 2 * math.pi * float(time_s) * bins_hz.to(volume.device, torch.float64)
+    weights = torch.polar(torch.ones_like(phase), phase).to(volume.dtype)
+    return torch.einsum("f,...fyx->...yx", weights, volume)
 
 
 def fat_fraction(water: torch.Tensor, fat: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
