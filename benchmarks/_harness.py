@@ -188,7 +188,7 @@ def table(
 
     ``columns``: the keys to show (a mapping gives key -> header); for dict rows it
     defaults to the keys of the first row, a missing key is an empty cell; for list
-    rows it is the header. ``formats``: per key, a format spec or a function of the
+    rows it is the header, and a short row ends in empty cells. ``formats``: per key, a format spec or a function of the
     value; other cells go through :func:`fmt` with ``spec``.
     """
     if not rows and columns is None:
@@ -214,9 +214,9 @@ def table(
         if isinstance(row, Mapping):
             values = [row.get(k, _UNSET) for k in keys]
         else:
-            if len(row) != len(keys):
-                raise ValueError(f"rows must have {len(keys)} cells, got {len(row)}: {row!r}")
-            values = list(row)
+            if len(row) > len(keys):
+                raise ValueError(f"rows must have <= {len(keys)} cells, got {len(row)}: {row!r}")
+            values = [*row, *[_UNSET] * (len(keys) - len(row))]
         lines.append(
             "| " + " | ".join(cell(k, v) for k, v in zip(keys, values, strict=True)) + " |"
         )

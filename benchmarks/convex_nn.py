@@ -12,24 +12,17 @@ From one run on identical gates and regularization:
 pyscnn (PyPI ``pyscnn``, import ``scnn``) is optional: put it on ``PYTHONPATH`` (it is not
 a dependency of mrsolve); without it those columns read "n/a".
 
-Writes docs/<--out>.md and .png (default docs/convex_nn.md, docs/convex_nn.png). ``--quick`` runs two small datasets.
+Writes docs/<--name>.md and .png (default docs/convex_nn.md, docs/convex_nn.png).
+``--quick`` runs two small datasets.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from pathlib import Path
+from functools import partial
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
@@ -54,10 +47,8 @@ from mrsolve.solvers.mkl import (
     reweight,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-
-def datasets(quick: bool, large_n: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+def datasets(quick: bool, large_n: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
     out = {
         "diabetes": (*load_diabetes(return_X_y=True), "regression"),
         "wine": (*load_wine(return_X_y=True), "classes"),
@@ -65,7 +56,7 @@ def datasets(quick: bool, large_n: int) -> dict[str, tuple[np.ndarray, np.ndarra
     if not quick:
         out["breast_cancer"] = (*load_breast_cancer(return_X_y=True), "classes")
         out["digits"] = (*load_digits(return_X_y=True), "classes")
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(seed)
         X = rng.standard_normal((large_n, 20))
         y = (
             np.maximum(X @ rng.standard_normal(20), 0)
@@ -97,19 +88,19 @@ def pyscnn_solve(Xa, Y, gates, lam, relu, max_iter):
     c = Y.shape[1]
     model = (ConvexReLU if relu else ConvexGatedReLU)(gates.T, c=c)
     solver = AL(model) if relu else RFISTA(model, max_iters=max_iter)
-    t = time.perf_counter()
-    fitted, _ = optimize_model(
-        model,
-        solver,
-        Metrics(),
-        Xa,
-        Y if c > 1 else Y[:, 0],
-        regularizer=NeuronGL1(lam),
-        return_convex=True,
-        unitize_data=False,
-        dtype="float64",
+    fitted, elapsed = h.timed(
+        lambda: optimize_model(
+            model,
+            solver,
+            Metrics(),
+            Xa,
+            Y if c > 1 else Y[:, 0],
+            regularizer=NeuronGL1(lam),
+            return_convex=True,
+            unitize_data=False,
+            dtype="float64",
+        )[0]
     )
-    elapsed = time.perf_counter() - t
     u = np.stack(fitted.parameters) if relu else fitted.parameters[0]
     return elapsed, u, np.ascontiguousarray(fitted.G.T)
 
@@ -123,7 +114,7 @@ def have_pyscnn() -> bool:
 
 
 def compare_pyscnn(
-    data, n_gates, lam, device, max_iter, pyscnn_relu_max_n, acts, gated_tol, relu_tol
+    data, n_gates, lam, device, max_iter, pyscnn_relu_max_n, acts, gated_tol, relu_tol, seed
 ):
     """Both solvers on the same program; objectives and relative duality gaps (our
     certificate) evaluated by our code at both solutions.
@@ -139,26 +130,28 @@ def compare_pyscnn(
         X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
         Y = targets(y, kind)
         Xa = add_bias(torch.from_numpy(X)).numpy()
-        gates = sample_gates(torch.from_numpy(Xa), n_gates, seed=0).numpy()
+        gates = sample_gates(torch.from_numpy(Xa), n_gates, seed=seed).numpy()
         c = Y.shape[1]
         beta = c * lam  # pyscnn scales the squared loss by 1/(n c)
         df = make_datafit("squared", torch.from_numpy(Y), torch.float64)
         for act in acts:
             gated = act == "gated_relu"
             kappa = None if gated else 0.0
-            t = time.perf_counter()
-            sol = solve(
-                Xa,
-                Y,
-                gates,
-                beta,
-                activation=act,
-                certify=False,
-                tol=gated_tol if gated else relu_tol,
-                max_iter=max(max_iter, 20000) if gated else max_iter,
+            sol, t_ours = h.timed(
+                partial(
+                    solve,
+                    Xa,
+                    Y,
+                    gates,
+                    beta,
+                    activation=act,
+                    certify=False,
+                    tol=gated_tol if gated else relu_tol,
+                    max_iter=max(max_iter, 20000) if gated else max_iter,
+                    device=device,
+                ),
                 device=device,
             )
-            t_ours = time.perf_counter() - t
             prog = ConvexProgram(torch.from_numpy(Xa), torch.from_numpy(gates), kappa, c, df, beta)
             u_ours = sol.weights.cpu()
             mu_ours = None if sol.multipliers is None else sol.multipliers.cpu()
@@ -206,26 +199,28 @@ def adam_net(Xtr, ytr, Xte, yte, width, beta, loss, lr, steps, seed):
     df = make_datafit(loss, yt, torch.float64)
     net = TwoLayerNet.random(Xtr.shape[1], width, k, seed=seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    t = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad()
-        network_objective(net, Xt, df, beta).backward()
-        opt.step()
-    elapsed = time.perf_counter() - t
+
+    def train():
+        for _ in range(steps):
+            opt.zero_grad()
+            network_objective(net, Xt, df, beta).backward()
+            opt.step()
+
+    elapsed = h.timed(train)[1]
     with torch.no_grad():
         z = net(Xs)
     pred = (z[:, 0] > 0).long() if k == 1 else z.argmax(1)
     return float((pred.numpy() == yte).mean()), elapsed
 
 
-def compare_adam(data, n_gates, beta, device, max_iter, steps, acts):
+def compare_adam(data, n_gates, beta, device, max_iter, steps, acts, seed):
     rows = []
     for name, (X, y, kind) in data.items():
         if kind != "classes":
             continue
         y = np.unique(y, return_inverse=True)[1]
         X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
-        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
         row = dict(dataset=name)
         for act in ("gated_relu", "relu"):
             if act not in acts:
@@ -238,16 +233,14 @@ def compare_adam(data, n_gates, beta, device, max_iter, steps, acts):
                 max_iter=max_iter,
                 tol=1e-4 if act == "gated_relu" else 1e-6,  # FISTA: relative duality gap
                 device=device,
-                random_state=0,
+                random_state=seed,
             )
-            t = time.perf_counter()
-            est.fit(Xtr, ytr)
-            row[f"t_{act}"] = time.perf_counter() - t
+            row[f"t_{act}"] = h.timed(partial(est.fit, Xtr, ytr), device=device)[1]
             row[f"acc_{act}"] = float(est.score(Xte, yte))
         loss = "logistic" if len(np.unique(y)) == 2 else "multinomial"
         accs, times = [], []
         for lr in (1e-3, 1e-2, 1e-1):
-            a, t = adam_net(Xtr, ytr, Xte, yte, n_gates, beta, loss, lr, steps, 0)
+            a, t = adam_net(Xtr, ytr, Xte, yte, n_gates, beta, loss, lr, steps, seed)
             accs.append(a)
             times.append(t)
         row.update(acc_adam_best=max(accs), acc_adam_worst=min(accs), t_adam=sum(times))
@@ -256,19 +249,19 @@ def compare_adam(data, n_gates, beta, device, max_iter, steps, acts):
     return rows
 
 
-def compare_mkl(data, n_gates, beta):
+def compare_mkl(data, n_gates, beta, seed):
     rows = []
     for name, (X, y, kind) in data.items():
         if kind != "regression":
             continue
         X = (X - X.mean(0)) / X.std(0)
         y = (y - y.mean()) / y.std()
-        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0)
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed)
         if Xtr.shape[0] > 1500:
             Xtr, ytr = Xtr[:1500], ytr[:1500]
         A, B = add_bias(torch.from_numpy(Xtr)), add_bias(torch.from_numpy(Xte))
         yt = torch.from_numpy(ytr)
-        gates, eta = ntk_gates(A, n_samples=n_gates, seed=0)
+        gates, eta = ntk_gates(A, n_samples=n_gates, seed=seed)
         best = None
         for scale in 10.0 ** np.arange(-2, 7):  # best overall scale of the NTK weights
             e = eta * scale
@@ -279,9 +272,11 @@ def compare_mkl(data, n_gates, beta):
             if best is None or obj < best[0]:
                 best = (obj, e, alpha)
         obj_ntk, e_ntk, a_ntk = best
-        t = time.perf_counter()
-        res = reweight(A, yt, gates, beta, eta0=e_ntk, max_iter=500, tol=1e-10)
-        t_rw = time.perf_counter() - t
+        res, t_rw = h.timed(
+            lambda A=A, yt=yt, gates=gates, e_ntk=e_ntk: reweight(
+                A, yt, gates, beta, eta0=e_ntk, max_iter=500, tol=1e-10
+            )
+        )
 
         def mse(e, a, Z, yy, A=A, gates=gates):
             pred = kernel_predict(A, gates, e, a, Z)[:, 0]
@@ -308,29 +303,24 @@ def compare_mkl(data, n_gates, beta):
 
 
 def fmt(v, spec=".3g"):
-    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
+    return "n/a" if v is None else h.fmt(float(v), spec)
 
 
 def markdown(title, cols, rows):
-    lines = [
-        f"### {title}",
-        "",
-        "| " + " | ".join(h for h, _ in cols) + " |",
-        "|" + "---|" * len(cols),
-    ]
-    lines += ["| " + " | ".join(f(r) for _, f in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    """A section: the title as a heading, then the table (printed) of ``cols``:
+    (header, function of a row giving the cell)."""
+    print(f"\n### {title}\n")
+    cells = [[f(r) for _, f in cols] for r in rows]
+    return f"### {title}\n\n{h.table(cells, [name for name, _ in cols])}\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="two small datasets, fewer steps")
+    ap = h.parser(__doc__, quick="two small datasets, fewer steps")
     ap.add_argument("--gates", type=int, default=50)
     ap.add_argument("--lam", type=float, default=1e-3, help="pyscnn's lambda (beta = c lambda)")
     ap.add_argument("--large-n", type=int, default=3000)
     ap.add_argument("--max-iter", type=int, default=2000)
     ap.add_argument("--adam-steps", type=int, default=1000)
-    ap.add_argument("--device", default="cpu")
     ap.add_argument(
         "--datasets",
         default=None,
@@ -343,7 +333,7 @@ def main() -> None:
         "--parts", default="pyscnn,adam,mkl", help="comma-separated subset of pyscnn,adam,mkl"
     )
     ap.add_argument(
-        "--out", default="convex_nn", help="stem of the markdown table and figure in docs/"
+        "--name", default="convex_nn", help="stem of the markdown table and figure in --out"
     )
     ap.add_argument(
         "--gated-tol",
@@ -360,7 +350,6 @@ def main() -> None:
         "exactly feasible; default: below the 3e-3 to 5e-3 by which pyscnn's ReLU "
         "objectives exceed the optimum here)",
     )
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--pyscnn-relu-max-n",
         type=int,
@@ -369,10 +358,11 @@ def main() -> None:
         "17970: pyscnn needs ~4 min for n * outputs = 3000 already)",
     )
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    h.setup(args)
+    out = h.out_dir(args)
     # numpy's BLAS (pyscnn, CVXPY) gets the same thread count as torch: a fair comparison
     threadpool_limits(args.threads)
-    data = datasets(args.quick, args.large_n)
+    data = datasets(args.quick, args.large_n, args.seed)
     if args.datasets:
         keep = args.datasets.split(",")
         unknown = set(keep) - set(data)
@@ -396,19 +386,19 @@ def main() -> None:
             acts,
             args.gated_tol,
             args.relu_tol,
+            args.seed,
         )
     if "adam" in parts:
-        rows_a = compare_adam(data, args.gates, args.lam, args.device, args.max_iter, steps, acts)
+        rows_a = compare_adam(
+            data, args.gates, args.lam, args.device, args.max_iter, steps, acts, args.seed
+        )
     if "mkl" in parts:
-        rows_m = compare_mkl(data, args.gates, args.lam)
+        rows_m = compare_mkl(data, args.gates, args.lam, args.seed)
 
-    console = Console()
     md = [
-        "# Convex two-layer networks: benchmark\n",
-        f"Command: `python benchmarks/convex_nn.py {' '.join(sys.argv[1:])}` "
-        f"({args.gates} Gaussian gates, lambda {args.lam}, {args.threads} CPU thread(s), "
+        f"{args.gates} Gaussian gates, lambda {args.lam}, {args.threads} CPU thread(s), "
         f"device {args.device}; times in seconds, ratios measured in the same run; "
-        f"pyscnn's ReLU solver skipped (n/a) where n * outputs > {args.pyscnn_relu_max_n}). "
+        f"pyscnn's ReLU solver skipped (n/a) where n * outputs > {args.pyscnn_relu_max_n}. "
         f"Gated ReLU: our FISTA stops at relative duality gap {args.gated_tol:g}, pyscnn's "
         "R-FISTA on its own rule (squared min-norm subgradient <= 1e-6). ReLU: our interior-"
         f"point method stops at certified relative gap {args.relu_tol:g} (exactly feasible "
@@ -461,19 +451,8 @@ def main() -> None:
         ("test MSE reweighted", lambda r: fmt(r["test_mse_rw"])),
     ]
     md.append(markdown("MKL: NTK kernel vs reweighted kernel", cols_m, rows_m))
-    for title, c, r in [
-        ("pyscnn", cols, rows_p),
-        ("Adam", cols_a, rows_a),
-        ("MKL", cols_m, rows_m),
-    ]:
-        tab = Table(title=title)
-        for h, _ in c:
-            tab.add_column(h)
-        for row in r:
-            tab.add_row(*[f(row) for _, f in c])
-        console.print(tab)
 
-    fig, axes = plt.subplots(1, 2 if rows_a else 1, figsize=(11 if rows_a else 6, 4))
+    fig, axes = h.pyplot().subplots(1, 2 if rows_a else 1, figsize=(11 if rows_a else 6, 4))
     axes = np.atleast_1d(axes)
     for i, act in enumerate(acts):
         rr = [r for r in rows_p if r["activation"] == act]
@@ -501,11 +480,9 @@ def main() -> None:
         axes[1].set_ylim(0.5, 1.0)
         axes[1].legend(fontsize=8)
     fig.tight_layout()
-    DOCS.mkdir(exist_ok=True)
-    fig.savefig(DOCS / f"{args.out}.png", dpi=120)
-    md.append(f"\n![convex_nn]({args.out}.png)\n")
-    (DOCS / f"{args.out}.md").write_text("\n".join(md))
-    print(f"wrote {DOCS / args.out}.md and .png")
+    h.save_figure(fig, args.name, out=out)
+    md.append(f"![convex_nn]({args.name}.png)")
+    h.write_doc(args.name, "Convex two-layer networks: benchmark", *md, out=out)
 
 
 if __name__ == "__main__":
