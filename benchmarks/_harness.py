@@ -1,7 +1,8 @@
 """Shared pieces of the benchmark scripts: arguments, timing, markdown tables, figures.
 
 A script builds its parser with :func:`parser`, calls :func:`setup` for the device and
-thread count, times with :func:`timeit` (repeats) or :func:`timed` (one call), formats
+thread count, times with :func:`timeit` (repeats), :func:`best_of` (the result of a
+warm-up call and the best time of the calls after it) or :func:`timed` (one call), formats
 tables with :func:`table`, and writes ``<out>/<name>.md`` with :func:`write_doc` and
 ``<out>/<name>.png`` with :func:`save_figure`. ``--out`` defaults to ``docs/``; a
 ``--quick`` run writes only when ``--out`` is given, so smoke runs never overwrite the
@@ -164,6 +165,19 @@ def timeit(
     sync(device)
     times = [timed(fn, device=device, clock=clock)[1] for _ in range(repeats)]
     return float(reducers[reduce](times))
+
+
+def best_of(
+    fn: Callable[[], Any],
+    repeats: int = 1,
+    *,
+    device: torch.device | str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[Any, float]:
+    """(result of a warm-up call, best seconds of ``repeats`` further calls)."""
+    result = fn()
+    sync(device)
+    return result, timeit(fn, repeats=repeats, warmup=0, device=device, reduce="min", clock=clock)
 
 
 # ---------------------------------------------------------------- tables

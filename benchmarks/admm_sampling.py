@@ -16,19 +16,12 @@ docs/sampling_admm_{linear,logistic}.png.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import numpy as np
 import scipy.optimize
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from mrsolve.distributed.admm_sampler import run_agents
 from mrsolve.solvers.sampling import (
@@ -44,7 +37,6 @@ from mrsolve.solvers.sampling import (
     run,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 METHODS = ("dadmms", "admm", "dsghmc", "dsgld", "dula")
 LABELS = {
     "dadmms": "D-ADMMS",
@@ -59,7 +51,6 @@ REFERENCE_W2 = {
     "dsgld": 3.2,
     "dula": 2.6,
 }  # methods note, N=20 cycle
-console = Console()
 
 
 def linear_target(n_agents: int, seed: int) -> BayesianLinearRegression:
@@ -187,8 +178,8 @@ def timing(n_agents, n_iter, n_chains, seed, with_ray):
     return out
 
 
-def plot_linear(curves, sizes, kinds, path):
-    fig, axes = plt.subplots(
+def plot_linear(curves, sizes, kinds):
+    fig, axes = h.pyplot().subplots(
         len(sizes), len(kinds), figsize=(4 * len(kinds), 3 * len(sizes)), squeeze=False, sharex=True
     )
     for r, n in enumerate(sizes):
@@ -207,12 +198,11 @@ def plot_linear(curves, sizes, kinds, path):
             ax.set_ylabel("W2 (mean over agents)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_logistic(results, kinds, ref_acc, path):
-    fig, axes = plt.subplots(2, len(kinds), figsize=(4 * len(kinds), 6), squeeze=False)
+def plot_logistic(results, kinds, ref_acc):
+    fig, axes = h.pyplot().subplots(2, len(kinds), figsize=(4 * len(kinds), 6), squeeze=False)
     for c, kind in enumerate(kinds):
         for method in METHODS:
             res = results[kind, method]
@@ -227,8 +217,7 @@ def plot_logistic(results, kinds, ref_acc, path):
         axes[1, c].set_xlabel("iteration")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def w2_cell(w):
@@ -241,90 +230,67 @@ def fmt(x):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 20 only, fewer chains/iters")
+    parser = h.parser(__doc__, quick="N = 20 only, fewer chains/iters", device=None, seed=10)
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray timing")
-    parser.add_argument("--seed", type=int, default=10)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    h.setup(args)
+    out = h.out_dir(args)
     sizes = (20,) if args.quick else (5, 20, 100)
     kinds = ("cycle", "complete", "empty")
     n_iter, n_chains = 50, 100
     t0 = time.perf_counter()
     curves = linear_experiment(sizes, kinds, n_iter, n_chains, args.seed)
 
-    table = Table(title="Linear regression: W2 at iteration 49 (mean over agents / agent 0)")
-    for col in ("N", "graph", *[LABELS[m] for m in METHODS]):
-        table.add_column(col)
-    md = [
-        "| N | graph | " + " | ".join(LABELS[m] for m in METHODS) + " |",
-        "|---|---|" + "---|" * len(METHODS),
-    ]
-    for n in sizes:
-        for kind in kinds:
-            cells = []
-            for m in METHODS:
-                w = curves[n, kind, m]
-                cells.append(w2_cell(w))
-            table.add_row(str(n), kind, *cells)
-            md.append(f"| {n} | {kind} | " + " | ".join(cells) + " |")
-    console.print(table)
-    ref_rows = [
-        "| method | this run, N=20 cycle (mean / agent 0) | methods note |",
-        "|---|---|---|",
-    ]
-    for m in METHODS:
-        w = curves[20, "cycle", m]
-        ours = w2_cell(w)
-        ref_rows.append(f"| {LABELS[m]} | {ours} | {REFERENCE_W2.get(m, '-')} |")
+    print("\nLinear regression: W2 at iteration 49 (mean over agents / agent 0)")
+    md = h.table(
+        [
+            [n, kind, *[w2_cell(curves[n, kind, m]) for m in METHODS]]
+            for n in sizes
+            for kind in kinds
+        ],
+        ["N", "graph", *[LABELS[m] for m in METHODS]],
+    )
+    ref_rows = h.table(
+        [[LABELS[m], w2_cell(curves[20, "cycle", m]), REFERENCE_W2.get(m, "-")] for m in METHODS],
+        ["method", "this run, N=20 cycle (mean / agent 0)", "methods note"],
+        echo=False,
+    )
     # Certificate for the baselines: the network average of D-SGLD is gradient descent on
     # the average quadratic, so its mean error after 49 steps is |(I - eta A_bar)^49 m|.
     t20 = linear_target(20, args.seed)
     post_mean, _ = t20.posterior()
     contraction = np.linalg.matrix_power(np.eye(2) - 0.009 * t20.A.mean(0).numpy(), 49)
     sgld_pred = float(np.linalg.norm(contraction @ np.asarray(post_mean)))
-    console.print(f"D-SGLD mean error predicted at iteration 49 (N = 20): {sgld_pred:.3f}")
-    plot_linear(curves, sizes, kinds, DOCS / "sampling_admm_linear.png")
+    print(f"D-SGLD mean error predicted at iteration 49 (N = 20): {sgld_pred:.3f}")
+    h.save_figure(plot_linear(curves, sizes, kinds), "sampling_admm_linear", out=out)
 
     log_kinds = ("cycle", "complete")
     log_iter = 50
     results, ref_acc, ref_accept = logistic_experiment(
         20 if args.quick else 50, log_kinds, log_iter, n_chains, args.seed, args.quick
     )
-    plot_logistic(results, log_kinds, ref_acc, DOCS / "sampling_admm_logistic.png")
-    log_md = ["| graph | method | accuracy | W2 to MALA |", "|---|---|---|---|"]
-    ltable = Table(
-        title=f"Logistic regression at iteration {log_iter - 1} (MALA acc {ref_acc:.3f})"
-    )
-    for col in ("graph", "method", "accuracy", "W2 to MALA"):
-        ltable.add_column(col)
+    h.save_figure(plot_logistic(results, log_kinds, ref_acc), "sampling_admm_logistic", out=out)
+    print(f"\nLogistic regression at iteration {log_iter - 1} (MALA acc {ref_acc:.3f})")
+    log_rows = []
     for kind in log_kinds:
         for m in METHODS:
             res = results[kind, m]
             acc = None if res is None else float(res[0][-1])
             w2 = None if res is None else float(res[1][-1])
-            ltable.add_row(kind, LABELS[m], fmt(acc), fmt(w2))
-            log_md.append(f"| {kind} | {LABELS[m]} | {fmt(acc)} | {fmt(w2)} |")
-    console.print(ltable)
+            log_rows.append([kind, LABELS[m], fmt(acc), fmt(w2)])
+    log_md = h.table(log_rows, ["graph", "method", "accuracy", "W2 to MALA"])
 
     t_agents = 4 if args.quick else 8
     times = timing(t_agents, 6 if args.quick else 15, n_chains, args.seed, not args.no_ray)
-    ttable = Table(
-        title=f"D-ADMMS wall time per iteration, N = {t_agents} cycle, {n_chains} chains"
+    print(f"\nD-ADMMS wall time per iteration, N = {t_agents} cycle, {n_chains} chains")
+    time_md = h.table(
+        [[engine, 1e3 * sec, sec / times["vectorized"]] for engine, sec in times.items()],
+        ["engine", "ms / iteration", "x vectorized"],
+        formats={"ms / iteration": ".2f", "x vectorized": ".1f"},
     )
-    for col in ("engine", "ms / iteration", "x vectorized"):
-        ttable.add_column(col)
-    time_md = ["| engine | ms / iteration | x vectorized |", "|---|---|---|"]
-    for engine, sec in times.items():
-        ratio = sec / times["vectorized"]
-        ttable.add_row(engine, f"{1e3 * sec:.2f}", f"{ratio:.1f}")
-        time_md.append(f"| {engine} | {1e3 * sec:.2f} | {ratio:.1f} |")
-    console.print(ttable)
 
-    text = f"""# Distributed ADMM sampling (arXiv:2401.15838)
-
-Produced by `benchmarks/admm_sampling.py{" --quick" if args.quick else ""}` (seed {args.seed},
-{time.perf_counter() - t0:.0f} s). D-ADMMS with rho = 5 and zeta ~ N(0, I / (2 rho^2));
+    text = f"""Seed {args.seed}, {time.perf_counter() - t0:.0f} s. D-ADMMS with rho = 5 and
+zeta ~ N(0, I / (2 rho^2));
 baseline steps of the authors' scripts (D-SGLD eta 0.009, D-SGHMC eta 0.1 / gamma 7,
 D-ULA alpha0 0.00082, beta0 0.48, b 230, decay 0.05, consensus decay 0.55 on complete
 graphs). Starting points N(0, I); {n_chains} chains per agent. W2 is between each agent's
@@ -333,11 +299,11 @@ non-finite iterates (D-ULA's consensus step is too large for that graph).
 
 ## Linear regression, W2 at iteration 49 (mean over agents / agent 0)
 
-{chr(10).join(md)}
+{md}
 
 Reference values (methods note, the authors' N = 20 cycle):
 
-{chr(10).join(ref_rows)}
+{ref_rows}
 
 D-SGLD check: its network average is gradient descent with step 0.009 on the average
 quadratic, so from a zero-mean start its mean error at iteration 49 is
@@ -352,20 +318,19 @@ Accuracy on the pooled training data, averaged over samples; the reference is a 
 on the pooled posterior (acceptance {ref_accept:.2f}, accuracy {ref_acc:.3f}); W2 is to
 the Gaussian fit of the MALA samples (mean over agents).
 
-{chr(10).join(log_md)}
+{log_md}
 
 ![logistic](sampling_admm_logistic.png)
 
 ## Runtime
 
-{chr(10).join(time_md)}
+{time_md}
 
 Per-iteration time from the end of iteration 1 to the end of the run (excludes actor
 start-up); every engine synchronizes each iteration (the callback gathers the iterates).
 All engines give the same chains for the same seed.
 """
-    (DOCS / "sampling_admm.md").write_text(text)
-    console.print(f"wrote {DOCS / 'sampling_admm.md'} ({time.perf_counter() - t0:.0f} s)")
+    h.write_doc("sampling_admm", "Distributed ADMM sampling (arXiv:2401.15838)", text, out=out)
 
 
 if __name__ == "__main__":

@@ -15,31 +15,21 @@ Writes docs/batch_multi_echo.md and docs/batch_multi_echo.png.
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from mrsolve.data.exam import simulate_exam
 from mrsolve.recon import metrics
 from mrsolve.recon.spectral import reconstruct_spectral
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 ECHOES_S = (0.00115, 0.0023)
 
 
 def scores(scan, truth, iterations: int, options: dict) -> dict:
-    start = time.perf_counter()
-    rec = reconstruct_spectral(scan, preset="fatwater", iterations=iterations, **options)
-    wall = time.perf_counter() - start
+    rec, wall = h.timed(
+        lambda: reconstruct_spectral(scan, preset="fatwater", iterations=iterations, **options)
+    )
     mask = truth.mask
     water = mask & (truth.water.abs() > truth.fat.abs())
     image = rec.image if rec.image.ndim == 2 else rec.image[0]
@@ -52,13 +42,13 @@ def scores(scan, truth, iterations: int, options: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="24 px, 1 seed, few iterations")
+    parser = h.parser(__doc__, quick="24 px, 1 seed, few iterations", device=None, threads=None)
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--bandwidth", type=float, default=1000.0, help="Hz per pixel")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds from --seed on")
     parser.add_argument("--iterations", type=int, default=30)
     args = parser.parse_args()
+    out = h.out_dir(args)
     options: dict = {}
     if args.quick:
         args.size, args.seeds, args.iterations = 24, 1, 8
@@ -66,32 +56,46 @@ def main() -> None:
     n_read = 2 * args.size
     results: dict[str, list[dict]] = {"echo 1 (1.15 ms)": [], "echo 2 (2.3 ms)": [], "joint": []}
     zeros = []
-    for seed in range(args.seeds):
+    for seed in range(args.seed, args.seed + args.seeds):
         sim = simulate_exam(
-            n_slices=1, echo_times_s=ECHOES_S, seed=seed, size=args.size, n_blades=8,
-            n_lines=max(12, args.size // 3), n_coils=4, noise=0.01, sequence="gradient_echo",
-            max_offres_hz=60.0, dwell_s=1 / (args.bandwidth * n_read),
-        )  # fmt: skip
+            n_slices=1,
+            echo_times_s=ECHOES_S,
+            seed=seed,
+            size=args.size,
+            n_blades=8,
+            n_lines=max(12, args.size // 3),
+            n_coils=4,
+            noise=0.01,
+            sequence="gradient_echo",
+            max_offres_hz=60.0,
+            dwell_s=1 / (args.bandwidth * n_read),
+        )
         scan = sim.slices[0][0]
-        truth = type(sim.truth)(
-            **{k: getattr(sim.truth, k)[0] for k in ("image", "water", "fat", "fat_fraction", "field_map_hz", "mask")}
-        )  # fmt: skip
+        fields = ("image", "water", "fat", "fat_fraction", "field_map_hz", "mask")
+        truth = type(sim.truth)(**{k: getattr(sim.truth, k)[0] for k in fields})
         for e, name in enumerate(list(results)[:2]):
             results[name].append(
                 scores(scan.select_blades(scan.echo == e), truth, args.iterations, options)
             )
         results["joint"].append(scores(scan, truth, args.iterations, options))
         water = truth.mask & (truth.water.abs() > truth.fat.abs())
-        zeros.append({
-            "fat_fraction_mae": metrics.fat_fraction_mae(torch.zeros_like(truth.fat_fraction), truth.fat_fraction, truth.mask),
-            "field_map_rmse_hz": metrics.field_map_rmse(torch.zeros_like(truth.field_map_hz), truth.field_map_hz, water),
-        })  # fmt: skip
+        zero_ff, zero_fm = (
+            torch.zeros_like(truth.fat_fraction),
+            torch.zeros_like(truth.field_map_hz),
+        )
+        zeros.append(
+            {
+                "fat_fraction_mae": metrics.fat_fraction_mae(
+                    zero_ff, truth.fat_fraction, truth.mask
+                ),
+                "field_map_rmse_hz": metrics.field_map_rmse(zero_fm, truth.field_map_hz, water),
+            }
+        )
     keys = ("fat_fraction_mae", "field_map_rmse_hz", "nrmse", "wall_s")
     title = (
         f"Two echoes jointly vs one: {args.size} px, {args.bandwidth:g} Hz/px, TE "
         f"{ECHOES_S[0] * 1e3:g}/{ECHOES_S[1] * 1e3:g} ms, {args.seeds} seed(s), {args.iterations} it"
     )
-    table = Table(title=title)
     header = [
         "reconstruction",
         "fat-fraction MAE",
@@ -100,27 +104,19 @@ def main() -> None:
         "wall (s)",
         "time vs echo 1",
     ]
-    for h in header:
-        table.add_column(h, justify="left" if h == "reconstruction" else "right")
-    md = ["# " + title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base_time = np.mean([r["wall_s"] for r in results["echo 1 (1.15 ms)"]])
-    means = {}
+    means, rows = {}, []
     for name, runs in results.items():
         stats = {k: (np.mean([r[k] for r in runs]), np.std([r[k] for r in runs])) for k in keys}
         means[name] = stats
         cells = [name] + [f"{stats[k][0]:.4g} ± {stats[k][1]:.2g}" for k in keys]
-        cells.append(f"{stats['wall_s'][0] / base_time:.2f}")
-        table.add_row(*cells)
-        md.append("| " + " | ".join(cells) + " |")
+        rows.append([*cells, f"{stats['wall_s'][0] / base_time:.2f}"])
     zero_ff = np.mean([z["fat_fraction_mae"] for z in zeros])
     zero_fm = np.mean([z["field_map_rmse_hz"] for z in zeros])
-    zero_cells = ["all-zero predictor", f"{zero_ff:.4g}", f"{zero_fm:.4g}", "-", "-", "-"]
-    table.add_row(*zero_cells)
-    md.append("| " + " | ".join(zero_cells) + " |")
-    Console().print(table)
-    DOCS.mkdir(exist_ok=True)
-    (DOCS / "batch_multi_echo.md").write_text("\n".join(md) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    rows.append(["all-zero predictor", f"{zero_ff:.4g}", f"{zero_fm:.4g}", "-", "-", "-"])
+    print(title)
+    h.write_doc("batch_multi_echo", title, h.table(rows, header), out=out)
+    fig, axes = h.pyplot().subplots(1, 2, figsize=(8, 3.2))
     names = [*results, "zero"]
     for ax, key, zero in (
         (axes[0], "fat_fraction_mae", zero_ff),
@@ -133,8 +129,7 @@ def main() -> None:
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(DOCS / "batch_multi_echo.png", dpi=120)
-    print(f"wrote {DOCS / 'batch_multi_echo.md'} and {DOCS / 'batch_multi_echo.png'}")
+    h.save_figure(fig, "batch_multi_echo", out=out)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,16 @@ Times forward + adjoint on one PROPELLER trajectory with a batch of coils (ratio
 against sigpy's ``nufft``/``nufft_adjoint`` measured in the same run), and measures the
 relative error of every implementation against the explicit DFT on a smaller case.
 Writes docs/nufft_speed.md and docs/nufft_speed.png (``--quick``: a small smoke run that
-only prints).
+only prints unless ``--out`` is given).
 
     .venv/bin/python benchmarks/nufft_speed.py [--quick] [--device cpu|cuda|auto] [--threads 1]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
-from collections.abc import Callable
-from pathlib import Path
 
+import _harness as h
 import sigpy
 import torch
 import torchkbnufft as tkbn
@@ -24,17 +21,8 @@ import torchkbnufft as tkbn
 from mrsolve.propeller.dft import DFT
 from mrsolve.propeller.geometry import BladeGeometry
 from mrsolve.propeller.nufft import NUFFT
-from mrsolve.solvers.validation import resolve_device
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 TOEPLITZ = "mrsolve Toeplitz normal A^H A (os 2, width 6)"
-
-
-def _timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
 
 
 def _implementations(traj: torch.Tensor, n: int, coils: int, device: torch.device):
@@ -87,9 +75,9 @@ def _implementations(traj: torch.Tensor, n: int, coils: int, device: torch.devic
 
 def _toeplitz(traj, n, coils, device, small_traj, small_n):
     """(build, A^H A x callable) on the timing case, and its relative error on the small one."""
-    start = time.perf_counter()
-    normal = NUFFT(traj.reshape(-1, 2).to(device), (n, n), (coils,)).N
-    build_s = time.perf_counter() - start
+    normal, build_s = h.timed(
+        lambda: NUFFT(traj.reshape(-1, 2).to(device), (n, n), (coils,)).N, device=device
+    )
     g = torch.Generator().manual_seed(1)
     x = torch.randn(coils, n, n, generator=g, dtype=torch.complex64).to(device)
     xs = torch.randn(small_n, small_n, generator=g, dtype=torch.complex64)
@@ -103,7 +91,6 @@ def run(quick: bool, device: torch.device, threads: int = 1) -> tuple[list[dict]
     """Rows (name, build_s, time_s, ratio, err_fwd, err_adj) and a one-line setting."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n, coils, blades, lines, repeats = (64, 4, 8, 16, 3) if quick else (128, 8, 16, 24, 10)
     small_n = 32 if quick else 48
     geo = BladeGeometry(blades, lines, n, oversampling=2.0)
@@ -120,13 +107,10 @@ def run(quick: bool, device: torch.device, threads: int = 1) -> tuple[list[dict]
 
     rows, calls = [], []
     for name, build in _implementations(traj, n, coils, device).items():
-        start = time.perf_counter()
-        fwd, adj = build()
-        sync()
-        build_s = time.perf_counter() - start
+        (fwd, adj), build_s = h.timed(build, device=device)
         y = fwd(x).reshape(coils, -1)
         calls.append(lambda fwd=fwd, adj=adj, y=y: (fwd(x), adj(y)))
-        _timed(calls[-1], sync)  # warm-up (JIT, caches)
+        h.timed(calls[-1], device=device)  # warm-up (JIT, caches)
         small_fwd, small_adj = _implementations(small_traj, small_n, 2, torch.device("cpu"))[name]()
         err_fwd = float((small_fwd(xs).reshape(ys_ref.shape) - ys_ref).norm() / ys_ref.norm())
         adj_out = small_adj(ys_rand.reshape(2, -1)).reshape(xs_ref.shape)
@@ -140,7 +124,7 @@ def run(quick: bool, device: torch.device, threads: int = 1) -> tuple[list[dict]
     best = [math.inf] * len(calls)
     for _ in range(repeats):
         for i, call in enumerate(calls):
-            best[i] = min(best[i], _timed(call, sync))
+            best[i] = min(best[i], h.timed(call, device=device)[1])
     for row, t in zip(rows, best, strict=True):
         row["time_s"] = t
     base = rows[0]["time_s"]
@@ -156,30 +140,35 @@ def run(quick: bool, device: torch.device, threads: int = 1) -> tuple[list[dict]
 
 
 def report(rows: list[dict], setting: str) -> str:
-    header = (
-        "| implementation | build (s) | forward+adjoint (s) | time / sigpy | "
-        "rel. error fwd vs DFT | rel. error adj vs DFT |\n|---|---|---|---|---|---|\n"
-    )
-    body = "".join(
-        f"| {r['name']} | {r['build_s']:.3f} | {r['time_s']:.4f} | {r['ratio']:.2f} | "
-        f"{r['err_fwd']:.1e} | {r['err_adj']:.1e} |\n"
-        for r in rows
+    table = h.table(
+        rows,
+        {
+            "name": "implementation",
+            "build_s": "build (s)",
+            "time_s": "forward+adjoint (s)",
+            "ratio": "time / sigpy",
+            "err_fwd": "rel. error fwd vs DFT",
+            "err_adj": "rel. error adj vs DFT",
+        },
+        formats={
+            "build_s": ".3f",
+            "time_s": ".4f",
+            "ratio": ".2f",
+            "err_fwd": ".1e",
+            "err_adj": ".1e",
+        },
+        echo=False,
     )
     note = (
         "The last row applies A^H A with the Toeplitz kernel instead of a forward and an "
         "adjoint NUFFT; its build time covers the NUFFT and the kernel, its errors are against the DFT's A^H A."
     )
-    return f"Setting: {setting}.\n\n{header}{body}\n{note}\n"
+    return f"Setting: {setting}.\n\n{table}\n\n{note}\n"
 
 
-def figure(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def figure(rows: list[dict]):
     names = [r["name"].replace(" (", "\n(") for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = h.pyplot().subplots(1, 2, figsize=(11, 4))
     axes[0].barh(names, [r["ratio"] for r in rows], color="tab:blue")
     axes[0].set_xlabel("forward + adjoint time / sigpy time")
     axes[1].barh(names, [max(r["err_fwd"], 1e-9) for r in rows], color="tab:orange")
@@ -188,35 +177,28 @@ def figure(rows: list[dict], path: Path) -> None:
     axes[1].axvline(1e-3, color="k", ls="--", lw=1)
     axes[1].set_yticklabels([])
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small problem, few repeats")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (sigpy stays on CPU)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: sigpy's interpolation is single-threaded, and one "
-        "thread is robust to other jobs on a shared machine)",
-    )
+    # one thread by default: sigpy's interpolation is single-threaded, and one thread is
+    # robust to other jobs on a shared machine
+    parser = h.parser(__doc__, quick="small problem, few repeats", seed=None)
     args = parser.parse_args()
-    rows, setting = run(args.quick, resolve_device(args.device), args.threads)
+    out = h.out_dir(args)
+    rows, setting = run(args.quick, h.setup(args), args.threads)
     table = report(rows, setting)
     print(table)
-    if args.quick:  # a smoke run: the docs keep the full-size figures
-        return
-    DOCS.mkdir(exist_ok=True)
-    figure(rows, DOCS / "nufft_speed.png")
-    (DOCS / "nufft_speed.md").write_text(
-        "# NUFFT speed and accuracy\n\n"
-        "Generated by `benchmarks/nufft_speed.py`. Times are the best of several runs; "
-        "ratios are against sigpy's default NUFFT measured in the same run, on a machine "
-        "shared with other jobs (absolute times vary; the ratios are what to read).\n\n"
-        f"{table}\n![NUFFT speed and accuracy](nufft_speed.png)\n"
+    h.save_figure(figure(rows), "nufft_speed", out=out)
+    h.write_doc(
+        "nufft_speed",
+        "NUFFT speed and accuracy",
+        "Times are the best of several runs; ratios are against sigpy's default NUFFT "
+        "measured in the same run, on a machine shared with other jobs (absolute times "
+        "vary; the ratios are what to read).",
+        table,
+        "![NUFFT speed and accuracy](nufft_speed.png)",
+        out=out,
     )
 
 

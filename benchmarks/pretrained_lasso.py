@@ -76,12 +76,6 @@ def real_data(kw: dict, seed: int) -> dict:
     return res
 
 
-def _best_of(fn, repeat):
-    """(best seconds of ``repeat`` calls after a warm-up call, the warm-up's result)."""
-    out = fn()
-    return h.timeit(fn, repeats=repeat, warmup=0, reduce="min"), out
-
-
 def timing(n: int, p: int, repeat: int, seed: int) -> list[tuple]:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, p))
@@ -91,17 +85,17 @@ def timing(n: int, p: int, repeat: int, seed: int) -> list[tuple]:
     yb = (X @ beta + rng.standard_normal(n) > 0).astype(float)
     rows = []
     lams = fit_path(X, y, n_lambdas=100, lambda_min_ratio=1e-2).lambdas
-    t_ours, ours = _best_of(lambda: fit_path(X, y, lambdas=lams, tol=1e-12), repeat)
+    ours, t_ours = h.best_of(lambda: fit_path(X, y, lambdas=lams, tol=1e-12), repeat)
     Xc, yc = X - X.mean(0), y - y.mean()
-    t_sk, (_, sk, _) = _best_of(lambda: lasso_path(Xc, yc, alphas=lams, tol=1e-10), repeat)
+    (_, sk, _), t_sk = h.best_of(lambda: lasso_path(Xc, yc, alphas=lams, tol=1e-10), repeat)
     glum = GeneralizedLinearRegressor(
         family="normal", alphas=lams, alpha_search=True, l1_ratio=1.0, gradient_tol=1e-10
     )
-    t_gl, g = _best_of(lambda: glum.fit(X, y), repeat)
+    g, t_gl = h.best_of(lambda: glum.fit(X, y), repeat)
     diff_sk, diff_gl = np.abs(ours.coef - sk.T).max(), np.abs(ours.coef - g.coef_path_).max()
     rows.append(("gaussian", t_ours, t_sk, t_gl, diff_sk, diff_gl))
     lamb = fit_path(X, yb, family="binomial", n_lambdas=100, lambda_min_ratio=1e-2).lambdas
-    t_ours, ours = _best_of(
+    ours, t_ours = h.best_of(
         lambda: fit_path(X, yb, family="binomial", lambdas=lamb, tol=1e-12), repeat
     )
 
@@ -115,11 +109,11 @@ def timing(n: int, p: int, repeat: int, seed: int) -> list[tuple]:
             coefs.append(m.coef_[0].copy())
         return np.array(coefs)
 
-    t_sk, skc = _best_of(sk_logistic, repeat)
+    skc, t_sk = h.best_of(sk_logistic, repeat)
     glum = GeneralizedLinearRegressor(
         family="binomial", alphas=lamb, alpha_search=True, l1_ratio=1.0, gradient_tol=1e-10
     )
-    t_gl, g = _best_of(lambda: glum.fit(X, yb), repeat)
+    g, t_gl = h.best_of(lambda: glum.fit(X, yb), repeat)
     diff_sk, diff_gl = np.abs(ours.coef - skc).max(), np.abs(ours.coef - g.coef_path_).max()
     rows.append(("binomial", t_ours, t_sk, t_gl, diff_sk, diff_gl))
     return rows

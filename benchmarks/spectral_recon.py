@@ -13,17 +13,12 @@ docs/spectral_recon.png (truth, gridding, spectral, water, fat, fat fraction, fi
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import torch
 from spectral_speed import engine_rows, speed_case
 
@@ -34,9 +29,6 @@ from mrsolve.propeller.pipe import pipe_reconstruct
 from mrsolve.recon.metrics import fat_fraction_mae, field_map_rmse, nrmse, ssim
 from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.solvers.validation import resolve_device
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
 
 STATIC_METHODS = [
     "gridding",
@@ -83,14 +75,30 @@ def _memory_peak_mib(device, base):
 
 
 def _static_sim(size, field_t, noise, seed, quick):
-    return simulate(size=size, n_blades=8 if quick else 12, n_lines=size // 4, n_coils=4,
-                    field_strength_t=field_t, max_offres_hz=150.0, noise=noise, seed=seed)  # fmt: skip
+    return simulate(
+        size=size,
+        n_blades=8 if quick else 12,
+        n_lines=size // 4,
+        n_coils=4,
+        field_strength_t=field_t,
+        max_offres_hz=150.0,
+        noise=noise,
+        seed=seed,
+    )
 
 
 def _dynamic_sim(size, field_t, noise, seed, quick):
-    return simulate(size=size, n_blades=6 if quick else 8, n_lines=size // 4, n_coils=4,
-                    n_frames=3, field_strength_t=field_t, max_offres_hz=100.0, noise=noise,
-                    seed=seed)  # fmt: skip
+    return simulate(
+        size=size,
+        n_blades=6 if quick else 8,
+        n_lines=size // 4,
+        n_coils=4,
+        n_frames=3,
+        field_strength_t=field_t,
+        max_offres_hz=100.0,
+        noise=noise,
+        seed=seed,
+    )
 
 
 def _reconstruction(method, scan, truth, device, quick):
@@ -141,11 +149,7 @@ def measure(kind, method, size, field_t, noise, seed, quick, device, threads):
     scan, truth = sim.scan, sim.truth
     call = _reconstruction(method, scan, truth, device, quick)
     base = _memory_start(device)
-    start = time.perf_counter()
-    out = call()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    wall = time.perf_counter() - start
+    out, wall = h.timed(call, device=device)
     mib = _memory_peak_mib(device, base)
     case = f"{kind} {field_t} T, noise {noise}"
     if kind == "dynamic":
@@ -190,18 +194,19 @@ def _row(case, method, image, truth, wall, mib, ff=None, fm=None, frame=None):
     }
 
 
-def case_rows(size, field_t, noise, device, threads, quick):
-    """Static (seed 0) and dynamic (seed 1) rows of one field strength and noise level."""
-    truth = _static_sim(size, field_t, noise, 0, quick).truth
+def case_rows(size, field_t, noise, device, threads, quick, seed):
+    """Static (``seed``) and dynamic (``seed + 1``) rows of one field strength and noise level."""
+    truth = _static_sim(size, field_t, noise, seed, quick).truth
     zero = torch.zeros_like(truth.field_map_hz)
     case = f"static {field_t} T, noise {noise}"
-    rows = [{**_row(case, "zero predictors", truth.image, truth, 0, 0, zero, zero),
-             "nrmse": None, "ssim": None}]  # fmt: skip
+    zero_row = _row(case, "zero predictors", truth.image, truth, 0, 0, zero, zero)
+    rows = [{**zero_row, "nrmse": None, "ssim": None}]
     rec = None
-    for kind, methods, seed in [("static", STATIC_METHODS, 0), ("dynamic", DYNAMIC_METHODS, 1)]:
+    kinds = [("static", STATIC_METHODS, seed), ("dynamic", DYNAMIC_METHODS, seed + 1)]
+    for kind, methods, kind_seed in kinds:
         for method in methods:
             row, out = _in_fresh_process(
-                kind, method, size, field_t, noise, seed, quick, str(device), threads
+                kind, method, size, field_t, noise, kind_seed, quick, str(device), threads
             )
             rows.append(row)
             if out is not None:
@@ -217,27 +222,26 @@ def _mean_frames(case, method, images, truth, wall, mib):
     return out
 
 
-def _fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
 def markdown(rows, keys):
-    head = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
-    return head + "".join("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |\n" for r in rows)
+    """The table of ``keys`` (None and missing values as "-"), not printed."""
+    cells = [{k: "-" if r.get(k) is None else r[k] for k in keys} for r in rows]
+    return h.table(cells, keys, spec=".3g", echo=False) + "\n"
 
 
-def figure(sim, rec, path):
+def figure(sim, rec):
     truth = sim.truth
     grid = gridding(sim.scan, coil_maps="walsh")
-    panels = [("truth", truth.image.abs()), ("gridding", grid.abs()),
-              ("spectral (water + fat)", rec.image.abs()), ("water", rec.water.abs()),
-              ("fat", rec.fat.abs()), ("fat fraction", rec.fat_fraction),
-              ("field map (Hz)", rec.field_map_hz), ("true field map (Hz)", truth.field_map_hz)]  # fmt: skip
-    fig, axes = plt.subplots(2, 4, figsize=(13, 6.5))
+    panels = [
+        ("truth", truth.image.abs()),
+        ("gridding", grid.abs()),
+        ("spectral (water + fat)", rec.image.abs()),
+        ("water", rec.water.abs()),
+        ("fat", rec.fat.abs()),
+        ("fat fraction", rec.fat_fraction),
+        ("field map (Hz)", rec.field_map_hz),
+        ("true field map (Hz)", truth.field_map_hz),
+    ]
+    fig, axes = h.pyplot().subplots(2, 4, figsize=(13, 6.5))
     for ax, (title, img) in zip(axes.flat, panels, strict=True):
         kw = {"cmap": "RdBu_r", "vmin": -150, "vmax": 150} if "Hz" in title else {"cmap": "gray"}
         if title == "fat fraction":
@@ -248,19 +252,15 @@ def figure(sim, rec, path):
         if "Hz" in title or title == "fat fraction":
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run (prints only)")
+    parser = h.parser(__doc__, threads=2)
     parser.add_argument("--size", type=int, default=48)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--speed-size", type=int, default=128)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device, out = h.setup(args), h.out_dir(args)
     size = 32 if args.quick else args.size
     fields_t = [3.0] if args.quick else [1.5, 3.0]
     noises = [0.02] if args.quick else [0.01, 0.03]
@@ -268,29 +268,29 @@ def main():
     rows, shown = [], None
     for field_t in fields_t:
         for noise in noises:
-            r, rec = case_rows(size, field_t, noise, device, args.threads, args.quick)
+            r, rec = case_rows(size, field_t, noise, device, args.threads, args.quick, args.seed)
             rows += r
             if field_t == 3.0:
-                shown = (_static_sim(size, field_t, noise, 0, args.quick), rec)
+                shown = (_static_sim(size, field_t, noise, args.seed, args.quick), rec)
             print(markdown(r, list(r[0])))
     keys = ["case", "method", "nrmse", "ssim", "ff_mae", "fm_rmse", "time_s", "mem_mib"]
     table = markdown(rows, keys)
-    engines = markdown(engine_rows(24 if args.quick else 48, device),
-                       ["sequence", "engine", "rel_error", "time_s", "rank"])  # fmt: skip
+    engines = markdown(
+        engine_rows(24 if args.quick else 48, device),
+        ["sequence", "engine", "rel_error", "time_s", "rank"],
+    )
     if args.quick:
         speed = [speed_case(32, 8, 4, 16, device, 10)]
     else:
-        speed = [speed_case(64, 16, 8, 32, device, 20),
-                 speed_case(args.speed_size, 16, 8, 32, device, 20)]  # fmt: skip
+        speed = [
+            speed_case(64, 16, 8, 32, device, 20),
+            speed_case(args.speed_size, 16, 8, 32, device, 20),
+        ]
     speed_table = markdown(speed, list(speed[0]))
     print(table, engines, speed_table, sep="\n")
-    if args.quick:
-        return
-    DOCS.mkdir(exist_ok=True)
-    figure(*shown, DOCS / "spectral_recon.png")
+    h.save_figure(figure(*shown), "spectral_recon", out=out, dpi=110)
     text = (
-        "# Spectral-volume reconstruction benchmark\n\n"
-        f"`benchmarks/spectral_recon.py`, {args.threads} CPU threads ({device}), size {size}, "
+        f"{args.threads} CPU threads ({device}), size {size}, "
         "4 coils, 3 T / 1.5 T, noise = std relative to the k-space RMS. Zero predictors: "
         "fat fraction 0 and field map 0 everywhere. Conjugate phase is given the true field "
         "map (oracle). Dynamic rows: mean over frames. Each reconstruction runs in a fresh "
@@ -308,7 +308,7 @@ def main():
         f"all-coil rows are in spectral_speed.md)\n\n{speed_table}\n"
         "![spectral reconstruction](spectral_recon.png)\n"
     )
-    (DOCS / "spectral_recon.md").write_text(text)
+    h.write_doc("spectral_recon", "Spectral-volume reconstruction benchmark", text, out=out)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,12 @@ docs/spectral_speed.md and docs/spectral_speed.png; ``spectral_recon.py`` import
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import _harness as h
 import torch
 
 from mrsolve.data.simulate import simulate
@@ -49,9 +44,7 @@ from mrsolve.recon.spectral_op import (
     SpectralEncoding,
     temporal_basis,
 )
-from mrsolve.solvers.validation import resolve_device
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 PARTS = ("normal_x", "gradient_x", "tv_prox_x", "rest_x")
 # (basis tol, coil energy): exact basis on all coils, default basis on all coils, default
 CASES = ((1e-6, 1.0), (None, 1.0), (None, None))
@@ -76,43 +69,54 @@ def _engines(geom, seq, maps, freqs, x, device):
     t = readout_times(m, geom.center_sample, dwell, seq, 0.003)
     times = t.expand(traj.shape[:-1]).contiguous().to(device)
     explicit = ExplicitSpectralModel(traj, times, freqs, maps)
-    ref, t_exp = _timed(lambda: explicit(x))
+    ref, t_exp = h.best_of(lambda: explicit(x), device=device)
     basis = temporal_basis(times, freqs)
     enc = SpectralEncoding(traj, times, basis, maps)
     z = torch.einsum("lf,fyx->lyx", basis.coefficients(freqs).to(device), x)
-    y, t_svd = _timed(lambda: enc(z))
+    y, t_svd = h.best_of(lambda: enc(z), device=device)
     sheared = ShearedSpectralModel(
         traj, freqs, maps, dwell, 0.003 if seq == "gradient_echo" else 0.0
     )
-    ys, t_sh = _timed(lambda: sheared(x))
+    ys, t_sh = h.best_of(lambda: sheared(x), device=device)
     rows = []
-    for name, out, wall in [("explicit DFT", ref, t_exp), ("SVD time segments", y, t_svd),
-                            ("sheared projection", ys, t_sh)]:  # fmt: skip
+    engines = [
+        ("explicit DFT", ref, t_exp),
+        ("SVD time segments", y, t_svd),
+        ("sheared projection", ys, t_sh),
+    ]
+    for name, out, wall in engines:
         err = float((out - ref).norm() / ref.norm())
-        rows.append({"sequence": seq, "engine": name, "rel_error": err, "time_s": wall,
-                     "rank": basis.rank})  # fmt: skip
+        rows.append(
+            {"sequence": seq, "engine": name, "rel_error": err, "time_s": wall, "rank": basis.rank}
+        )
     return rows
-
-
-def _timed(fn, repeat=1, clock=time.perf_counter):
-    """Output of ``fn`` and its best time on ``clock`` over ``repeat`` calls after a warm-up."""
-    out, best = fn(), math.inf
-    for _ in range(repeat):
-        start = clock()
-        out = fn()
-        best = min(best, clock() - start)
-    return out, best
 
 
 def _scan(size, n_blades, n_coils):
     """A simulated 3 T fat / water scan with 2 % noise (and its noise scan)."""
     n_lines = 32 if size >= 64 else size // 2
-    return simulate(size=size, n_blades=n_blades, n_lines=n_lines, n_coils=n_coils,
-                    max_offres_hz=150.0, noise=0.02, seed=0).scan  # fmt: skip
+    return simulate(
+        size=size,
+        n_blades=n_blades,
+        n_lines=n_lines,
+        n_coils=n_coils,
+        max_offres_hz=150.0,
+        noise=0.02,
+        seed=0,
+    ).scan
 
 
-def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=None, coil_energy=None,
-               profile=False):  # fmt: skip
+def speed_case(
+    size,
+    n_blades,
+    n_coils,
+    n_bins,
+    device,
+    iterations,
+    tol=None,
+    coil_energy=None,
+    profile=False,
+):
     """Wall time of a static reconstruction and iteration / NUFFT(fwd + adj) time ratio.
 
     ``tol``: the temporal basis truncation (None: the default operator, whose rank comes
@@ -122,26 +126,44 @@ def speed_case(size, n_blades, n_coils, n_bins, device, iterations, tol=None, co
     """
     operator = _operator(tol, coil_energy)
     scan = _scan(size, n_blades, n_coils)
-    steps = []
-    start = time.perf_counter()
-    rec = reconstruct_spectral(
-        scan, "static", iterations=iterations, device=device, frequency={"n_bins": n_bins},
-        stopping={"patience": 10**6}, operator=operator,
-        callback=lambda s, t, image=None, loss=None: steps.append(
-            (time.perf_counter(), time.process_time())),
-    )  # fmt: skip
-    wall = time.perf_counter() - start
-    per_iter, per_iter_cpu = ((steps[-1][i] - steps[0][i]) / max(1, len(steps) - 1) for i in (0, 1))
+    steps = []  # (wall, CPU) clock at each iteration's callback
+
+    def stamp(s, t, image=None, loss=None):
+        steps.append((time.perf_counter(), time.process_time()))
+
+    rec, wall = h.timed(
+        lambda: reconstruct_spectral(
+            scan,
+            "static",
+            iterations=iterations,
+            device=device,
+            frequency={"n_bins": n_bins},
+            stopping={"patience": 10**6},
+            operator=operator,
+            callback=stamp,
+        ),
+        device=device,
+    )
+    n_steps = max(1, len(steps) - 1)
+    per_iter, per_iter_cpu = ((steps[-1][i] - steps[0][i]) / n_steps for i in (0, 1))
     t_nufft, cpu_nufft = _nufft_times(size, n_blades, n_coils, str(device))
-    row = {"size": size, "blades": n_blades, "coils": n_coils, "bins": n_bins,
-           "tol": "default" if tol is None else tol,
-           "coil_energy": "default" if coil_energy is None else coil_energy,
-           "virtual_coils": rec.config["report"]["virtual_coils"],
-           "rank": rec.config["report"]["temporal_rank"], "iterations": iterations,
-           "wall_s": wall, "iteration_s": per_iter,
-           "wall_100_iterations_s": wall + (100 - iterations) * per_iter,
-           "nufft_fwd_adj_s": t_nufft, "ratio": per_iter / t_nufft,
-           "ratio_cpu": per_iter_cpu / cpu_nufft}  # fmt: skip
+    row = {
+        "size": size,
+        "blades": n_blades,
+        "coils": n_coils,
+        "bins": n_bins,
+        "tol": "default" if tol is None else tol,
+        "coil_energy": "default" if coil_energy is None else coil_energy,
+        "virtual_coils": rec.config["report"]["virtual_coils"],
+        "rank": rec.config["report"]["temporal_rank"],
+        "iterations": iterations,
+        "wall_s": wall,
+        "iteration_s": per_iter,
+        "wall_100_iterations_s": wall + (100 - iterations) * per_iter,
+        "nufft_fwd_adj_s": t_nufft,
+        "ratio": per_iter / t_nufft,
+        "ratio_cpu": per_iter_cpu / cpu_nufft,
+    }
     if profile:
         parts = _profile(scan, n_bins, device, operator)
         row["max_error"] = parts.pop("max_error")
@@ -159,16 +181,12 @@ def _nufft_times(size, n_blades, n_coils, device):
     nufft = NUFFT(scan.traj.to(device), (size, size), batch_shape=(n_coils,))
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(n_coils, size, size, dtype=torch.complex64, generator=gen).to(device)
-    cuda = torch.device(device).type == "cuda"
 
-    def fwd_adj():  # waits for the GPU's queue: its kernels run asynchronously
-        out = nufft.H(nufft(x))
-        if cuda:
-            torch.cuda.synchronize()
-        return out
+    def fwd_adj():
+        return nufft.H(nufft(x))
 
-    _, wall = _timed(fwd_adj, repeat=20)
-    _, cpu = _timed(fwd_adj, repeat=20, clock=time.process_time)
+    _, wall = h.best_of(fwd_adj, 20, device=device)
+    _, cpu = h.best_of(fwd_adj, 20, device=device, clock=time.process_time)
     return wall, cpu
 
 
@@ -199,24 +217,19 @@ def _profile(scan, n_bins, device, operator):
     tv = TVProx([(-3, 0.0)], cfg.free.prox_iterations)
     cpu = time.process_time
     return {
-        "normal_x": _timed(lambda: problem.frames[0].normal(z), 5, cpu)[1],
-        "gradient_x": _timed(gradient, 5, cpu)[1],
-        "tv_prox_x": _timed(lambda: tv(x, cfg.free.tv), 5, cpu)[1],
+        "normal_x": h.best_of(lambda: problem.frames[0].normal(z), 5, device=device, clock=cpu)[1],
+        "gradient_x": h.best_of(gradient, 5, device=device, clock=cpu)[1],
+        "tv_prox_x": h.best_of(lambda: tv(x, cfg.free.tv), 5, device=device, clock=cpu)[1],
         "max_error": getattr(problem.basis, "max_error", math.nan),
     }
 
 
 def markdown(rows, keys):
-    def fmt(v):
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    return "\n".join(lines + ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |"
-                              for r in rows]) + "\n"  # fmt: skip
+    return h.table(rows, keys, spec=".3g", echo=False) + "\n"
 
 
-def figure(rows, path):
-    fig, ax = plt.subplots(figsize=(9, 3.5))
+def figure(rows):
+    fig, ax = h.pyplot().subplots(figsize=(9, 3.5))
     labels = [f"{r['size']} px, L={r['rank']}, {r['virtual_coils']} coils" for r in rows]
     left = [0.0] * len(rows)
     for part in PARTS:
@@ -233,21 +246,17 @@ def figure(rows, path):
     ax.set_xlabel("time / NUFFT forward + adjoint (same data, same run)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = h.parser(__doc__, quick="32 px, 4 coils, 10 iterations", threads=2, seed=None)
     parser.add_argument("--size", type=int, nargs="*", default=[64, 128])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="32 px, 4 coils, 10 iterations")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = h.setup(args)
+    out = None if args.no_docs else h.out_dir(args)
     engines = engine_rows(24 if args.quick else 48, device)
     print(markdown(engines, list(engines[0])))
     sizes, coils, iters = ([32], 4, 10) if args.quick else (args.size, 8, args.iterations)
@@ -256,25 +265,40 @@ def main():
         for tol, energy in CASES:
             rows.append(speed_case(size, 16, coils, 32, device, iters, tol, energy, profile=True))
             print(markdown(rows[-1:], list(rows[-1])))
-    keys = ["size", "coils", "coil_energy", "virtual_coils", "tol", "rank", "max_error",
-            "iteration_s", "nufft_fwd_adj_s", "ratio", "ratio_cpu", *PARTS, "wall_100_iterations_s"]  # fmt: skip
+    keys = [
+        "size",
+        "coils",
+        "coil_energy",
+        "virtual_coils",
+        "tol",
+        "rank",
+        "max_error",
+        "iteration_s",
+        "nufft_fwd_adj_s",
+        "ratio",
+        "ratio_cpu",
+        *PARTS,
+        "wall_100_iterations_s",
+    ]
     table = markdown(rows, keys)
     print(table)
-    if args.quick or args.no_docs:
-        return
-    DOCS.mkdir(exist_ok=True)
-    figure(rows, DOCS / "spectral_speed.png")
-    (DOCS / "spectral_speed.md").write_text(
-        "# Spectral iteration speed\n\n"
-        f"`benchmarks/spectral_speed.py`, {args.threads} CPU threads ({device}), 16 blades, "
+    h.save_figure(figure(rows), "spectral_speed", out=out)
+    h.write_doc(
+        "spectral_speed",
+        "Spectral iteration speed",
+        f"{args.threads} CPU threads ({device}), 16 blades, "
         f"{coils} coils, 32 bins, static preset, a simulated 3 T scan with 2 % noise, "
         f"{iters} iterations. ratio = one FISTA iteration / one forward + adjoint NUFFT of "
-        "the same data (all coils; measured in the same run) on the wall clock, ratio_cpu the same in process CPU time; *_x = "
-        "parts of an iteration in CPU time over the NUFFT's (gradient includes the normal "
-        "operator; rest = FISTA bookkeeping, held-out checks, callback). "
-        "max_error: a-priori bound on the per-sample model error of the temporal basis.\n\n"
-        f"{table}\n## Forward-model engines (error vs explicit per-sample model)\n\n"
-        f"{markdown(engines, list(engines[0]))}\n![iteration profile](spectral_speed.png)\n"
+        "the same data (all coils; measured in the same run) on the wall clock, ratio_cpu the "
+        "same in process CPU time; *_x = parts of an iteration in CPU time over the NUFFT's "
+        "(gradient includes the normal operator; rest = FISTA bookkeeping, held-out checks, "
+        "callback). max_error: a-priori bound on the per-sample model error of the temporal "
+        "basis.",
+        table,
+        "## Forward-model engines (error vs explicit per-sample model)",
+        markdown(engines, list(engines[0])),
+        "![iteration profile](spectral_speed.png)",
+        out=out,
     )
 
 
