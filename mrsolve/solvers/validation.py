@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Collection, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -159,3 +160,21 @@ def deprecated_names(module: str, aliases: dict[str, object]) -> Callable:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+class RenamedAttributes:
+    """Mixin: the old attribute names in ``_renamed`` (old -> new) read the new ones for
+    one release, with a DeprecationWarning."""
+
+    _renamed: ClassVar[dict[str, str]] = {}
+
+    def __getattr__(self, name: str):
+        new = type(self)._renamed.get(name)
+        if new is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(
+            f"{type(self).__name__}.{name} is deprecated, use {new!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self, new)

@@ -4,9 +4,9 @@ The GLM families (gaussian, binomial, multinomial, poisson) come from
 :mod:`mrsolve.solvers.datafit`; the solver is glmnet-style coordinate descent.
 """
 
-from mrsolve.solvers.lasso.cv import CVPath, cv_path, make_folds
+from mrsolve.solvers.lasso.cv import CVPathResult, cv_path, make_folds
 from mrsolve.solvers.lasso.estimators import LassoCV, LassoPath
-from mrsolve.solvers.lasso.path import Path, fit_path
+from mrsolve.solvers.lasso.path import PathResult, fit_path
 from mrsolve.solvers.lasso.pretrained import PretrainedLasso, PretrainedLassoCV
 from mrsolve.solvers.lasso.simulate import GroupedData, simulate_groups
 from mrsolve.solvers.lasso.variants import (
@@ -14,13 +14,14 @@ from mrsolve.solvers.lasso.variants import (
     SequentialPretrainedLasso,
     StumpFeatures,
 )
+from mrsolve.solvers.validation import deprecated_names
 
 __all__ = [
-    "CVPath",
+    "CVPathResult",
     "GroupedData",
     "LassoCV",
     "LassoPath",
-    "Path",
+    "PathResult",
     "PretrainedLasso",
     "PretrainedLassoCV",
     "PretrainedRLearner",
@@ -31,3 +32,5 @@ __all__ = [
     "make_folds",
     "simulate_groups",
 ]
+
+__getattr__ = deprecated_names(__name__, {"CVPath": CVPathResult, "Path": PathResult})

@@ -1,6 +1,6 @@
 """K-fold cross-validation of a regularization path (glmnet's ``cv.glmnet``).
 
-The folds are fitted on the full-data lambda sequence; the held-out error is the
+The folds are fitted on the full-data penalty (lambda) sequence; the held-out error is the
 datafit's deviance (mean squared error for gaussian), weighted by the observation
 weights, averaged over folds with fold weights; its standard error is the weighted
 spread over folds divided by sqrt(K - 1). ``lambda_min`` minimizes the mean error and
@@ -15,23 +15,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mrsolve.solvers.lasso.path import Path, family_datafit, fit_path, torch_single_thread
-from mrsolve.solvers.validation import make_generator
+from mrsolve.solvers.lasso.path import (
+    PATH_RENAMES,
+    PathResult,
+    family_datafit,
+    fit_path,
+    torch_single_thread,
+)
+from mrsolve.solvers.validation import deprecated_names, make_generator, renamed_kwargs
 
 
 @dataclass(frozen=True)
-class CVPath:
+class CVPathResult:
     """A path with its cross-validation curve.
 
     Attributes:
         path: the full-data path.
         cv_mean, cv_se: mean held-out deviance and its standard error, ``(L,)``.
-        index_min, index_1se: positions of lambda_min and lambda_1se in ``path.lambdas``.
+        index_min, index_1se: positions of lambda_min and lambda_1se in ``path.penalties``.
         oof_eta: out-of-fold linear predictor without the offset, ``(L, n)`` or ``(L, n, k)``.
         foldid: fold of each observation ``(n,)``.
     """
 
-    path: Path
+    path: PathResult
     cv_mean: np.ndarray
     cv_se: np.ndarray
     index_min: int
@@ -41,11 +47,11 @@ class CVPath:
 
     @property
     def lambda_min(self) -> float:
-        return float(self.path.lambdas[self.index_min])
+        return float(self.path.penalties[self.index_min])
 
     @property
     def lambda_1se(self) -> float:
-        return float(self.path.lambdas[self.index_1se])
+        return float(self.path.penalties[self.index_1se])
 
     def index(self, rule: str) -> int:
         """Position of the lambda chosen by ``rule`` ("min" or "1se")."""
@@ -62,6 +68,7 @@ def make_folds(n: int, n_folds: int, seed: int | np.random.Generator | None = 0)
     return rng.permutation(np.arange(n) % n_folds)
 
 
+@renamed_kwargs(**PATH_RENAMES)
 def cv_path(
     X: np.ndarray,
     y: np.ndarray,
@@ -72,7 +79,7 @@ def cv_path(
     weights: np.ndarray | None = None,
     offset: np.ndarray | None = None,
     **path_kwargs,
-) -> CVPath:
+) -> CVPathResult:
     """Fit :func:`~mrsolve.solvers.lasso.path.fit_path` on all data and on K folds.
 
     Args:
@@ -89,7 +96,7 @@ def cv_path(
     if family == "multinomial" and path_kwargs.get("n_classes") is None:
         path_kwargs["n_classes"] = int(np.max(y)) + 1
     full = fit_path(X, y, weights=weights, offset=offset, **path_kwargs)
-    path_kwargs = {**path_kwargs, "lambdas": full.lambdas}
+    path_kwargs = {**path_kwargs, "penalties": full.penalties}
     if foldid is None:
         foldid = make_folds(n, n_folds, seed)
     foldid = np.asarray(foldid)
@@ -99,21 +106,27 @@ def cv_path(
     if len(folds) < 2:
         raise ValueError(f"foldid must hold at least 2 folds, got {len(folds)}")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    oof = np.zeros((len(full.lambdas), n, *full.intercept.shape[1:]))
-    errs = np.empty((len(folds), len(full.lambdas)))
+    oof = np.zeros((len(full.penalties), n, *full.intercept.shape[1:]))
+    errs = np.empty((len(folds), len(full.penalties)))
     fold_w = np.empty(len(folds))
     for f, fold in enumerate(folds):
         test = foldid == fold
         train = ~test
         sub = lambda a, rows: None if a is None else np.asarray(a)[rows]  # noqa: E731
-        fit = fit_path(X[train], y[train], weights=sub(weights, train),
-                       offset=sub(offset, train), **path_kwargs)  # fmt: skip
+        fit = fit_path(
+            X[train],
+            y[train],
+            weights=sub(weights, train),
+            offset=sub(offset, train),
+            **path_kwargs,
+        )
         eta = fit.linear_predictor(X[test])
-        if len(eta) < len(full.lambdas):  # the fold's path stopped early: hold its last fit
-            eta = np.concatenate([eta, np.repeat(eta[-1:], len(full.lambdas) - len(eta), 0)])
+        if len(eta) < len(full.penalties):  # the fold's path stopped early: hold its last fit
+            eta = np.concatenate([eta, np.repeat(eta[-1:], len(full.penalties) - len(eta), 0)])
         oof[:, test] = eta
-        df = family_datafit(family, y[test], w[test], sub(offset, test),
-                            path_kwargs.get("n_classes"))  # fmt: skip
+        df = family_datafit(
+            family, y[test], w[test], sub(offset, test), n_classes=path_kwargs.get("n_classes")
+        )
         with torch_single_thread():
             errs[f] = [float(df.deviance(torch.from_numpy(np.ascontiguousarray(e)))) for e in eta]
         fold_w[f] = w[test].sum()
@@ -122,4 +135,15 @@ def cv_path(
     se = np.sqrt(var / (len(folds) - 1))
     i_min = int(np.argmin(mean))
     i_1se = int(np.flatnonzero(mean <= mean[i_min] + se[i_min])[0])
-    return CVPath(full, mean, se, i_min, i_1se, oof, foldid)
+    return CVPathResult(
+        path=full,
+        cv_mean=mean,
+        cv_se=se,
+        index_min=i_min,
+        index_1se=i_1se,
+        oof_eta=oof,
+        foldid=foldid,
+    )
+
+
+__getattr__ = deprecated_names(__name__, {"CVPath": CVPathResult})

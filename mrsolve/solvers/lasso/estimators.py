@@ -1,7 +1,7 @@
 """scikit-learn style estimators over :func:`fit_path` and :func:`cv_path`.
 
-``LassoPath`` fits a whole regularization path and predicts at its smallest lambda;
-``LassoCV`` picks lambda by K-fold cross-validation ("min" or "1se"). Both handle the
+``LassoPath`` fits a whole regularization path and predicts at its smallest penalty;
+``LassoCV`` picks the penalty (glmnet's lambda) by K-fold cross-validation ("min" or "1se"). Both handle the
 gaussian (1-D or multi-task 2-D ``y``), binomial, multinomial and poisson families,
 observation weights (``sample_weight``), offsets (``offset=`` in fit and predict),
 penalty factors, the elastic net (``l1_ratio``) and the group lasso
@@ -12,24 +12,26 @@ linear predictor. Torch inputs give torch outputs.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.utils import ClassifierTags, RegressorTags
-from sklearn.utils._available_if import available_if
+from sklearn.utils import ClassifierTags, RegressorTags, check_array
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mrsolve.solvers.datafit import FAMILIES
 from mrsolve.solvers.lasso.cv import cv_path
-from mrsolve.solvers.lasso.path import fit_path
-from mrsolve.solvers.validation import check_choice
+from mrsolve.solvers.lasso.path import PATH_RENAMES, fit_path
+from mrsolve.solvers.validation import RenamedAttributes, check_choice, renamed_kwargs
 
 CLASSIFICATION = ("binomial", "multinomial")
 
 
-def as_numpy(a, name: str) -> np.ndarray | None:
+def as_numpy(a) -> np.ndarray | None:
     """Torch tensors and array-likes to numpy (None passes through)."""
     if a is None:
         return None
@@ -43,18 +45,34 @@ def like_input(out: np.ndarray, ref):
     return torch.from_numpy(np.ascontiguousarray(out)) if isinstance(ref, torch.Tensor) else out
 
 
+def sample_weight_array(sample_weight, n: int) -> np.ndarray:
+    """Observation weights as a float64 ``(n,)`` array (a scalar is broadcast)."""
+    sw = as_numpy(sample_weight)
+    if np.ndim(sw) == 0:
+        return np.full(n, float(sw))
+    sw = check_array(sw, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+    if sw.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
+    if not np.any(sw):
+        raise ValueError("Sample weights must contain at least one non-zero number, got all 0")
+    return sw
+
+
 def _is_clf(est) -> bool:
     return est.family in CLASSIFICATION
 
 
-class _GLMPathBase(BaseEstimator):
+class _GLMPathBase(RenamedAttributes, BaseEstimator):
+    _renamed: ClassVar[dict[str, str]] = {**PATH_RENAMES, "lambdas_": "penalties_"}
+
+    @renamed_kwargs(**PATH_RENAMES)
     def __init__(
         self,
         family: str = "gaussian",
         l1_ratio: float = 1.0,
-        n_lambdas: int = 100,
-        lambda_min_ratio: float | None = None,
-        lambdas=None,
+        n_penalties: int = 100,
+        penalty_min_ratio: float | None = None,
+        penalties=None,
         penalty_factor=None,
         feature_groups=None,
         fit_intercept: bool = True,
@@ -63,9 +81,9 @@ class _GLMPathBase(BaseEstimator):
     ) -> None:
         self.family = family
         self.l1_ratio = l1_ratio
-        self.n_lambdas = n_lambdas
-        self.lambda_min_ratio = lambda_min_ratio
-        self.lambdas = lambdas
+        self.n_penalties = n_penalties
+        self.penalty_min_ratio = penalty_min_ratio
+        self.penalties = penalties
         self.penalty_factor = penalty_factor
         self.feature_groups = feature_groups
         self.fit_intercept = fit_intercept
@@ -89,11 +107,15 @@ class _GLMPathBase(BaseEstimator):
     # -- fitting helpers -----------------------------------------------------------
     def _prepare(self, X, y, sample_weight, offset):
         check_choice("family", self.family, FAMILIES)
-        X = as_numpy(X, "X")
-        y = as_numpy(y, "y")
         multi = self.family == "gaussian"
-        X, y = validate_data(self, X, y, multi_output=multi, y_numeric=not _is_clf(self),
-                             dtype=np.float64)  # fmt: skip
+        X, y = validate_data(
+            self,
+            as_numpy(X),
+            as_numpy(y),
+            multi_output=multi,
+            y_numeric=not _is_clf(self),
+            dtype=np.float64,
+        )
         if _is_clf(self):
             check_classification_targets(y)
             self.classes_, y = np.unique(y, return_inverse=True)
@@ -106,15 +128,14 @@ class _GLMPathBase(BaseEstimator):
                 )
         elif self.family == "poisson" and np.any(y < 0):
             raise ValueError("y must be >= 0 for family='poisson', got negative values")
-        sw = None if sample_weight is None else _check_sample_weight(as_numpy(sample_weight,
-                                                                              "w"), X)  # fmt: skip
+        sw = None if sample_weight is None else sample_weight_array(sample_weight, X.shape[0])
         off = self._check_offset(offset, X.shape[0])
         kwargs = dict(
             family=self.family,
             l1_ratio=self.l1_ratio,
-            n_lambdas=self.n_lambdas,
-            lambda_min_ratio=self.lambda_min_ratio,
-            lambdas=self.lambdas,
+            n_penalties=self.n_penalties,
+            penalty_min_ratio=self.penalty_min_ratio,
+            penalties=self.penalties,
             penalty_factor=self.penalty_factor,
             feature_groups=self.feature_groups,
             fit_intercept=self.fit_intercept,
@@ -127,7 +148,7 @@ class _GLMPathBase(BaseEstimator):
 
     @staticmethod
     def _check_offset(offset, n):
-        off = as_numpy(offset, "offset")
+        off = as_numpy(offset)
         if off is None:
             return None
         off = off.astype(np.float64)
@@ -145,7 +166,7 @@ class _GLMPathBase(BaseEstimator):
     def predict_linear(self, X, offset=None):
         """Linear predictor ``X @ coef_ + intercept_ (+ offset)``: ``(n,)`` or ``(n, k)``."""
         check_is_fitted(self, "coef_")
-        Xn = validate_data(self, as_numpy(X, "X"), reset=False, dtype=np.float64)
+        Xn = validate_data(self, as_numpy(X), reset=False, dtype=np.float64)
         eta = Xn @ self.coef_ + self.intercept_
         off = self._check_offset(offset, Xn.shape[0])
         if off is not None:
@@ -164,7 +185,7 @@ class _GLMPathBase(BaseEstimator):
     @available_if(_is_clf)
     def predict_proba(self, X, offset=None):
         """Class probabilities ``(n, n_classes)`` (classification families)."""
-        eta = as_numpy(self.predict_linear(X, offset), "eta")
+        eta = as_numpy(self.predict_linear(X, offset))
         if self.family == "binomial":
             p1 = 1 / (1 + np.exp(-eta))
             prob = np.stack([1 - p1, p1], axis=1)
@@ -175,7 +196,7 @@ class _GLMPathBase(BaseEstimator):
 
     def predict(self, X, offset=None):
         """Mean response (gaussian, poisson) or the most probable class label."""
-        eta = as_numpy(self.predict_linear(X, offset), "eta")
+        eta = as_numpy(self.predict_linear(X, offset))
         if self.family == "gaussian":
             out = eta
         elif self.family == "poisson":
@@ -188,24 +209,24 @@ class _GLMPathBase(BaseEstimator):
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (classification) or R^2 (regression) of :meth:`predict`."""
-        pred = as_numpy(self.predict(X), "pred")
+        pred = as_numpy(self.predict(X))
         metric = accuracy_score if _is_clf(self) else r2_score
-        return metric(as_numpy(y, "y"), pred, sample_weight=as_numpy(sample_weight, "w"))
+        return metric(as_numpy(y), pred, sample_weight=as_numpy(sample_weight))
 
 
 class LassoPath(_GLMPathBase):
     """Regularization path of a GLM lasso / elastic net / group lasso.
 
     Parameters are those of :func:`mrsolve.solvers.lasso.path.fit_path`. After ``fit``:
-    ``lambdas_`` ``(L,)``, ``coef_path_`` ``(L, p[, k])``, ``intercept_path_``, and
-    ``coef_`` / ``intercept_`` at the smallest lambda (used by ``predict``).
+    ``penalties_`` ``(L,)``, ``coef_path_`` ``(L, p[, k])``, ``intercept_path_``, and
+    ``coef_`` / ``intercept_`` at the smallest penalty (used by ``predict``).
     """
 
     def fit(self, X, y, sample_weight=None, offset=None):
         X, y, sw, off, kwargs = self._prepare(X, y, sample_weight, offset)
         path = fit_path(X, y, weights=sw, offset=off, **kwargs)
         self.path_ = path
-        self.lambdas_ = path.lambdas
+        self.penalties_ = path.penalties
         self.coef_path_ = path.coef
         self.intercept_path_ = path.intercept
         self._set_coef(path, -1)
@@ -213,23 +234,27 @@ class LassoPath(_GLMPathBase):
 
 
 class LassoCV(_GLMPathBase):
-    """A GLM lasso path with lambda chosen by K-fold cross-validation.
+    """A GLM lasso path with the penalty (glmnet's lambda) chosen by K-fold cross-validation.
 
     Extra parameters: ``n_folds``, ``lambda_rule`` ("min": lowest CV deviance, "1se":
-    the largest lambda within one standard error of it) and ``seed`` for the folds.
-    After ``fit``: ``lambda_min_``, ``lambda_1se_``, ``lambda_`` (the chosen one),
-    ``cv_mean_``, ``cv_se_`` ``(L,)``, ``lambdas_``, ``coef_path_``, ``coef_``,
-    ``intercept_``, ``oof_decision_`` (out-of-fold linear predictor at ``lambda_``, no
-    offset) and ``cv_`` (the full :class:`~mrsolve.solvers.lasso.cv.CVPath`).
+    the largest penalty within one standard error of it) and ``random_state`` (int,
+    numpy Generator or None) for the folds. After ``fit``: ``lambda_min_``,
+    ``lambda_1se_``, ``lambda_`` (the chosen one), ``cv_mean_``, ``cv_se_`` ``(L,)``,
+    ``penalties_``, ``coef_path_``, ``coef_``, ``intercept_``, ``oof_decision_``
+    (out-of-fold linear predictor at ``lambda_``, no offset) and ``cv_`` (the full
+    :class:`~mrsolve.solvers.lasso.cv.CVPathResult`).
     """
 
+    _renamed: ClassVar[dict[str, str]] = {**_GLMPathBase._renamed, "seed": "random_state"}
+
+    @renamed_kwargs(**PATH_RENAMES, seed="random_state")
     def __init__(
         self,
         family: str = "gaussian",
         l1_ratio: float = 1.0,
-        n_lambdas: int = 100,
-        lambda_min_ratio: float | None = None,
-        lambdas=None,
+        n_penalties: int = 100,
+        penalty_min_ratio: float | None = None,
+        penalties=None,
         penalty_factor=None,
         feature_groups=None,
         fit_intercept: bool = True,
@@ -237,13 +262,23 @@ class LassoCV(_GLMPathBase):
         tol: float = 1e-14,
         n_folds: int = 10,
         lambda_rule: str = "min",
-        seed: int | None = 0,
+        random_state: int | np.random.Generator | None = 0,
     ) -> None:
-        super().__init__(family, l1_ratio, n_lambdas, lambda_min_ratio, lambdas,
-                         penalty_factor, feature_groups, fit_intercept, standardize, tol)  # fmt: skip
+        super().__init__(
+            family=family,
+            l1_ratio=l1_ratio,
+            n_penalties=n_penalties,
+            penalty_min_ratio=penalty_min_ratio,
+            penalties=penalties,
+            penalty_factor=penalty_factor,
+            feature_groups=feature_groups,
+            fit_intercept=fit_intercept,
+            standardize=standardize,
+            tol=tol,
+        )
         self.n_folds = n_folds
         self.lambda_rule = lambda_rule
-        self.seed = seed
+        self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None, offset=None, foldid=None):
         check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
@@ -251,15 +286,23 @@ class LassoCV(_GLMPathBase):
         if X.shape[0] < 2:
             raise ValueError(f"n_samples={X.shape[0]}: cross-validation needs at least 2 samples")
         n_folds = min(self.n_folds, X.shape[0])
-        cv = cv_path(X, y, n_folds=n_folds, foldid=as_numpy(foldid, "foldid"),
-                     seed=self.seed, weights=sw, offset=off, **kwargs)  # fmt: skip
+        cv = cv_path(
+            X,
+            y,
+            n_folds=n_folds,
+            foldid=as_numpy(foldid),
+            seed=self.random_state,
+            weights=sw,
+            offset=off,
+            **kwargs,
+        )
         self.cv_ = cv
-        self.lambdas_ = cv.path.lambdas
+        self.penalties_ = cv.path.penalties
         self.coef_path_ = cv.path.coef
         self.cv_mean_, self.cv_se_ = cv.cv_mean, cv.cv_se
         self.lambda_min_, self.lambda_1se_ = cv.lambda_min, cv.lambda_1se
         index = cv.index(self.lambda_rule)
-        self.lambda_ = float(cv.path.lambdas[index])
+        self.lambda_ = float(cv.path.penalties[index])
         self.oof_decision_ = cv.oof_eta[index]
         self._set_coef(cv.path, index)
         return self

@@ -1,6 +1,6 @@
 """Regularization paths of the lasso, elastic net and group lasso for GLMs (glmnet style).
 
-For each ``lambda`` of a decreasing sequence, :func:`fit_path` minimizes::
+For each penalty ``lambda`` of a decreasing sequence ``penalties``, :func:`fit_path` minimizes::
 
     datafit(X B + b0 + offset) + lambda * sum_g pf_g * (l1_ratio ||B_g|| + (1 - l1_ratio)/2 ||B_g||^2)
 
@@ -22,38 +22,53 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from mrsolve.solvers.datafit import FAMILIES, Datafit
 from mrsolve.solvers.lasso.coordinate_descent import block_cd
-from mrsolve.solvers.validation import check_choice
+from mrsolve.solvers.validation import (
+    RenamedAttributes,
+    check_choice,
+    deprecated_names,
+    renamed_kwargs,
+)
 
 _MAX_IRLS = 100
 _MAX_BACKTRACK = 30
 
+#: the path arguments' old (glmnet) names -> the shared vocabulary, deprecated
+PATH_RENAMES = {
+    "lambdas": "penalties",
+    "n_lambdas": "n_penalties",
+    "lambda_min_ratio": "penalty_min_ratio",
+}
+
 
 @dataclass(frozen=True)
-class Path:
+class PathResult(RenamedAttributes):
     """A fitted regularization path.
 
     Attributes:
-        lambdas: penalty levels ``(L,)``, decreasing.
+        penalties: penalty levels (glmnet's lambdas) ``(L,)``, decreasing.
         coef: coefficients ``(L, p)``, or ``(L, p, k)`` for multinomial / multi-task.
         intercept: ``(L,)`` or ``(L, k)``.
         family: the GLM family.
         n_iter: coordinate-descent passes made along the whole path.
     """
 
-    lambdas: np.ndarray
+    _renamed: ClassVar[dict[str, str]] = {"lambdas": "penalties"}
+
+    penalties: np.ndarray
     coef: np.ndarray
     intercept: np.ndarray
     family: str
     n_iter: int
 
     def linear_predictor(self, X: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-        """``X @ coef + intercept (+ offset)`` for every lambda: ``(L, n)`` or ``(L, n, k)``."""
+        """``X @ coef + intercept (+ offset)`` for every penalty: ``(L, n)`` or ``(L, n, k)``."""
         X = np.asarray(X, dtype=np.float64)
         if self.coef.ndim == 2:
             eta = X @ self.coef.T + self.intercept[None, :]
@@ -86,8 +101,20 @@ def family_datafit(
 class _Working:
     """The standardized design, its blocks and the datafit of one path fit."""
 
-    def __init__(self, X, y, family, weights, offset, pf, feature_groups, fit_intercept,
-                 standardize, n_classes):  # fmt: skip
+    def __init__(
+        self,
+        X,
+        y,
+        *,
+        family,
+        weights,
+        offset,
+        pf,
+        feature_groups,
+        fit_intercept,
+        standardize,
+        n_classes,
+    ):
         n, p = X.shape
         self.family = family
         self.df = family_datafit(family, y, weights, offset, n_classes)
@@ -190,8 +217,22 @@ class _Working:
                 cols = slice(None) if c is None else slice(c, c + 1)
                 Bc, bc = np.ascontiguousarray(B[:, cols]), np.ascontiguousarray(b0[cols])
                 Bprev, bprev = Bc.copy(), bc.copy()
-                passes += block_cd(self.Xt, h, R, Bc, bc, self.starts, self.ends, self.lips(h),
-                                   l1, l2, blocks, self.fit_intercept, tol, max_sweeps)  # fmt: skip
+                passes += block_cd(
+                    self.Xt,
+                    h,
+                    R,
+                    Bc,
+                    bc,
+                    starts=self.starts,
+                    ends=self.ends,
+                    lips=self.lips(h),
+                    l1=l1,
+                    l2=l2,
+                    blocks=blocks,
+                    fit_intercept=self.fit_intercept,
+                    tol=tol,
+                    max_sweeps=max_sweeps,
+                )
                 B[:, cols], b0[cols] = Bc, bc
                 if not glm:
                     return passes
@@ -212,8 +253,10 @@ class _Working:
             h = self.df.hessian_diag(torch.from_numpy(self.eta(B, b0))).numpy()
             h = h.sum(1) if h.ndim == 2 else h
             dB = np.add.reduceat(((B - B_start) ** 2).sum(1), self.starts)
-            change = max(float(np.max(self.lips(h) * dB, initial=0.0)),
-                         float(h.sum() * np.max((b0 - b0_start) ** 2)))  # fmt: skip
+            change = max(
+                float(np.max(self.lips(h) * dB, initial=0.0)),
+                float(h.sum() * np.max((b0 - b0_start) ** 2)),
+            )
             if change < tol:
                 break
         return passes
@@ -242,16 +285,18 @@ def _as_penalty_factor(penalty_factor, p):
     return pf
 
 
+@renamed_kwargs(**PATH_RENAMES)
+@torch_single_thread()
 def fit_path(
     X: np.ndarray,
     y: np.ndarray,
     *,
+    penalties: np.ndarray | None = None,
+    n_penalties: int = 100,
+    penalty_min_ratio: float | None = None,
     family: str = "gaussian",
     weights: np.ndarray | None = None,
     offset: np.ndarray | None = None,
-    lambdas: np.ndarray | None = None,
-    n_lambdas: int = 100,
-    lambda_min_ratio: float | None = None,
     l1_ratio: float = 1.0,
     penalty_factor: np.ndarray | None = None,
     feature_groups: np.ndarray | None = None,
@@ -260,7 +305,7 @@ def fit_path(
     n_classes: int | None = None,
     tol: float = 1e-14,
     max_sweeps: int = 100_000,
-) -> Path:
+) -> PathResult:
     """Fit a lasso / elastic-net / group-lasso path (see the module docstring).
 
     Args:
@@ -270,9 +315,9 @@ def fit_path(
         family: "gaussian", "binomial", "multinomial" or "poisson".
         weights: observation weights ``(n,)`` (normalized to mean 1).
         offset: added to the linear predictor, ``(n,)`` (or ``(n, k)``).
-        lambdas: penalty levels (sorted decreasing); default: ``n_lambdas`` values
-            log-spaced from the smallest lambda giving an all-zero fit down to
-            ``lambda_min_ratio`` times it (1e-4 if n > p else 1e-2); like glmnet, this
+        penalties: penalty levels (sorted decreasing); default: ``n_penalties`` values
+            log-spaced from the smallest penalty giving an all-zero fit down to
+            ``penalty_min_ratio`` times it (1e-4 if n > p else 1e-2); like glmnet, this
             default path stops early once the deviance explained exceeds 99.9% or grows
             by less than 1e-5 (relative) between steps.
         l1_ratio: elastic-net mixing in [0, 1] (1 = lasso).
@@ -285,16 +330,11 @@ def fit_path(
         n_classes: multinomial number of classes (default: largest label + 1).
         tol: relative convergence tolerance of coordinate descent and IRLS.
         max_sweeps: cap on coordinate-descent passes per solve.
+
+    The old keywords ``lambdas``, ``n_lambdas``, ``lambda_min_ratio`` still work for one
+    release (DeprecationWarning).
     """
-    with torch_single_thread():
-        return _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_ratio,
-                         l1_ratio, penalty_factor, feature_groups, fit_intercept, standardize,
-                         n_classes, tol, max_sweeps)  # fmt: skip
-
-
-def _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_ratio, l1_ratio,
-              penalty_factor, feature_groups, fit_intercept, standardize, n_classes, tol,
-              max_sweeps):  # fmt: skip
+    lambdas = penalties
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     n, p = X.shape
@@ -306,8 +346,18 @@ def _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_rati
     if not 0 <= l1_ratio <= 1:
         raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio}")
     pf = _as_penalty_factor(penalty_factor, p)
-    W = _Working(X, y, family, weights, offset, pf, feature_groups, fit_intercept, standardize,
-                 n_classes)  # fmt: skip
+    W = _Working(
+        X,
+        y,
+        family=family,
+        weights=weights,
+        offset=offset,
+        pf=pf,
+        feature_groups=feature_groups,
+        fit_intercept=fit_intercept,
+        standardize=standardize,
+        n_classes=n_classes,
+    )
     nb = len(W.starts)
     B = np.zeros((p, W.k))
     b0 = np.zeros(W.k)
@@ -328,12 +378,14 @@ def _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_rati
         lam_max = float(np.max(gn[penalized] / (W.pf[penalized] * mix), initial=0.0))
         # (1 + 1e-13): keeps the first fit exactly zero despite rounding in the gradient
         lam_max = lam_max * (1 + 1e-13) if lam_max > 0 else 1.0
-        ratio = lambda_min_ratio if lambda_min_ratio is not None else (1e-4 if n > p else 1e-2)
-        lambdas = lam_max * np.logspace(0, np.log10(ratio), n_lambdas)
+        ratio = penalty_min_ratio if penalty_min_ratio is not None else (1e-4 if n > p else 1e-2)
+        lambdas = lam_max * np.logspace(0, np.log10(ratio), n_penalties)
     else:
         lambdas = np.asarray(lambdas, dtype=np.float64)
         if lambdas.ndim != 1 or np.any(lambdas < 0) or np.any(np.diff(lambdas) > 0):
-            raise ValueError("lambdas must be a 1-D non-negative decreasing sequence")
+            raise ValueError(
+                f"penalties must be a 1-D non-negative decreasing sequence, got {lambdas!r}"
+            )
     coefs = np.empty((len(lambdas), p, W.k))
     icpts = np.empty((len(lambdas), W.k))
     ever = np.zeros(nb, dtype=bool)
@@ -375,10 +427,13 @@ def _fit_path(X, y, family, weights, offset, lambdas, n_lambdas, lambda_min_rati
     if W.family == "multinomial":
         icpts -= icpts.mean(1, keepdims=True)
     squeeze = W.df.y.ndim == 1
-    return Path(
-        lambdas=lambdas,
+    return PathResult(
+        penalties=lambdas,
         coef=coefs[..., 0] if squeeze else coefs,
         intercept=icpts[:, 0] if squeeze else icpts,
         family=family,
         n_iter=int(n_iter),
     )
+
+
+__getattr__ = deprecated_names(__name__, {"Path": PathResult})

@@ -11,7 +11,7 @@ def plot_cv_lambda(est) -> Figure:
     with lambda_min and lambda_1se marked."""
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
-    lam = np.asarray(est.lambdas_)
+    lam = np.asarray(est.penalties_)
     ax.errorbar(np.log(lam), est.cv_mean_, yerr=est.cv_se_, fmt="o", ms=3, capsize=2)
     for value, style in ((est.lambda_min_, "--"), (est.lambda_1se_, ":")):
         ax.axvline(np.log(value), color="k", ls=style)
@@ -27,10 +27,15 @@ def plot_cv_alpha(model) -> Figure:
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
     for t, task in enumerate(model.tasks_):
-        ax.plot(model.alphas_, model.cv_error_per_task_[:, t], lw=0.8, alpha=0.6,
-                label=f"task {task}")  # fmt: skip
-    ax.plot(model.alphas_, model.cv_error_, "k-o", lw=2, ms=4, label="overall")
-    ax.axvline(model.alpha_, color="k", ls="--")
+        ax.plot(
+            model.pretrain_alphas_,
+            model.cv_error_per_task_[:, t],
+            lw=0.8,
+            alpha=0.6,
+            label=f"task {task}",
+        )
+    ax.plot(model.pretrain_alphas_, model.cv_error_, "k-o", lw=2, ms=4, label="overall")
+    ax.axvline(model.pretrain_alpha_, color="k", ls="--")
     ax.set_xlabel("alpha (0: overall model, 1: separate models)")
     ax.set_ylabel("CV deviance")
     ax.legend(fontsize=7)

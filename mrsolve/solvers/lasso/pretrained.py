@@ -6,7 +6,9 @@ indicators unpenalized) and keeps its out-of-fold linear predictor ``eta_oof`` a
 support ``S``. Stage 2 fits one lasso per task with offset ``(1 - alpha) * eta_oof`` and
 penalty factors 1 on ``S`` and ``1 / alpha`` elsewhere; it predicts
 ``(1 - alpha) * eta_overall(x) + eta_task(x)``. ``alpha = 1`` gives separate per-task
-lassos; ``alpha = 0`` refits the overall support with the overall fit as offset.
+lassos; ``alpha = 0`` refits the overall support with the overall fit as offset. The
+paper's ``alpha`` is the argument ``pretrain_alpha`` here (``alpha`` elsewhere in the
+solvers is a penalty strength).
 
 Tasks are, by the shape of the problem:
 
@@ -20,24 +22,27 @@ Tasks are, by the shape of the problem:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from mrsolve.solvers.datafit import FAMILIES
-from mrsolve.solvers.lasso.cv import CVPath, cv_path
+from mrsolve.solvers.lasso.cv import CVPathResult, cv_path
 from mrsolve.solvers.lasso.estimators import as_numpy, like_input
-from mrsolve.solvers.validation import check_choice
+from mrsolve.solvers.validation import RenamedAttributes, check_choice, renamed_kwargs
 
 DEFAULT_ALPHAS = tuple(np.round(np.linspace(0, 1, 11), 2))
+#: old keyword -> new, deprecated (the paper's alpha, the path length, the seed)
+PRETRAIN_RENAMES = {"alpha": "pretrain_alpha", "n_lambdas": "n_penalties", "seed": "random_state"}
 
 
 @dataclass(frozen=True)
 class _Overall:
     """Stage 1: the overall model at its chosen lambda."""
 
-    cv: CVPath
+    cv: CVPathResult
     index: int
     coef: np.ndarray  # (p,) or (p, k), group indicators excluded
     support: np.ndarray  # (p,) bool
@@ -55,18 +60,22 @@ def stage2_penalty_factor(support: np.ndarray, alpha: float) -> np.ndarray:
     return np.where(support, 1.0, off_support)
 
 
-class PretrainedLasso(BaseEstimator):
-    """Pretrained lasso at a fixed ``alpha`` (see the module docstring).
+class PretrainedLasso(RenamedAttributes, BaseEstimator):
+    """Pretrained lasso at a fixed ``pretrain_alpha`` (see the module docstring).
 
     Args:
-        alpha: mixing in [0, 1] between the overall model and separate task models.
+        pretrain_alpha: the paper's alpha in [0, 1], mixing the overall model (0) and
+            separate task models (1).
         family: "gaussian", "binomial", "poisson" (input groups, or a 2-D gaussian y for
             multi-response) or "multinomial" (targets as tasks).
         overall_lambda_rule: "1se" (default) or "min", for stage 1.
         lambda_rule: "min" (default) or "1se", for the stage-2 lassos.
         n_folds: folds of every cross-validation.
-        l1_ratio, n_lambdas, standardize, tol: as for :func:`fit_path`.
-        seed: seed of the fold assignments.
+        l1_ratio, n_penalties, standardize, tol: as for :func:`fit_path`.
+        random_state: seed (int, numpy Generator or None) of the fold assignments.
+
+    The old keywords ``alpha``, ``n_lambdas`` and ``seed`` still work for one release
+    (DeprecationWarning).
 
     Attributes after ``fit``: ``tasks_`` (group labels, class labels or response
     indices), ``support_`` ``(p,)``, ``overall_coef_`` ``(p,)`` or ``(p, k)``,
@@ -74,41 +83,54 @@ class PretrainedLasso(BaseEstimator):
     ``group_cv_`` (one CVPath per task), ``overall_cv_``.
     """
 
+    _renamed: ClassVar[dict[str, str]] = PRETRAIN_RENAMES
+
+    @renamed_kwargs(**PRETRAIN_RENAMES)
     def __init__(
         self,
-        alpha: float = 0.5,
+        pretrain_alpha: float = 0.5,
         family: str = "gaussian",
         overall_lambda_rule: str = "1se",
         lambda_rule: str = "min",
         n_folds: int = 10,
         l1_ratio: float = 1.0,
-        n_lambdas: int = 100,
+        n_penalties: int = 100,
         standardize: bool = False,
         tol: float = 1e-10,
-        seed: int | None = 0,
+        random_state: int | np.random.Generator | None = 0,
     ) -> None:
-        self.alpha = alpha
+        self.pretrain_alpha = pretrain_alpha
         self.family = family
         self.overall_lambda_rule = overall_lambda_rule
         self.lambda_rule = lambda_rule
         self.n_folds = n_folds
         self.l1_ratio = l1_ratio
-        self.n_lambdas = n_lambdas
+        self.n_penalties = n_penalties
         self.standardize = standardize
         self.tol = tol
-        self.seed = seed
+        self.random_state = random_state
 
     # -- validation ----------------------------------------------------------------
-    def _path_kwargs(self) -> dict:
-        return dict(l1_ratio=self.l1_ratio, n_lambdas=self.n_lambdas,
-                    standardize=self.standardize, tol=self.tol)  # fmt: skip
+    def _cv(self, X, y, **kwargs) -> CVPathResult:
+        """:func:`cv_path` with this estimator's path settings and folds."""
+        return cv_path(
+            X,
+            y,
+            n_folds=min(self.n_folds, X.shape[0]),
+            seed=self.random_state,
+            l1_ratio=self.l1_ratio,
+            n_penalties=self.n_penalties,
+            standardize=self.standardize,
+            tol=self.tol,
+            **kwargs,
+        )
 
     def _validate(self, X, y, groups):
         check_choice("family", self.family, FAMILIES)
         check_choice("overall_lambda_rule", self.overall_lambda_rule, ("min", "1se"))
         check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
-        X = as_numpy(X, "X")
-        y = as_numpy(y, "y")
+        X = as_numpy(X)
+        y = as_numpy(y)
         if X is None or X.ndim != 2:
             raise ValueError(f"X must be a 2-D array (n, p), got {None if X is None else X.shape}")
         X = X.astype(np.float64)
@@ -120,7 +142,7 @@ class PretrainedLasso(BaseEstimator):
         if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
             raise ValueError("y must be finite, got NaN or infinite values")
         if groups is not None:
-            groups = as_numpy(groups, "groups")
+            groups = as_numpy(groups)
             if groups.shape != (n,):
                 raise ValueError(f"groups must have shape ({n},) like X's rows, got {groups.shape}")
             if self.family == "multinomial":
@@ -134,12 +156,12 @@ class PretrainedLasso(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------
     def fit(self, X, y, groups=None):
-        """Fit both stages at ``alpha``; ``groups`` (n,) labels the input groups."""
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        """Fit both stages at ``pretrain_alpha``; ``groups`` (n,) labels the input groups."""
+        if not 0 <= self.pretrain_alpha <= 1:
+            raise ValueError(f"pretrain_alpha must be in [0, 1], got {self.pretrain_alpha}")
         X, y, groups = self._validate(X, y, groups)
         self._fit_overall(X, y, groups)
-        self._set_stage2(self._fit_stage2(X, self.alpha))
+        self._set_stage2(self._fit_stage2(X, self.pretrain_alpha))
         return self
 
     def _encode_targets(self, y, groups):
@@ -148,8 +170,9 @@ class PretrainedLasso(BaseEstimator):
         if fam in ("binomial", "multinomial"):
             self.classes_, y = np.unique(y, return_inverse=True)
             if fam == "binomial" and len(self.classes_) != 2:
-                raise ValueError(f"y must hold 2 classes for family='binomial', got "
-                                 f"{len(self.classes_)}")  # fmt: skip
+                raise ValueError(
+                    f"y must hold 2 classes for family='binomial', got {len(self.classes_)}"
+                )
             if fam == "multinomial" and len(self.classes_) < 2:
                 raise ValueError(f"y must hold at least 2 classes, got {len(self.classes_)}")
         y = y.astype(np.int64) if fam == "multinomial" else y.astype(np.float64)
@@ -160,8 +183,10 @@ class PretrainedLasso(BaseEstimator):
             for g in self.tasks_:
                 yk = y[groups == g]
                 if fam == "binomial" and len(np.unique(yk)) < 2:
-                    raise ValueError(f"group {g!r} holds a single class of y; every group "
-                                     "needs both classes for family='binomial'")  # fmt: skip
+                    raise ValueError(
+                        f"group {g!r} holds a single class of y; every group needs both "
+                        "classes for family='binomial'"
+                    )
                 if len(yk) < 3:
                     raise ValueError(f"group {g!r} has {len(yk)} rows; each group needs >= 3")
             self.kind_ = "groups"
@@ -190,9 +215,7 @@ class PretrainedLasso(BaseEstimator):
         Xa = self._augment(X, groups)
         p = X.shape[1]
         pf = np.r_[np.ones(p), np.zeros(Xa.shape[1] - p)]
-        cv = cv_path(Xa, self.y_enc_, family=self.family, penalty_factor=pf,
-                     n_folds=min(self.n_folds, X.shape[0]), seed=self.seed,
-                     **self._path_kwargs())  # fmt: skip
+        cv = self._cv(Xa, self.y_enc_, family=self.family, penalty_factor=pf)
         index = cv.index(self.overall_lambda_rule)
         coef = cv.path.coef[index][:p]
         support = (np.abs(coef) > 0) if coef.ndim == 1 else np.any(np.abs(coef) > 0, axis=1)
@@ -213,20 +236,18 @@ class PretrainedLasso(BaseEstimator):
         return rows, self.y_enc_[:, t], self.overall_oof_[:, t], "gaussian"
 
     def _fit_stage2(self, X, alpha):
-        """One CV lasso per task at ``alpha``: list of (CVPath, chosen index)."""
+        """One CV lasso per task at ``alpha``: list of (CVPathResult, chosen index)."""
         pf = stage2_penalty_factor(self.support_, alpha)
         fits = []
         for t in range(len(self.tasks_)):
             rows, yt, off, fam = self._task_data(X, t)
-            cv = cv_path(X[rows], yt, family=fam, offset=(1 - alpha) * off, penalty_factor=pf,
-                         n_folds=min(self.n_folds, int(rows.sum())), seed=self.seed,
-                         **self._path_kwargs())  # fmt: skip
+            cv = self._cv(X[rows], yt, family=fam, offset=(1 - alpha) * off, penalty_factor=pf)
             fits.append((cv, cv.index(self.lambda_rule)))
         return fits
 
     def _set_stage2(self, fits, alphas=None):
-        self.alphas_per_task_ = (
-            np.full(len(fits), float(self.alpha)) if alphas is None else np.asarray(alphas)
+        self.pretrain_alphas_per_task_ = (
+            np.full(len(fits), float(self.pretrain_alpha)) if alphas is None else np.asarray(alphas)
         )
         self.group_cv_ = [cv for cv, _ in fits]
         self.group_coef_ = np.stack([cv.path.coef[i] for cv, i in fits])
@@ -238,37 +259,37 @@ class PretrainedLasso(BaseEstimator):
         """Linear predictor ``(1 - alpha_t) eta_overall + eta_t``: ``(n,)`` for input
         groups, ``(n, K)`` (one column per class / response) otherwise."""
         check_is_fitted(self, "group_coef_")
-        Xn = as_numpy(X, "X")
+        Xn = as_numpy(X)
         if Xn is None or Xn.ndim != 2 or Xn.shape[1] != self.n_features_in_:
-            raise ValueError(f"X must have shape (n, {self.n_features_in_}), got "
-                             f"{None if Xn is None else Xn.shape}")  # fmt: skip
+            got = None if Xn is None else Xn.shape
+            raise ValueError(f"X must have shape (n, {self.n_features_in_}), got {got}")
         Xn = Xn.astype(np.float64)
         if self.kind_ == "groups":
-            groups = as_numpy(groups, "groups")
+            groups = as_numpy(groups)
             if groups is None or groups.shape != (Xn.shape[0],):
-                raise ValueError(f"groups must have shape ({Xn.shape[0]},), got "
-                                 f"{None if groups is None else groups.shape}")  # fmt: skip
+                got = None if groups is None else groups.shape
+                raise ValueError(f"groups must have shape ({Xn.shape[0]},), got {got}")
             eta_all = self.overall_.eta(self._augment(Xn, groups))
             t = np.searchsorted(self.tasks_, groups)
             own = np.einsum("np,np->n", Xn, self.group_coef_[t]) + self.group_intercept_[t]
-            return like_input((1 - self.alphas_per_task_[t]) * eta_all + own, X)
+            return like_input((1 - self.pretrain_alphas_per_task_[t]) * eta_all + own, X)
         eta_all = self.overall_.eta(Xn)
         own = Xn @ self.group_coef_.T + self.group_intercept_
-        return like_input((1 - self.alphas_per_task_) * eta_all + own, X)
+        return like_input((1 - self.pretrain_alphas_per_task_) * eta_all + own, X)
 
     def predict_proba(self, X, groups=None):
         """Class probabilities (binomial: ``(n, 2)``; multinomial: one-vs-rest
         probabilities normalized to sum to 1, ``(n, K)``)."""
         if self.family not in ("binomial", "multinomial"):
             raise AttributeError(f"predict_proba needs a classification family, not {self.family}")
-        eta = as_numpy(self.decision_function(X, groups), "eta")
+        eta = as_numpy(self.decision_function(X, groups))
         p = 1 / (1 + np.exp(-eta))
         prob = np.stack([1 - p, p], 1) if p.ndim == 1 else p / p.sum(1, keepdims=True)
         return like_input(prob, X)
 
     def predict(self, X, groups=None):
         """Mean response (gaussian: ``(n,)`` or ``(n, r)``; poisson) or class labels."""
-        eta = as_numpy(self.decision_function(X, groups), "eta")
+        eta = as_numpy(self.decision_function(X, groups))
         if self.family == "poisson":
             return like_input(np.exp(eta), X)
         if self.family == "binomial":
@@ -279,50 +300,77 @@ class PretrainedLasso(BaseEstimator):
 
 
 class PretrainedLassoCV(PretrainedLasso):
-    """Pretrained lasso with ``alpha`` chosen by cross-validation over ``alphas``.
+    """Pretrained lasso with ``pretrain_alpha`` chosen by cross-validation over
+    ``pretrain_alphas``.
 
-    Stage 1 is fitted once; stage 2 for every alpha. ``alpha_rule="overall"`` picks the
-    alpha minimizing the task-size weighted mean of the stage-2 CV errors (each at its
-    chosen lambda); ``"per_group"`` picks one alpha per task. Attributes: ``alpha_``
-    (the overall choice), ``alphas_per_task_``, ``cv_error_`` ``(n_alphas,)``,
-    ``cv_error_per_task_`` ``(n_alphas, K)``, plus those of :class:`PretrainedLasso`.
+    Stage 1 is fitted once; stage 2 for every alpha. ``pretrain_alpha_rule="overall"``
+    picks the alpha minimizing the task-size weighted mean of the stage-2 CV errors (each
+    at its chosen penalty); ``"per_group"`` picks one alpha per task. Attributes:
+    ``pretrain_alpha_`` (the overall choice), ``pretrain_alphas_``,
+    ``pretrain_alphas_per_task_``, ``cv_error_`` ``(n_alphas,)``, ``cv_error_per_task_``
+    ``(n_alphas, K)``, plus those of :class:`PretrainedLasso`. The old names (``alphas``,
+    ``alpha_rule``, ``alpha_``, ...) still work for one release (DeprecationWarning).
     """
 
+    _renamed: ClassVar[dict[str, str]] = {
+        **PRETRAIN_RENAMES,
+        "alphas": "pretrain_alphas",
+        "alpha_rule": "pretrain_alpha_rule",
+        "alpha_": "pretrain_alpha_",
+        "alphas_": "pretrain_alphas_",
+        "alphas_per_task_": "pretrain_alphas_per_task_",
+    }
+
+    @renamed_kwargs(
+        alphas="pretrain_alphas",
+        alpha_rule="pretrain_alpha_rule",
+        n_lambdas="n_penalties",
+        seed="random_state",
+    )
     def __init__(
         self,
-        alphas=DEFAULT_ALPHAS,
-        alpha_rule: str = "overall",
+        pretrain_alphas=DEFAULT_ALPHAS,
+        pretrain_alpha_rule: str = "overall",
         family: str = "gaussian",
         overall_lambda_rule: str = "1se",
         lambda_rule: str = "min",
         n_folds: int = 10,
         l1_ratio: float = 1.0,
-        n_lambdas: int = 100,
+        n_penalties: int = 100,
         standardize: bool = False,
         tol: float = 1e-10,
-        seed: int | None = 0,
+        random_state: int | np.random.Generator | None = 0,
     ) -> None:
-        super().__init__(0.5, family, overall_lambda_rule, lambda_rule, n_folds, l1_ratio,
-                         n_lambdas, standardize, tol, seed)  # fmt: skip
-        self.alphas = alphas
-        self.alpha_rule = alpha_rule
+        self.pretrain_alphas = pretrain_alphas
+        self.pretrain_alpha_rule = pretrain_alpha_rule
+        self.family = family
+        self.overall_lambda_rule = overall_lambda_rule
+        self.lambda_rule = lambda_rule
+        self.n_folds = n_folds
+        self.l1_ratio = l1_ratio
+        self.n_penalties = n_penalties
+        self.standardize = standardize
+        self.tol = tol
+        self.random_state = random_state
 
     def fit(self, X, y, groups=None):
-        check_choice("alpha_rule", self.alpha_rule, ("overall", "per_group"))
-        alphas = np.asarray(self.alphas, dtype=np.float64)
+        check_choice("pretrain_alpha_rule", self.pretrain_alpha_rule, ("overall", "per_group"))
+        alphas = np.asarray(self.pretrain_alphas, dtype=np.float64)
         if alphas.ndim != 1 or len(alphas) == 0 or np.any((alphas < 0) | (alphas > 1)):
-            raise ValueError(f"alphas must be a non-empty 1-D grid in [0, 1], got {self.alphas}")
+            raise ValueError(
+                f"pretrain_alphas must be a non-empty 1-D grid in [0, 1], got {self.pretrain_alphas}"
+            )
         X, y, groups = self._validate(X, y, groups)
         self._fit_overall(X, y, groups)
         all_fits = [self._fit_stage2(X, a) for a in alphas]
         err = np.array([[cv.cv_mean[i] for cv, i in fits] for fits in all_fits])
         sizes = np.array([self._task_data(X, t)[0].sum() for t in range(len(self.tasks_))])
-        self.alphas_ = alphas
+        self.pretrain_alphas_ = alphas
         self.cv_error_per_task_ = err
         self.cv_error_ = err @ sizes / sizes.sum()
         best = int(np.argmin(self.cv_error_))
-        self.alpha_ = float(alphas[best])
-        if self.alpha_rule == "overall":
+        self.pretrain_alpha_ = float(alphas[best])
+        if self.pretrain_alpha_rule == "overall":
             chosen = np.full(len(self.tasks_), best)
         else:
             chosen = np.argmin(err, axis=0)

@@ -22,9 +22,9 @@ CV_XFAIL = {
 @pytest.mark.parametrize(
     "est",
     [
-        LassoPath(n_lambdas=8),
-        LassoCV(n_lambdas=8, n_folds=3),
-        LassoPath(family="binomial", n_lambdas=3, lambda_min_ratio=0.3, tol=1e-8),
+        LassoPath(n_penalties=8),
+        LassoCV(n_penalties=8, n_folds=3),
+        LassoPath(family="binomial", n_penalties=3, penalty_min_ratio=0.3, tol=1e-8),
     ],
     ids=["path", "cv", "binomial"],
 )
@@ -46,13 +46,13 @@ def _data(seed=0, n=60, p=10):
 
 def test_cv_curve_matches_sklearn_refits_on_the_same_folds():
     X, y = _data()
-    est = LassoCV(n_lambdas=12, n_folds=4, seed=3, tol=1e-16).fit(X, y)
+    est = LassoCV(n_penalties=12, n_folds=4, random_state=3, tol=1e-16).fit(X, y)
     folds = est.cv_.foldid
-    L = len(est.lambdas_)  # the default path may stop early, as glmnet's does
+    L = len(est.penalties_)  # the default path may stop early, as glmnet's does
     errs = np.zeros((4, L))
     for f in range(4):
         tr, te = folds != f, folds == f
-        for i, lam in enumerate(est.lambdas_):
+        for i, lam in enumerate(est.penalties_):
             m = Lasso(alpha=lam, tol=1e-14, max_iter=100_000).fit(X[tr], y[tr])
             errs[f, i] = np.mean((m.predict(X[te]) - y[te]) ** 2)
             if i == est.cv_.index_min:
@@ -63,17 +63,17 @@ def test_cv_curve_matches_sklearn_refits_on_the_same_folds():
     np.testing.assert_allclose(est.cv_mean_, mean, rtol=1e-5)
     np.testing.assert_allclose(est.cv_se_, se, rtol=1e-4)
     i_min = int(np.argmin(mean))
-    assert est.lambda_min_ == est.lambdas_[i_min]
+    assert est.lambda_min_ == est.penalties_[i_min]
     i_1se = np.flatnonzero(mean <= mean[i_min] + se[i_min])[0]
-    assert est.lambda_1se_ == est.lambdas_[i_1se] and est.lambda_1se_ >= est.lambda_min_
+    assert est.lambda_1se_ == est.penalties_[i_1se] and est.lambda_1se_ >= est.lambda_min_
     assert est.lambda_ == est.lambda_min_
-    one_se = LassoCV(n_lambdas=12, n_folds=4, seed=3, lambda_rule="1se").fit(X, y)
+    one_se = LassoCV(n_penalties=12, n_folds=4, random_state=3, lambda_rule="1se").fit(X, y)
     assert one_se.lambda_ == est.lambda_1se_
 
 
 def test_torch_in_torch_out_and_offset_in_predict():
     X, y = _data(seed=1)
-    est = LassoPath(n_lambdas=5).fit(torch.from_numpy(X), torch.from_numpy(y))
+    est = LassoPath(n_penalties=5).fit(torch.from_numpy(X), torch.from_numpy(y))
     out = est.predict(torch.from_numpy(X))
     assert isinstance(out, torch.Tensor)
     np.testing.assert_allclose(est.predict(X, offset=np.ones(60)), out.numpy() + 1, atol=1e-12)
@@ -83,7 +83,7 @@ def test_multinomial_classifier_predicts_labels():
     X, _ = _data(seed=2)
     noisy = X[:, :3] + 0.5 * np.random.default_rng(0).standard_normal((60, 3))
     labels = np.array(["a", "b", "c"])[np.argmax(noisy, axis=1)]
-    est = LassoCV(family="multinomial", n_lambdas=6, n_folds=3, lambda_min_ratio=0.1,
+    est = LassoCV(family="multinomial", n_penalties=6, n_folds=3, penalty_min_ratio=0.1,
                   tol=1e-8).fit(X, labels)  # fmt: skip
     assert est.score(X, labels) > 0.7
     proba = est.predict_proba(X)

@@ -26,7 +26,7 @@ def _data(n=50, p=12, seed=0):
 @pytest.mark.parametrize("lam", [0.3, 0.05, 0.005])
 def test_gaussian_lasso_matches_sklearn(lam):
     X, y, _ = _data()
-    path = fit_path(X, y, lambdas=[lam], **TIGHT)
+    path = fit_path(X, y, penalties=[lam], **TIGHT)
     ref = Lasso(alpha=lam, tol=1e-15, max_iter=1_000_000).fit(X, y)
     np.testing.assert_allclose(path.coef[0], ref.coef_, atol=1e-5, rtol=0)
     np.testing.assert_allclose(path.intercept[0], ref.intercept_, atol=1e-5, rtol=0)
@@ -35,8 +35,8 @@ def test_gaussian_lasso_matches_sklearn(lam):
 @pytest.mark.parametrize("l1_ratio", [0.2, 0.7])
 def test_elastic_net_matches_sklearn(l1_ratio):
     X, y, _ = _data(seed=1)
-    path = fit_path(X, y, lambdas=[0.2, 0.02], l1_ratio=l1_ratio, **TIGHT)
-    for lam, coef, b0 in zip(path.lambdas, path.coef, path.intercept, strict=True):
+    path = fit_path(X, y, penalties=[0.2, 0.02], l1_ratio=l1_ratio, **TIGHT)
+    for lam, coef, b0 in zip(path.penalties, path.coef, path.intercept, strict=True):
         ref = ElasticNet(alpha=lam, l1_ratio=l1_ratio, tol=1e-15, max_iter=1_000_000).fit(X, y)
         np.testing.assert_allclose(coef, ref.coef_, atol=1e-5, rtol=0)
         np.testing.assert_allclose(b0, ref.intercept_, atol=1e-5, rtol=0)
@@ -48,7 +48,7 @@ def test_l1_logistic_matches_sklearn():
     C = 0.5
     ref = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-13, max_iter=1_000_000)
     ref.fit(X, yb)
-    path = fit_path(X, yb, family="binomial", lambdas=[1 / (C * len(yb))], **TIGHT)
+    path = fit_path(X, yb, family="binomial", penalties=[1 / (C * len(yb))], **TIGHT)
     assert np.count_nonzero(ref.coef_) >= 2
     np.testing.assert_allclose(path.coef[0], ref.coef_[0], atol=1e-5, rtol=0)
     np.testing.assert_allclose(path.intercept[0], ref.intercept_[0], atol=1e-5, rtol=0)
@@ -57,7 +57,7 @@ def test_l1_logistic_matches_sklearn():
 def test_multitask_lasso_matches_sklearn():
     X, y, rng = _data(seed=3)
     Y = np.c_[y, y + rng.standard_normal(len(y)), rng.standard_normal(len(y))]
-    path = fit_path(X, Y, lambdas=[0.2], **TIGHT)
+    path = fit_path(X, Y, penalties=[0.2], **TIGHT)
     ref = MultiTaskLasso(alpha=0.2, tol=1e-15, max_iter=1_000_000).fit(X, Y)
     np.testing.assert_allclose(path.coef[0], ref.coef_.T, atol=1e-5, rtol=0)
     np.testing.assert_allclose(path.intercept[0], ref.intercept_, atol=1e-5, rtol=0)
@@ -71,7 +71,7 @@ def test_poisson_with_offset_weights_and_factors_matches_glum():
     pf = np.array([1.0, 0.5, 2.0, 1.0, 0.0, 1.0])
     lam = 0.02
     path = fit_path(X, y, family="poisson", weights=w, offset=off, penalty_factor=pf,
-                    lambdas=[lam], **TIGHT)  # fmt: skip
+                    penalties=[lam], **TIGHT)  # fmt: skip
     ref = GeneralizedLinearRegressor(family="poisson", alpha=lam, l1_ratio=1.0, P1=pf,
                                      gradient_tol=1e-12, max_iter=10_000)  # fmt: skip
     ref.fit(X, y, sample_weight=w / w.mean(), offset=off)
@@ -82,17 +82,17 @@ def test_poisson_with_offset_weights_and_factors_matches_glum():
 def test_penalty_factors_equal_rescaled_columns_and_exclusion():
     X, y, _ = _data(seed=5)
     pf = np.array([0.5, 2.0, 1.0, 3.0] + [1.0] * 8)
-    path = fit_path(X, y, lambdas=[0.1], penalty_factor=pf, **TIGHT)
+    path = fit_path(X, y, penalties=[0.1], penalty_factor=pf, **TIGHT)
     # pf_j |b_j| with column x_j equals |c_j| with column x_j / pf_j, c_j = pf_j b_j
     ref = Lasso(alpha=0.1, tol=1e-15, max_iter=1_000_000).fit(X / pf, y)
     np.testing.assert_allclose(path.coef[0], ref.coef_ / pf, atol=1e-5, rtol=0)
     # pf = inf drops the feature; pf = 0 leaves it unpenalized (equals OLS on that column)
     pf_inf = np.r_[np.inf, np.ones(11)]
-    dropped = fit_path(X, y, lambdas=[0.1], penalty_factor=pf_inf, **TIGHT)
+    dropped = fit_path(X, y, penalties=[0.1], penalty_factor=pf_inf, **TIGHT)
     ref = Lasso(alpha=0.1, tol=1e-15, max_iter=1_000_000).fit(X[:, 1:], y)
     assert dropped.coef[0, 0] == 0.0
     np.testing.assert_allclose(dropped.coef[0, 1:], ref.coef_, atol=1e-5, rtol=0)
-    free = fit_path(X[:, :1], y, lambdas=[1e3], penalty_factor=[0.0], **TIGHT)
+    free = fit_path(X[:, :1], y, penalties=[1e3], penalty_factor=[0.0], **TIGHT)
     ols = np.polyfit(X[:, 0], y, 1)
     np.testing.assert_allclose([free.coef[0, 0], free.intercept[0]], ols, atol=1e-8)
 
@@ -100,8 +100,8 @@ def test_penalty_factors_equal_rescaled_columns_and_exclusion():
 def test_offset_equals_shifted_target():
     X, y, rng = _data(seed=6)
     off = rng.standard_normal(len(y))
-    a = fit_path(X, y, offset=off, lambdas=[0.1, 0.01], **TIGHT)
-    b = fit_path(X, y - off, lambdas=[0.1, 0.01], **TIGHT)
+    a = fit_path(X, y, offset=off, penalties=[0.1, 0.01], **TIGHT)
+    b = fit_path(X, y - off, penalties=[0.1, 0.01], **TIGHT)
     np.testing.assert_allclose(a.coef, b.coef, atol=1e-10)
     np.testing.assert_allclose(a.linear_predictor(X, off), b.linear_predictor(X) + off, atol=1e-9)
 
@@ -112,9 +112,9 @@ def test_integer_weights_equal_repeated_rows(family):
     if family == "binomial":
         y = (y > np.median(y)).astype(float)
     w = rng.integers(1, 4, len(y)).astype(float)
-    a = fit_path(X, y, family=family, weights=w, lambdas=[0.05], **TIGHT)
+    a = fit_path(X, y, family=family, weights=w, penalties=[0.05], **TIGHT)
     r = np.repeat(np.arange(len(y)), w.astype(int))
-    b = fit_path(X[r], y[r], family=family, lambdas=[0.05], **TIGHT)
+    b = fit_path(X[r], y[r], family=family, penalties=[0.05], **TIGHT)
     np.testing.assert_allclose(a.coef, b.coef, atol=1e-8)
 
 
@@ -128,7 +128,7 @@ def _kkt_residual(X, y, family, path, i, pf, groups=None, weights=None, offset=N
                           None if offset is None else torch.from_numpy(offset))  # fmt: skip
     g = df.grad(torch.from_numpy(np.ascontiguousarray(eta))).numpy()
     G = X.T @ (g if g.ndim == 2 else g[:, None])
-    lam = path.lambdas[i]
+    lam = path.penalties[i]
     coef = path.coef[i] if path.coef[i].ndim == 2 else path.coef[i][:, None]
     worst = float(np.abs(g.sum(0)).max())  # intercept: zero gradient
     labels = np.arange(X.shape[1]) if groups is None else groups
@@ -163,10 +163,10 @@ def test_glm_paths_satisfy_kkt_with_weights_offsets_factors(family):
     off = 0.2 * rng.standard_normal((60, 3) if family == "multinomial" else 60)
     pf = np.array([1.0, 0.5, 2.0, 1.0, 0.0, 1.0])
     path = fit_path(X, y, family=family, weights=w, offset=off, penalty_factor=pf,
-                    n_lambdas=8, lambda_min_ratio=0.05, tol=1e-16)  # fmt: skip
+                    n_penalties=8, penalty_min_ratio=0.05, tol=1e-16)  # fmt: skip
     # multinomial classes take majorize-minimize steps (linear convergence): looser bound
     bound = 1e-5 if family == "multinomial" else 1e-7
-    for i in range(len(path.lambdas)):
+    for i in range(len(path.penalties)):
         assert _kkt_residual(X, y, family, path, i, pf, weights=w, offset=off) < bound
     assert np.count_nonzero(path.coef[-1]) > np.count_nonzero(path.coef[0])
 
@@ -175,8 +175,8 @@ def test_group_lasso_satisfies_kkt_and_zeroes_whole_groups():
     X, y, _ = _data(n=60, p=12, seed=9)
     groups = np.repeat([0, 1, 2, 3], 3)
     pf = np.ones(12)
-    path = fit_path(X, y, feature_groups=groups, n_lambdas=10, tol=1e-18)
-    for i in range(len(path.lambdas)):
+    path = fit_path(X, y, feature_groups=groups, n_penalties=10, tol=1e-18)
+    for i in range(len(path.penalties)):
         assert _kkt_residual(X, y, "gaussian", path, i, pf, groups=groups) < 1e-6
         nz = np.abs(path.coef[i]) > 0
         for gl in range(4):
@@ -187,16 +187,16 @@ def test_group_lasso_satisfies_kkt_and_zeroes_whole_groups():
 def test_standardize_penalizes_scaled_columns():
     X, y, _ = _data(seed=10)
     sd = X.std(0)
-    a = fit_path(X, y, standardize=True, lambdas=[0.1], **TIGHT)
+    a = fit_path(X, y, standardize=True, penalties=[0.1], **TIGHT)
     ref = Lasso(alpha=0.1, tol=1e-15, max_iter=1_000_000).fit(X / sd, y)
     np.testing.assert_allclose(a.coef[0], ref.coef_ / sd, atol=1e-5)
 
 
 def test_default_path_starts_at_lambda_max():
     X, y, _ = _data(seed=11)
-    path = fit_path(X, y, n_lambdas=5)
+    path = fit_path(X, y, n_penalties=5)
     lam_max = np.abs(X.T @ (y - y.mean())).max() / len(y)
-    np.testing.assert_allclose(path.lambdas[0], lam_max, rtol=1e-12)
+    np.testing.assert_allclose(path.penalties[0], lam_max, rtol=1e-12)
     assert not path.coef[0].any() and np.count_nonzero(path.coef[1]) > 0
 
 
@@ -207,7 +207,7 @@ def test_default_path_starts_at_lambda_max():
         (dict(penalty_factor=np.ones(3)), r"penalty_factor must have shape \(12,\)"),
         (dict(penalty_factor=-np.ones(12)), "penalty_factor must be >= 0"),
         (dict(l1_ratio=1.5), r"l1_ratio must be in \[0, 1\]"),
-        (dict(lambdas=[0.1, 0.2]), "decreasing"),
+        (dict(penalties=[0.1, 0.2]), "decreasing"),
         (dict(feature_groups=np.arange(3)), r"feature_groups must have shape \(12,\)"),
         (dict(weights=np.ones(5)), "weights must have shape"),
     ],

@@ -8,7 +8,7 @@ from sklearn.linear_model import Lasso
 
 from mrsolve.solvers.lasso import PretrainedLasso, PretrainedLassoCV, simulate_groups
 
-FAST = dict(n_lambdas=20, n_folds=4, tol=1e-14)
+FAST = dict(n_penalties=20, n_folds=4, tol=1e-14)
 
 
 def _small(seed=0):
@@ -22,11 +22,11 @@ def _sk_lasso(X, y, lam):
 
 def test_alpha_one_equals_separate_group_lassos():
     d = _small()
-    m = PretrainedLasso(alpha=1.0, **FAST).fit(d.X, d.y, d.groups)
+    m = PretrainedLasso(pretrain_alpha=1.0, **FAST).fit(d.X, d.y, d.groups)
     for k, g in enumerate(m.tasks_):
         rows = d.groups == g
         cv = m.group_cv_[k]
-        lam = cv.path.lambdas[cv.index_min]
+        lam = cv.path.penalties[cv.index_min]
         ref = _sk_lasso(d.X[rows], d.y[rows], lam)
         np.testing.assert_allclose(m.group_coef_[k], ref.coef_, atol=1e-5)
         np.testing.assert_allclose(m.predict(d.X[rows], d.groups[rows]), ref.predict(d.X[rows]),
@@ -35,13 +35,13 @@ def test_alpha_one_equals_separate_group_lassos():
 
 def test_alpha_zero_refits_overall_support_with_offset():
     d = _small(seed=1)
-    m = PretrainedLasso(alpha=0.0, **FAST).fit(d.X, d.y, d.groups)
+    m = PretrainedLasso(pretrain_alpha=0.0, **FAST).fit(d.X, d.y, d.groups)
     S = m.support_
     assert 0 < S.sum() < d.X.shape[1]
     for k, g in enumerate(m.tasks_):
         rows = d.groups == g
         cv = m.group_cv_[k]
-        lam = cv.path.lambdas[cv.index_min]
+        lam = cv.path.penalties[cv.index_min]
         # gaussian offset o: lasso of (y - o) on the support columns only
         ref = _sk_lasso(d.X[rows][:, S], d.y[rows] - m.overall_oof_[rows], lam)
         np.testing.assert_allclose(m.group_coef_[k][S], ref.coef_, atol=1e-5)
@@ -58,7 +58,7 @@ def test_alpha_zero_refits_overall_support_with_offset():
 
 def test_overall_model_leaves_group_indicators_unpenalized():
     d = _small(seed=2)
-    m = PretrainedLasso(alpha=0.5, **FAST).fit(d.X, d.y, d.groups)
+    m = PretrainedLasso(pretrain_alpha=0.5, **FAST).fit(d.X, d.y, d.groups)
     first = m.overall_cv_.path.coef[0]
     p = d.X.shape[1]
     assert not first[:p].any() and np.all(first[p:] != 0)
@@ -66,12 +66,12 @@ def test_overall_model_leaves_group_indicators_unpenalized():
 
 def test_pretraining_recovers_common_support_better_than_separate_lassos():
     d = simulate_groups(seed=3)  # the authors' design: n = 300, K = 5, p = 140, sd 20
-    kw = dict(n_lambdas=30, n_folds=5, tol=1e-8)
-    pre = PretrainedLasso(alpha=0.2, **kw).fit(d.X, d.y, d.groups)
-    sep = PretrainedLasso(alpha=1.0, **kw).fit(d.X, d.y, d.groups)
+    kw = dict(n_penalties=30, n_folds=5, tol=1e-8)
+    pre = PretrainedLasso(pretrain_alpha=0.2, **kw).fit(d.X, d.y, d.groups)
+    sep = PretrainedLasso(pretrain_alpha=1.0, **kw).fit(d.X, d.y, d.groups)
 
     def recall(m):
-        eff = m.group_coef_ + (1 - m.alpha) * m.overall_coef_
+        eff = m.group_coef_ + (1 - m.pretrain_alpha) * m.overall_coef_
         return np.mean(eff[:, d.common] != 0)
 
     assert recall(pre) >= 0.9
@@ -81,15 +81,15 @@ def test_pretraining_recovers_common_support_better_than_separate_lassos():
 def test_alpha_cv_picks_the_minimum_and_per_group_choices():
     d = _small(seed=4)
     alphas = (0.0, 0.5, 1.0)
-    m = PretrainedLassoCV(alphas=alphas, **FAST).fit(d.X, d.y, d.groups)
+    m = PretrainedLassoCV(pretrain_alphas=alphas, **FAST).fit(d.X, d.y, d.groups)
     sizes = np.bincount(d.groups)
     np.testing.assert_allclose(m.cv_error_, m.cv_error_per_task_ @ sizes / sizes.sum())
-    assert m.alpha_ == alphas[int(np.argmin(m.cv_error_))]
-    assert np.all(m.alphas_per_task_ == m.alpha_)
-    per = PretrainedLassoCV(alphas=alphas, alpha_rule="per_group", **FAST)
+    assert m.pretrain_alpha_ == alphas[int(np.argmin(m.cv_error_))]
+    assert np.all(m.pretrain_alphas_per_task_ == m.pretrain_alpha_)
+    per = PretrainedLassoCV(pretrain_alphas=alphas, pretrain_alpha_rule="per_group", **FAST)
     per.fit(d.X, d.y, d.groups)
     np.testing.assert_array_equal(
-        per.alphas_per_task_, np.asarray(alphas)[np.argmin(per.cv_error_per_task_, axis=0)]
+        per.pretrain_alphas_per_task_, np.asarray(alphas)[np.argmin(per.cv_error_per_task_, axis=0)]
     )
 
 
@@ -97,12 +97,12 @@ def test_multi_response_alpha_one_equals_separate_lassos_and_shares_support():
     rng = np.random.default_rng(5)
     X = rng.standard_normal((80, 8))
     Y = X[:, :2] @ rng.standard_normal((2, 3)) + 0.5 * rng.standard_normal((80, 3))
-    m = PretrainedLasso(alpha=1.0, **FAST).fit(X, Y)
+    m = PretrainedLasso(pretrain_alpha=1.0, **FAST).fit(X, Y)
     assert m.kind_ == "responses" and m.overall_coef_.shape == (8, 3)
     np.testing.assert_array_equal(m.support_, np.any(m.overall_coef_ != 0, axis=1))
     for r in range(3):
         cv = m.group_cv_[r]
-        ref = _sk_lasso(X, Y[:, r], cv.path.lambdas[cv.index_min])
+        ref = _sk_lasso(X, Y[:, r], cv.path.penalties[cv.index_min])
         np.testing.assert_allclose(m.group_coef_[r], ref.coef_, atol=1e-5)
     assert m.predict(X).shape == (80, 3)
 
@@ -111,7 +111,7 @@ def test_multinomial_targets_use_union_support_and_one_vs_rest():
     rng = np.random.default_rng(6)
     X = rng.standard_normal((90, 6))
     y = np.argmax(X[:, :3] + 0.7 * rng.standard_normal((90, 3)), axis=1)
-    m = PretrainedLasso(alpha=0.5, family="multinomial", n_lambdas=8, n_folds=3, tol=1e-8)
+    m = PretrainedLasso(pretrain_alpha=0.5, family="multinomial", n_penalties=8, n_folds=3, tol=1e-8)
     m.fit(X, y)
     np.testing.assert_array_equal(m.support_, np.any(m.overall_coef_ != 0, axis=1))
     assert m.group_coef_.shape == (3, 6) and m.kind_ == "classes"
@@ -122,7 +122,7 @@ def test_multinomial_targets_use_union_support_and_one_vs_rest():
 def test_binomial_groups():
     d = _small(seed=7)
     yb = (d.y > np.median(d.y)).astype(int)
-    m = PretrainedLasso(alpha=0.5, family="binomial", n_lambdas=10, n_folds=3, tol=1e-8)
+    m = PretrainedLasso(pretrain_alpha=0.5, family="binomial", n_penalties=10, n_folds=3, tol=1e-8)
     m.fit(d.X, yb, d.groups)
     assert np.mean(m.predict(d.X, d.groups) == yb) > 0.7
 
@@ -143,7 +143,7 @@ def test_binomial_groups():
         (lambda d: (PretrainedLasso(), d.X, d.y[:-1], d.groups), "y must have 150 rows"),
         (lambda d: (PretrainedLasso(), d.X, d.y, d.groups[:-1]), "groups must have shape"),
         (lambda d: (PretrainedLasso(), np.where(d.X > 2, np.nan, d.X), d.y, d.groups), "NaN"),
-        (lambda d: (PretrainedLasso(alpha=2.0), d.X, d.y, d.groups), r"alpha must be in"),
+        (lambda d: (PretrainedLasso(pretrain_alpha=2.0), d.X, d.y, d.groups), r"alpha must be in"),
         (lambda d: (PretrainedLasso(), d.X, d.y, None), "groups must be given"),
         (lambda d: (PretrainedLasso(), d.X, d.y, np.zeros(150)), "at least 2 groups"),
     ],
@@ -156,7 +156,7 @@ def test_bad_input_raises(make, match):
 
 def test_unknown_group_at_predict_raises():
     d = _small(seed=8)
-    m = PretrainedLasso(alpha=0.5, **FAST).fit(d.X, d.y, d.groups)
+    m = PretrainedLasso(pretrain_alpha=0.5, **FAST).fit(d.X, d.y, d.groups)
     with pytest.raises(ValueError, match="not seen in fit"):
         m.predict(d.X[:2], np.array([0, 9]))
 
@@ -168,12 +168,12 @@ def test_plots_return_figures_with_the_data():
     from mrsolve.solvers.lasso.plots import plot_coefficient_map, plot_cv_alpha, plot_cv_lambda
 
     d = _small(seed=9)
-    m = PretrainedLassoCV(alphas=(0.0, 0.5, 1.0), **FAST).fit(d.X, d.y, d.groups)
+    m = PretrainedLassoCV(pretrain_alphas=(0.0, 0.5, 1.0), **FAST).fit(d.X, d.y, d.groups)
     fig = plot_cv_alpha(m)
     assert isinstance(fig, Figure)
     np.testing.assert_allclose(fig.axes[0].lines[len(m.tasks_)].get_ydata(), m.cv_error_)
     fig = plot_coefficient_map(m)
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape[0] == 1 + len(m.tasks_)
-    est = LassoCV(n_lambdas=10, n_folds=3).fit(d.X, d.y)
+    est = LassoCV(n_penalties=10, n_folds=3).fit(d.X, d.y)
     assert isinstance(plot_cv_lambda(est), Figure)
