@@ -83,6 +83,30 @@ def _check_num_returns(num_returns: int, n: int) -> int:
     return min(num_returns, n)
 
 
+def wait_futures(
+    futures: Sequence[cf.Future], num_returns: int = 1, timeout: float | None = None
+) -> set[cf.Future]:
+    """The finished ``futures`` once ``num_returns`` of them finished or ``timeout`` passed.
+
+    ``concurrent.futures.wait`` knows only "first" and "all"; this waits for the first k.
+    Raises ValueError for ``num_returns`` not an int >= 1.
+    """
+    if not futures:
+        return set()
+    k = _check_num_returns(num_returns, len(futures))
+    deadline = None if timeout is None else time.perf_counter() + timeout
+    done: set[cf.Future] = set()
+    while len(done) < k:
+        left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        finished, _ = cf.wait(
+            [f for f in futures if f not in done], timeout=left, return_when=cf.FIRST_COMPLETED
+        )
+        if not finished:
+            break
+        done |= finished
+    return done
+
+
 # -- in-process, virtual clock --------------------------------------------------------------
 
 
@@ -186,24 +210,10 @@ class ThreadExecutor(Executor):
         return _ThreadTask(fut, stop)
 
     def wait(self, handles, num_returns=1, timeout=None):
-        if not handles:
-            return [], []
-        k = _check_num_returns(num_returns, len(handles))
-        by_future = {h.future: h for h in handles}
-        deadline = None if timeout is None else time.perf_counter() + timeout
-        done: set = set()
-        while len(done) < k:
-            left = None if deadline is None else max(0.0, deadline - time.perf_counter())
-            finished, _ = cf.wait(
-                [f for f in by_future if f not in done],
-                timeout=left,
-                return_when=cf.FIRST_COMPLETED,
-            )
-            if not finished:
-                break
-            done |= finished
-        done_h = [by_future[f] for f in by_future if f in done]
-        return done_h, [h for h in handles if h.future not in done]
+        done = wait_futures([h.future for h in handles], num_returns, timeout)
+        return [h for h in handles if h.future in done], [
+            h for h in handles if h.future not in done
+        ]
 
     def result(self, handle):
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import ray
@@ -31,6 +32,23 @@ def _sleep(seconds: float) -> bool:
     return False
 
 
+def _check_remote_options(remote_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    if remote_options is None:
+        return {}
+    if not isinstance(remote_options, Mapping):
+        raise TypeError(
+            f"remote_options must be a mapping of ray.remote options, got "
+            f"{type(remote_options).__name__}"
+        )
+    fixed = sorted({"num_cpus", "max_retries"} & set(remote_options))
+    if fixed:
+        raise ValueError(
+            f"remote_options must not set {fixed}: num_cpus is num_cpus_per_task and "
+            f"max_retries stays 0, got {dict(remote_options)!r}"
+        )
+    return dict(remote_options)
+
+
 class RayExecutor(Executor):
     """Run tasks on a Ray cluster.
 
@@ -39,19 +57,33 @@ class RayExecutor(Executor):
             starts a local one unless Ray is already initialized in this process.
         num_cpus: CPUs of a locally started cluster.
         num_cpus_per_task: CPUs reserved by each task.
+        remote_options: further options of every task's ``ray.remote`` (resources such as
+            ``{"num_gpus": 1}``, ``memory``, ``scheduling_strategy``, ...). ``num_cpus`` and
+            ``max_retries`` are not among them: the first is ``num_cpus_per_task``, the
+            second stays 0 (a dead worker is an erasure, not something to retry).
+
+    Raises:
+        ValueError: ``num_cpus_per_task`` not positive, or ``remote_options`` setting
+            ``num_cpus`` or ``max_retries``.
+        TypeError: ``remote_options`` not a mapping.
     """
 
     def __init__(
-        self, address: str | None = None, num_cpus: int | None = None, num_cpus_per_task: float = 1
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        num_cpus_per_task: float = 1,
+        remote_options: Mapping[str, Any] | None = None,
     ) -> None:
+        cpus = check_positive("num_cpus_per_task", num_cpus_per_task)
+        options = _check_remote_options(remote_options)
         self._owns = False
         if not ray.is_initialized():
             ray.init(
                 address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False
             )
             self._owns = True
-        cpus = check_positive("num_cpus_per_task", num_cpus_per_task)
-        self._remote = ray.remote(num_cpus=cpus, max_retries=0)(_crash_or_run)
+        self._remote = ray.remote(num_cpus=cpus, max_retries=0, **options)(_crash_or_run)
         self._t0 = time.perf_counter()
 
     def put(self, obj: Any) -> Any:

@@ -17,8 +17,8 @@ Executors: the :class:`~mrsolve.distributed.executors.Executor` interface
 (submit / wait / result, with its ``fail=`` fault injection). The local backend is
 :class:`ProcessExecutor` below, a ``concurrent.futures`` process pool (the interface
 has none: threads would share one interpreter, and a killed task must kill a real
-process); "ray" is the :class:`~mrsolve.distributed.ray_executor.RayExecutor` with a
-GPU request per task added.
+process); "ray" is the :class:`~mrsolve.distributed.ray_executor.RayExecutor`, its
+tasks reserving ``gpus_per_task`` GPUs through its ``remote_options``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from mrsolve.data.exam import stack_results
 from mrsolve.data.files import sha256_file
 from mrsolve.data.ismrmrd_io import list_slices, read_ismrmrd
 from mrsolve.data.results import read_result, write_result
-from mrsolve.distributed.executors import Executor, WorkerFailure
+from mrsolve.distributed.executors import Executor, WorkerFailure, wait_futures
 from mrsolve.recon.methods import check_request
 from mrsolve.solvers.validation import resolve_device
 
@@ -150,9 +150,7 @@ class ProcessExecutor(Executor):
             return self._pool.submit(_run_or_die, fn, bool(fail), args)
 
     def wait(self, handles, num_returns=1, timeout=None):
-        if not handles:
-            return [], []
-        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        done = wait_futures(handles, num_returns, timeout)
         return [h for h in handles if h in done], [h for h in handles if h not in done]
 
     def result(self, handle):
@@ -189,21 +187,11 @@ def make_batch_executor(
         return ProcessExecutor(n, threads_per_worker=(os.cpu_count() or 1) // n)
     from mrsolve.distributed.ray_executor import RayExecutor
 
-    class _RayGpuExecutor(RayExecutor):
-        """RayExecutor whose tasks also reserve ``gpus_per_task`` GPUs."""
-
-        def __init__(self) -> None:
-            super().__init__(address=address, num_cpus=None if address else workers)
-            if gpus_per_task:
-                import ray
-
-                from mrsolve.distributed.ray_executor import _crash_or_run
-
-                self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task, max_retries=0)(
-                    _crash_or_run
-                )
-
-    return _RayGpuExecutor()
+    return RayExecutor(
+        address=address,
+        num_cpus=None if address else workers,
+        remote_options={"num_gpus": gpus_per_task} if gpus_per_task else None,
+    )
 
 
 # -- planning, verification, assembly ------------------------------------------------------
@@ -297,7 +285,7 @@ class BatchReport:
         return [r for r in self.records if r["status"] == "failed"]
 
 
-def _plan(inputs, out_dir: Path, key: str, manifest: Manifest) -> list[_File]:
+def _plan(inputs, out_dir: Path, manifest: Manifest) -> list[_File]:
     stems: dict[str, Path] = {}
     files = []
     for raw in map(Path, inputs):
@@ -357,7 +345,7 @@ def run_batch(
     (out / ".parts").mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out / MANIFEST)
     key = _batch_key(method, options)
-    files = _plan(inputs, out, key, manifest)
+    files = _plan(inputs, out, manifest)
     tasks: list[tuple[_File, SliceTask]] = []
     for f in files:
         if _verified(f.output, f.sha, key, f.slices):

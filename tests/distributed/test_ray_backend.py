@@ -3,7 +3,10 @@
 Few and small on purpose: every killed worker costs Ray a process restart.
 """
 
+import os
+
 import numpy as np
+import pytest
 
 from mrsolve.distributed.coded_matmul import coded_matmul
 from mrsolve.distributed.secure_lstsq import secure_lstsq
@@ -51,3 +54,26 @@ def test_ray_secure_lstsq_matches_the_simulated_run(ray_cluster):
     theta_sim, _ = secure_lstsq(A, b, **kw)
     np.testing.assert_allclose(theta_ray, theta_sim, rtol=1e-10, atol=1e-12)
     assert all(sorted(r) == [0, 1, 2, 3] for r in rep.responders)
+
+
+def test_ray_remote_options_reach_every_task(ray_cluster):
+    from mrsolve.distributed.ray_executor import RayExecutor
+
+    env = {"runtime_env": {"env_vars": {"MRSOLVE_PROBE": "set by remote_options"}}}
+    ex = RayExecutor(remote_options=env)
+    handles = [ex.submit(os.getenv, "MRSOLVE_PROBE") for _ in range(2)]
+    done, _ = ex.wait(handles, num_returns=2, timeout=120.0)
+    assert [ex.result(h) for h in done] == ["set by remote_options"] * 2
+    plain = _executor()
+    assert plain.result(plain.submit(os.getenv, "MRSOLVE_PROBE")) is None
+
+
+def test_ray_remote_options_keep_cpus_and_retries_fixed():
+    from mrsolve.distributed.ray_executor import RayExecutor
+
+    with pytest.raises(ValueError, match="max_retries"):
+        RayExecutor(remote_options={"max_retries": 3})
+    with pytest.raises(ValueError, match="num_cpus"):
+        RayExecutor(remote_options={"num_cpus": 2, "num_gpus": 1})
+    with pytest.raises(TypeError, match="remote_options"):
+        RayExecutor(remote_options=[("num_gpus", 1)])

@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 import types
 
 import h5py
@@ -12,7 +13,7 @@ import torch
 from mrsolve.data.exam import simulate_exam
 from mrsolve.data.ismrmrd_io import write_exam
 from mrsolve.data.results import read_result
-from mrsolve.recon.batch import _batch_key, _verified, run_batch
+from mrsolve.recon.batch import ProcessExecutor, _batch_key, _verified, run_batch
 from mrsolve.recon.cli import main
 from mrsolve.recon.commands import reconstruct_file
 
@@ -118,6 +119,17 @@ def test_ray_batch_matches_local_and_survives_a_killed_worker(
     shown = capsys.readouterr().out
     assert "0 slice(s) reconstructed" in shown and "3 already done" in shown
     assert recon("batch", files[0], "-o", out, "--executor", "nope", "--method", "gridding") == 2
+
+
+def test_process_executor_waits_for_num_returns_tasks():
+    # time.sleep: a stdlib callable, picklable into the forkserver workers
+    with ProcessExecutor(3) as pool:
+        handles = [pool.submit(time.sleep, seconds) for seconds in (0.0, 0.3, 3.0)]
+        done, pending = pool.wait(handles, num_returns=2, timeout=60.0)
+        assert done == handles[:2] and pending == handles[2:]
+        assert [pool.result(h) for h in done] == [None, None]
+        with pytest.raises(ValueError, match="num_returns"):
+            pool.wait(handles, num_returns=0)
 
 
 def test_view_needs_the_gui_extra(monkeypatch, tmp_path, capsys):
