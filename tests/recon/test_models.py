@@ -1,5 +1,7 @@
 """The data side of the spectral problem: quadratic data term and held-out loss."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -9,10 +11,12 @@ from mrsolve.propeller.geometry import BladeGeometry
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import readout_times
 from mrsolve.recon.spectral.operator import ExplicitSpectralModel, SpectralEncoding
-from mrsolve.recon.spectral.problem import build_problem, heldout_lines
+from mrsolve.recon.spectral.problem import OperatorConfig, build_problem, heldout_lines
 from mrsolve.solvers.alg import cg
 
 N = 16
+#: the exact model: every coil, the temporal rank from tol alone
+EXACT = OperatorConfig(max_error=None, coil_energy=1.0)
 
 
 def _problem(holdout_fraction=0.2):
@@ -22,10 +26,16 @@ def _problem(holdout_fraction=0.2):
     times = readout_times(m, geom.center_sample, dwell, "gradient_echo", 0.002)
     gen = torch.Generator().manual_seed(2)
     kspace = torch.randn(2, *traj.shape[:-1], dtype=torch.complex64, generator=gen)
-    scan = Scan(kspace=kspace, traj=traj, times=times.expand(traj.shape[:-1]).contiguous(),
-                image_shape=(N, N), dwell_s=dwell, center_sample=geom.center_sample)  # fmt: skip
-    problem = build_problem(scan, (-500.0, 200.0), coil_maps=birdcage_maps(2, (N, N)),
-                            holdout_fraction=holdout_fraction)  # fmt: skip
+    scan = Scan(
+        kspace=kspace,
+        traj=traj,
+        times=times.expand(traj.shape[:-1]).contiguous(),
+        image_shape=(N, N),
+        dwell_s=dwell,
+        center_sample=geom.center_sample,
+    )
+    operator = replace(EXACT, holdout_fraction=holdout_fraction)
+    problem = build_problem(scan, (-500.0, 200.0), operator, maps=birdcage_maps(2, (N, N)))
     return scan, problem
 
 
@@ -70,12 +80,12 @@ def test_coil_compression_keeps_noiseless_data_consistent():
     kspace = ExplicitSpectralModel(traj, times, freq, maps)(image)
     scan = Scan(kspace=kspace, traj=traj, times=times, image_shape=(N, N), dwell_s=dwell,
                 center_sample=geom.center_sample)  # fmt: skip
-    full = build_problem(scan, (-500.0, 200.0), coil_maps=maps)
-    compressed = build_problem(scan, (-500.0, 200.0), coil_maps=maps, coil_energy=0.99)
+    full = build_problem(scan, (-500.0, 200.0), EXACT, maps=maps)
+    compressed = build_problem(scan, (-500.0, 200.0), replace(EXACT, coil_energy=0.99), maps=maps)
     assert compressed.coil_maps.shape[0] < full.coil_maps.shape[0] == 8
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="coil_energy"):
-            build_problem(scan, (-500.0, 200.0), coil_maps=maps, coil_energy=bad)
+            build_problem(scan, (-500.0, 200.0), replace(EXACT, coil_energy=bad), maps=maps)
     for problem in (full, compressed):
         z = problem.scale * problem.basis.coefficients(freq)[:, 0, None, None] * image[0]
         frame = problem.frames[0]
@@ -89,7 +99,7 @@ def test_data_loss_resolves_small_changes_near_the_optimum():
     term. Near its minimizer f is ~200x smaller than the terms that cancel in it; the
     complex64 sums missed this change by ~16 % (the water / fat head froze on it)."""
     sim = simulate(size=24, n_blades=6, n_lines=6, n_coils=3, noise=0.01, seed=1)
-    problem = build_problem(sim.scan, (-700.0, 300.0))
+    problem = build_problem(sim.scan, (-700.0, 300.0), EXACT)
     frame = problem.frames[0]
     z, _ = cg(frame.normal, frame.b, max_iter=30, tol=0.0)
     gen = torch.Generator().manual_seed(0)

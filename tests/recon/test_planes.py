@@ -25,19 +25,19 @@ def test_encodings_beat_gridding_on_a_32px_phantom(phantom, encoding):
     assert rec.spectral_volume.shape == (8, 32, 32)
     assert nrmse(rec.image, phantom.truth.image) <= 0.6 * grid
     report = rec.config["report"]["free"]
-    assert report["warm_start"]["iterations"] == rec.config["free"]["plane_warm_start"]
+    assert report["warm_start"]["iterations"] == rec.config["free"]["warm_start"]
 
 
 def test_random_start_planes_run_and_report_no_warm_start(phantom):
     rec = reconstruct_spectral(phantom.scan, "static", iterations=3,
-                               free={"encoding": "planes", "plane_warm_start": 0}, **FAST)  # fmt: skip
+                               free={"encoding": "planes", "warm_start": 0}, **FAST)  # fmt: skip
     assert rec.config["report"]["free"]["warm_start"] is None
     assert torch.isfinite(rec.image).all()
 
 
 def test_planes_resume_ends_where_uninterrupted_run_ends(phantom, tmp_path):
     options = dict(iterations=8, stopping={"check_every": 4, "patience": 100},
-                   free={"encoding": "planes", "plane_warm_start": 3}, **FAST)  # fmt: skip
+                   free={"encoding": "planes", "warm_start": 3}, **FAST)  # fmt: skip
     full = reconstruct_spectral(phantom.scan, "static", **options)
 
     def interrupt(step, total, image=None, loss=None):

@@ -19,7 +19,7 @@ from mrsolve.recon.metrics import fat_fraction_mae, field_map_rmse, nrmse
 from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.recon.spectral.fields import WaterFatField
 from mrsolve.recon.spectral.operator import temporal_basis
-from mrsolve.recon.spectral.stages.water_fat import RestartingLBFGS
+from mrsolve.recon.spectral.steppers import RestartingLBFGS
 
 
 def _scores(sim, rec):

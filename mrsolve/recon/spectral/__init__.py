@@ -27,8 +27,8 @@ from mrsolve.recon.spectral.readouts import (
     image_from_volume,
     volume_from_water_fat,
 )
+from mrsolve.recon.spectral.runner import Checkpointer, shifted
 from mrsolve.recon.spectral.stages.free_volume import run_free_volume
-from mrsolve.recon.spectral.stages.loops import Checkpointer
 from mrsolve.recon.spectral.stages.water_fat import run_water_fat
 from mrsolve.solvers.validation import resolve_device
 
@@ -71,11 +71,10 @@ def reconstruct_spectral(
     dev = resolve_device(device)
     if scan.noise is not None:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
-    torch.manual_seed(cfg.seed)
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
     image_time = _image_time(cfg.image_time, scan)
     problem = build_problem(
-        scan, frange, **asdict(cfg.operator), per_frame=cfg.dynamic, seed=cfg.seed, device=dev
+        scan, frange, cfg.operator, per_frame=cfg.dynamic, seed=cfg.seed, device=dev
     )
     ckpt = Checkpointer(checkpoint, resume)
     stages = [s for s in ("free", "waterfat") if getattr(cfg, s).enabled]
@@ -89,28 +88,34 @@ def reconstruct_spectral(
         "virtual_coils": problem.coil_maps.shape[0],
     }
     out = {}
-
-    def staged(offset):
-        if callback is None:
-            return None
-        return lambda step, total, image=None, loss=None: callback(
-            offset + step, sum(totals), image=image, loss=loss
-        )
-
+    spectrum = fat_spectrum(scan.field_strength_t, cfg.frequency.fat_model)
     if cfg.free.enabled:
-        volume, report["free"] = run_free_volume(problem, bins.to(dev), cfg, staged(0), ckpt)
+        volume, report["free"] = run_free_volume(
+            problem,
+            bins.to(dev),
+            cfg.free,
+            cfg.stopping,
+            dynamic=cfg.dynamic,
+            seed=cfg.seed,
+            callback=shifted(callback, 0, sum(totals)),
+            checkpointer=ckpt,
+        )
         out["spectral_volume"] = volume.cpu()
         out["frequencies_hz"] = bins.float()
         out["image"] = image_from_volume(volume, bins.to(dev), image_time).cpu()
     if cfg.waterfat.enabled:
         offset = totals[0] if len(totals) > 1 else 0
         maps, report["waterfat"] = run_water_fat(
-            problem, scan.field_strength_t, cfg, staged(offset), ckpt
+            problem,
+            spectrum,
+            cfg.waterfat,
+            cfg.stopping,
+            callback=shifted(callback, offset, sum(totals)),
+            checkpointer=ckpt,
         )
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
         out["field_map_hz"] = maps["field_map_hz"].float().cpu()
         out["fat_fraction"] = fat_fraction(out["water"], out["fat"])
-        spectrum = fat_spectrum(scan.field_strength_t, cfg.frequency.fat_model)
         out["image"] = water_fat_signal(
             out["water"], out["fat"], out["field_map_hz"], spectrum, image_time
         )

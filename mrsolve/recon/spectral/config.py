@@ -1,27 +1,29 @@
 """Spectral reconstruction configuration: sections, presets and overrides.
 
-Stages (each optional by preset), configured next to their code in
-:mod:`mrsolve.recon.spectral.stages`:
+Each section is the config dataclass beside the code it configures:
 
-1. free spectral volume x(r, f) (or x(t, r, f) for dynamic scans): dense grid with FISTA
-   (:mod:`~mrsolve.recon.spectral.stages.free_volume`) or factorized planes with Adam
-   (:mod:`~mrsolve.recon.spectral.stages.planes`);
-2. parametric water / fat / field map head (:mod:`~mrsolve.recon.spectral.stages.water_fat`).
-
-Loops, held-out stopping and checkpoints: :mod:`~mrsolve.recon.spectral.stages.loops`.
+- ``frequency``: the frequency bins (here);
+- ``operator``: the forward model (:class:`~mrsolve.recon.spectral.problem.OperatorConfig`);
+- ``free``: stage 1, the free spectral volume x(r, f) (or x(t, r, f)) on a dense grid with
+  FISTA or on a learned encoding with Adam, the encodings' options nested in it
+  (:mod:`~mrsolve.recon.spectral.stages.free_volume`);
+- ``waterfat``: stage 2, the parametric water / fat / field-map head
+  (:mod:`~mrsolve.recon.spectral.stages.water_fat`);
+- ``stopping``: the held-out rule of the runner (:mod:`~mrsolve.recon.spectral.runner`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import torch
 
 from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.recon.spectral.fields import frequency_bins
-from mrsolve.recon.spectral.stages.free_volume import FreeVolumeConfig
-from mrsolve.recon.spectral.stages.loops import StoppingConfig
-from mrsolve.recon.spectral.stages.water_fat import WaterFatConfig
+from mrsolve.recon.spectral.problem import OperatorConfig
+from mrsolve.recon.spectral.runner import StoppingConfig
+from mrsolve.recon.spectral.stages.free_volume import ENCODINGS, FreeVolumeConfig
+from mrsolve.recon.spectral.stages.water_fat import OPTIMIZERS, WaterFatConfig
 from mrsolve.solvers.validation import check_choice
 
 
@@ -32,20 +34,6 @@ class FrequencyConfig:
     n_bins: int = 32
     margin_hz: float = 150.0
     fat_model: str = "six_peak"
-
-
-@dataclass
-class OperatorConfig:
-    """Forward model options: every field is a keyword of
-    :func:`mrsolve.recon.spectral.problem.build_problem` (passed on as they are)."""
-
-    tol: float = 1e-6
-    max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol
-    dcf: str = "analytic"
-    coil_maps: str = "walsh"
-    coil_energy: float = 0.999  # share of k-space energy the virtual coils keep; 1: all coils
-    holdout_fraction: float = 0.05
-    frequency_step_hz: float = 5.0
 
 
 @dataclass
@@ -69,22 +57,30 @@ PRESETS: dict[str, dict] = {
     "static": {},
     "fatwater": {"waterfat": {"enabled": True}, "free": {"enabled": False}},
     # TV along time couples the frames: its warm-started prox needs more inner steps
-    # (measured: 2 instead of 5 raised the per-frame NRMSE 0.178 -> 0.21; static: no change)
+    # (docs/spectral_design.md)
     "dynamic": {"dynamic": True, "free": {"tv_time": 0.5, "iterations": 100, "prox_iterations": 5}},
 }
 _SECTIONS = ("frequency", "operator", "free", "waterfat", "stopping")
 
 
 def resolve_config(
-    preset: str = "static", iterations: int | None = None, **overrides
+    preset: str | SpectralConfig = "static", iterations: int | None = None, **overrides
 ) -> SpectralConfig:
-    """The preset's configuration with ``overrides``: a section name with a dict
-    (``free={"tv": 0.02}``), a top-level field, or a field name unique to one section
-    (``tv_f=0.1``). ``iterations`` sets the last enabled stage's iteration budget."""
-    check_choice("preset", preset, PRESETS)
-    cfg = SpectralConfig(preset=preset)
-    for key, value in PRESETS[preset].items():
-        cfg = _override(cfg, key, value)
+    """The preset's configuration (or ``preset`` itself, a SpectralConfig) with ``overrides``.
+
+    An override is a section name with a dict (``free={"tv": 0.02}``, nested sections as
+    nested dicts: ``free={"planes": {"rank": 8}}``), a top-level field, or a field name
+    unique to one section (``tv_f=0.1``). ``iterations`` sets the last enabled stage's
+    iteration budget. Raises ValueError naming an unknown option, TypeError naming an
+    option whose value has the wrong type.
+    """
+    if isinstance(preset, SpectralConfig):
+        cfg = preset
+    else:
+        check_choice("preset", preset, PRESETS)
+        cfg = SpectralConfig(preset=preset)
+        for key, value in PRESETS[preset].items():
+            cfg = _override(cfg, key, value)
     for key, value in overrides.items():
         cfg = _override(cfg, key, value)
     if iterations is not None:
@@ -96,28 +92,50 @@ def resolve_config(
         check_choice("image_time", cfg.image_time, ("echo", "zero"))
     elif not isinstance(cfg.image_time, int | float) or cfg.image_time != cfg.image_time:
         raise ValueError(f"image_time must be 'echo', 'zero' or seconds, got {cfg.image_time!r}")
-    check_choice("encoding", cfg.free.encoding, ("dense", "planes", "hash_grid"))
-    check_choice("optimizer", cfg.waterfat.optimizer, ("lbfgs", "adam"))
+    check_choice("encoding", cfg.free.encoding, ENCODINGS)
+    check_choice("optimizer", cfg.waterfat.optimizer, OPTIMIZERS)
     return cfg
 
 
 def _override(cfg: SpectralConfig, key: str, value) -> SpectralConfig:
-    if key in _SECTIONS and isinstance(value, dict):
-        section = getattr(cfg, key)
-        known = {f.name for f in fields(section)}
-        bad = sorted(set(value) - known)
-        if bad:
-            raise ValueError(f"unknown {key} option(s) {bad}; known: {sorted(known)}")
-        return replace(cfg, **{key: replace(section, **value)})
-    if key in {f.name for f in fields(SpectralConfig)} - set(_SECTIONS):
-        return replace(cfg, **{key: value})
+    names = {f.name for f in fields(SpectralConfig)}
+    if key in names:
+        return _merge(cfg, {key: value}, "spectral")
     owners = [s for s in _SECTIONS if key in {f.name for f in fields(getattr(cfg, s))}]
     if len(owners) != 1:
+        known = sorted(names | {f.name for s in _SECTIONS for f in fields(getattr(cfg, s))})
         raise ValueError(
-            f"override {key!r} must name one option (as section={{...}} when ambiguous); "
-            f"found in sections {owners}"
+            f"unknown spectral option {key!r} (or one in several sections: {owners}; "
+            f"give it as section={{...}}); known: {known}"
         )
-    return _override(cfg, owners[0], {key: value})
+    return _merge(cfg, {owners[0]: {key: value}}, "spectral")
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None)}
+
+
+def _merge(section, values: dict, path: str):
+    """``section`` (a config dataclass) with ``values``; dicts merge into nested sections."""
+    known = {f.name: f for f in fields(section)}
+    bad = sorted(set(values) - set(known))
+    if bad:
+        raise ValueError(f"unknown {path} option(s) {bad}; known: {sorted(known)}")
+    changes = {}
+    for key, value in values.items():
+        current, name = getattr(section, key), f"{path}.{key}" if path != "spectral" else key
+        if is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _merge(current, value, name)
+            continue
+        allowed = [_TYPES.get(t.strip(), type(current)) for t in str(known[key].type).split("|")]
+        numeric = not isinstance(value, bool) or bool in allowed
+        if not (numeric and isinstance(value, tuple(_flatten(allowed)))):
+            raise TypeError(f"option {name} must be {known[key].type}, got {value!r}")
+        changes[key] = value
+    return replace(section, **changes)
+
+
+def _flatten(types: list) -> list[type]:
+    return [t for entry in types for t in (entry if isinstance(entry, tuple) else (entry,))]
 
 
 def frequency_range(cfg: FrequencyConfig, field_strength_t: float) -> tuple[torch.Tensor, tuple]:

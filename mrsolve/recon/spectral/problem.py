@@ -33,6 +33,19 @@ from mrsolve.solvers.validation import check_positive, check_shape, check_share
 
 
 @dataclass
+class OperatorConfig:
+    """Forward model options of :func:`build_problem`."""
+
+    tol: float = 1e-6  # temporal basis truncation (relative singular value)
+    max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol
+    dcf: str = "analytic"  # density compensation method of propeller.density
+    coil_maps: str = "walsh"  # "walsh" or "espirit", estimated from the data
+    coil_energy: float = 0.999  # share of k-space energy the virtual coils keep; 1: all coils
+    holdout_fraction: float = 0.05  # share of k-space lines kept out of the data term
+    frequency_step_hz: float = 5.0  # spacing of the frequency grid the basis is built from
+
+
+@dataclass
 class FrameData:
     """Data term and held-out lines of one frame (z has shape (L, ny, nx)).
 
@@ -131,14 +144,9 @@ def heldout_lines(n_blades: int, n_lines: int, fraction: float, seed: int) -> to
 def build_problem(
     scan: Scan,
     frequency_range_hz: tuple[float, float],
+    operator: OperatorConfig | None = None,
     *,
-    tol: float = 1e-6,
-    max_error: float | None = None,
-    dcf: str = "analytic",
-    coil_maps: str | torch.Tensor = "walsh",
-    coil_energy: float = 1.0,
-    holdout_fraction: float = 0.05,
-    frequency_step_hz: float = 5.0,
+    maps: torch.Tensor | None = None,
     per_frame: bool = False,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -148,42 +156,41 @@ def build_problem(
     Args:
         scan: the (prewhitened) acquisition.
         frequency_range_hz: (lo, hi) every modelled frequency lies in (must contain 0).
-        tol: temporal basis truncation (relative singular value).
-        max_error: if given, the temporal rank instead comes from this a-priori bound on
-            the per-sample model error (:func:`~mrsolve.recon.spectral.operator.temporal_basis`).
-        dcf: density compensation method of ``propeller.density``.
-        coil_maps: "walsh"/"espirit" (estimated from the data) or (C, ny, nx) maps.
-        coil_energy: share of the k-space energy the virtual coils keep (1: no
-            compression; the problem's ``coil_maps`` are then the virtual coils' maps).
-        holdout_fraction: share of k-space lines kept out of the data term.
-        frequency_step_hz: spacing of the frequency grid the basis is built from.
+        operator: forward model options (None: the defaults of :class:`OperatorConfig`);
+            ``max_error``, if not None, sets the temporal rank from an a-priori bound on
+            the per-sample model error
+            (:func:`~mrsolve.recon.spectral.operator.temporal_basis`), else ``tol`` does;
+            with ``coil_energy`` < 1 the problem's ``coil_maps`` are the virtual coils'.
+        maps: (C, ny, nx) coil maps to use instead of estimating ``operator.coil_maps``.
         per_frame: one data term per ``scan.frame`` value (dynamic), else one for all.
         seed: seeds the held-out lines.
         device: torch device.
     """
+    op = OperatorConfig() if operator is None else operator
+    if not isinstance(op, OperatorConfig):
+        raise TypeError(f"operator must be an OperatorConfig or None, got {type(op).__name__}")
     lo, hi = (float(v) for v in frequency_range_hz)
     if not lo <= 0 <= hi:
         raise ValueError(f"frequency_range_hz must contain 0, got {frequency_range_hz!r}")
-    check_positive("frequency_step_hz", frequency_step_hz)
-    check_share("coil_energy", coil_energy)
+    check_positive("frequency_step_hz", op.frequency_step_hz)
+    check_share("coil_energy", op.coil_energy)
     dev = torch.device(device)
     scan = scan.to(dev)
-    explicit = not isinstance(coil_maps, str)
-    if explicit:
-        check_shape("coil_maps", coil_maps, (scan.kspace.shape[0], *scan.image_shape))
-    maps = coil_maps.to(dev, torch.complex64) if explicit else None
-    virtual = coil_compression_matrix(scan.kspace, coil_energy)
+    if maps is not None:
+        check_shape("maps", maps, (scan.kspace.shape[0], *scan.image_shape))
+        maps = maps.to(dev, torch.complex64)
+    virtual = coil_compression_matrix(scan.kspace, op.coil_energy)
     if virtual.shape[1] < scan.kspace.shape[0]:  # a full-rank rotation would gain nothing
         noise = None if scan.noise is None else apply_coil_compression(scan.noise, virtual)
         scan = replace(scan, kspace=apply_coil_compression(scan.kspace, virtual), noise=noise)
         maps = None if maps is None else apply_coil_compression(maps, virtual)
     if maps is None:
-        maps = low_resolution_maps(scan, coil_maps)
+        maps = low_resolution_maps(scan, op.coil_maps)
     ny, nx = scan.image_shape
-    weights = density_compensation(scan.traj, scan.image_shape, dcf, device=dev) / (ny * nx)
-    held = heldout_lines(scan.n_blades, scan.n_lines, holdout_fraction, seed).to(dev)
-    n_grid = max(2, math.ceil((hi - lo) / frequency_step_hz) + 1)
-    basis = temporal_basis(scan.times, torch.linspace(lo, hi, n_grid), tol, max_error)
+    weights = density_compensation(scan.traj, scan.image_shape, op.dcf, device=dev) / (ny * nx)
+    held = heldout_lines(scan.n_blades, scan.n_lines, op.holdout_fraction, seed).to(dev)
+    n_grid = max(2, math.ceil((hi - lo) / op.frequency_step_hz) + 1)
+    basis = temporal_basis(scan.times, torch.linspace(lo, hi, n_grid), op.tol, op.max_error)
     groups = (
         [torch.nonzero(scan.frame == t).flatten() for t in range(scan.n_frames)]
         if per_frame

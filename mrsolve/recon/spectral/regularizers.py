@@ -67,6 +67,13 @@ class TVProx:
         x = v if lam == 0 else self._solve(v, lam)
         return soft_threshold(x, l1) if l1 > 0 else x
 
+    def state_dict(self) -> dict:
+        """The warm-start dual (CPU copies), to resume exactly."""
+        return {"dual": None if self.dual is None else [q.cpu().clone() for q in self.dual]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dual = state["dual"]
+
     def _solve(self, v: torch.Tensor, lam: float) -> torch.Tensor:
         # Planar real arrays (parts, ...) updated in place: complex abs() and the
         # temporaries of the textbook form made this prox cost more than a NUFFT per call.
@@ -75,6 +82,8 @@ class TVProx:
         vr = _planar(v)
         if self.dual is None or self.dual[0].shape != vr.shape:
             self.dual = [torch.zeros_like(vr) for _ in dirs]
+        elif self.dual[0].device != vr.device:  # restored from a checkpoint
+            self.dual = [q.to(vr.device) for q in self.dual]
         p = self.dual  # kept planar between calls: no conversions per call
         r = [q.clone() for q in p]
         g = [torch.empty_like(vr) for _ in dirs]

@@ -20,11 +20,36 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
+from mrsolve.solvers.validation import make_generator
+
 # the primes of Instant-NGP's spatial hash (first one 1: coherent along the first axis)
 _PRIMES = (1, 2654435761, 805459861, 3674653429)
+
+
+@dataclass
+class HashGridConfig:
+    """Options of the hash-grid encoding (:class:`HashGrid`)."""
+
+    levels: int = 8
+    log2_table: int = 15  # rows per level's table: 2**log2_table
+    features: int = 2
+    hidden: int = 0  # decoder hidden width (0: linear)
+    lr: float = 0.003  # Adam learning rate
+
+    def build(self, shape: Sequence[int], seed: int | torch.Generator = 0) -> HashGrid:
+        """The encoding of a (T, F, ny, nx) field."""
+        return HashGrid(
+            shape,
+            levels=self.levels,
+            table_size=2**self.log2_table,
+            features=self.features,
+            hidden=self.hidden,
+            seed=seed,
+        )
 
 
 class HashGrid(torch.nn.Module):
@@ -37,7 +62,7 @@ class HashGrid(torch.nn.Module):
         features: feature length per row.
         coarsest: cells per axis of the coarsest level.
         hidden: decoder hidden width (0: linear decoder).
-        seed: initialisation seed.
+        seed: initialisation seed (an int, or a torch generator to draw from).
     """
 
     def __init__(
@@ -48,14 +73,14 @@ class HashGrid(torch.nn.Module):
         features: int = 2,
         coarsest: int = 4,
         hidden: int = 0,
-        seed: int = 0,
+        seed: int | torch.Generator = 0,
     ) -> None:
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) != 4 or min(self.shape) < 1:
             raise ValueError(f"shape must be (T, F, ny, nx) of positive sizes, got {shape!r}")
-        for name, value in [("levels", levels), ("table_size", table_size),
-                            ("features", features), ("coarsest", coarsest)]:  # fmt: skip
+        sizes = {"levels": levels, "table_size": table_size, "features": features}
+        for name, value in {**sizes, "coarsest": coarsest}.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(hidden, int) or hidden < 0:
@@ -69,20 +94,17 @@ class HashGrid(torch.nn.Module):
             for lev in range(levels)
         ]
         self.rows = [min(table_size, math.prod(c + 1 for c in cells)) for cells in self.cells]
-        gen = torch.Generator().manual_seed(seed)
+        gen = make_generator(seed)
         self.tables = torch.nn.ParameterList(
             torch.nn.Parameter(1e-2 * (2 * torch.rand(rows, features, generator=gen) - 1))
             for rows in self.rows
         )
         width = levels * features
+        widths = [width, hidden, 2] if hidden > 0 else [width, 2]
         layers: list[torch.nn.Module] = []
-        if hidden > 0:
-            layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
-            width = hidden
-        layers.append(torch.nn.Linear(width, 2))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.decoder = torch.nn.Sequential(*layers)
+        for fan_in, fan_out in itertools.pairwise(widths):
+            layers += [_linear(fan_in, fan_out, gen), torch.nn.ReLU()]
+        self.decoder = torch.nn.Sequential(*layers[:-1])
 
     def hashed(self, level: int) -> bool:
         """True when ``level`` has more vertices than table rows (vertices may collide)."""
@@ -157,6 +179,16 @@ class HashGrid(torch.nn.Module):
             loss = (self() - target).abs().square().sum()
             loss.backward()
             opt.step()
+
+
+def _linear(fan_in: int, fan_out: int, gen: torch.Generator) -> torch.nn.Linear:
+    """``torch.nn.Linear`` with its default initialisation drawn from ``gen``."""
+    layer = torch.nn.utils.skip_init(torch.nn.Linear, fan_in, fan_out)
+    bound = 1 / math.sqrt(fan_in)  # what kaiming_uniform_(a=sqrt(5)) gives the weight
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+    return layer
 
 
 def _is_power_of_two(n: int) -> bool:

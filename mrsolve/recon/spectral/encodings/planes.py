@@ -5,10 +5,25 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from mrsolve.recon.spectral.encodings.dense import grid_shape
+from mrsolve.solvers.validation import make_generator, seed_to_int
+
+
+@dataclass
+class PlanesConfig:
+    """Options of the factorized-planes encoding (:class:`FactorizedPlanes`)."""
+
+    rank: int = 4  # feature channels per plane
+    resolution: int = 1  # spatial plane size divisor
+    lr: float = 0.03  # Adam learning rate
+
+    def build(self, shape: Sequence[int], seed: int | torch.Generator = 0) -> FactorizedPlanes:
+        """The encoding of a (T, F, ny, nx) field."""
+        return FactorizedPlanes(shape, self.rank, self.resolution, seed=seed)
 
 
 class FactorizedPlanes(torch.nn.Module):
@@ -27,11 +42,15 @@ class FactorizedPlanes(torch.nn.Module):
         shape: (T, F, ny, nx).
         rank: feature channels R per plane.
         resolution: spatial plane size divisor (planes are upsampled bilinearly).
-        seed: initialisation seed.
+        seed: initialisation seed (an int, or a torch/numpy generator to draw it from).
     """
 
     def __init__(
-        self, shape: Sequence[int], rank: int = 4, resolution: int = 1, seed: int = 0
+        self,
+        shape: Sequence[int],
+        rank: int = 4,
+        resolution: int = 1,
+        seed: int | torch.Generator = 0,
     ) -> None:
         super().__init__()
         self.shape = grid_shape(shape)
@@ -41,13 +60,13 @@ class FactorizedPlanes(torch.nn.Module):
             raise ValueError(f"rank must be a positive integer, got {rank!r}")
         if not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
-        self.seed = seed
+        self.seed = seed_to_int(seed)
         axes = [0, 1, 2, 3] if self.shape[0] > 1 else [1, 2, 3]
         self.pairs = list(itertools.combinations(axes, 2))
         self.sizes = [self.shape[0], self.shape[1]] + [
             max(1, math.ceil(s / resolution)) for s in self.shape[2:]
         ]
-        gen = torch.Generator().manual_seed(seed)
+        gen = make_generator(self.seed)
         self.planes = torch.nn.ParameterList(
             torch.nn.Parameter(
                 torch.complex(
@@ -100,7 +119,7 @@ class FactorizedPlanes(torch.nn.Module):
         u, s, vh = torch.linalg.svd(vol.reshape(t * f, sy * sx), full_matrices=False)
         rank = self.decoder.shape[0]
         k = min(rank, s.numel())
-        gen = torch.Generator().manual_seed(self.seed)
+        gen = make_generator(self.seed)
         u_all = torch.randn(t * f, rank, 2, generator=gen)
         v_all = torch.randn(rank, sy * sx, 2, generator=gen)
         u_all = torch.view_as_complex(u_all).to(dev)

@@ -1,32 +1,38 @@
-"""Stage 1: the free spectral volume x(r, f) (or x(t, r, f)) on a dense grid.
+"""Stage 1: the free spectral volume x(r, f) (or x(t, r, f) for dynamic scans).
 
-FISTA with spatial TV per bin, optional TV/l1 along f and TV along t (convex); momentum
-restarts at segment ends so that a resumed run ends where an uninterrupted one does.
+On the dense grid: FISTA with spatial TV per bin, optional TV / l1 along f and TV along
+t (convex). On a learned encoding (planes, hash grid): Adam on the data term plus smooth
+TV (and time smoothness), started from ``warm_start`` dense FISTA iterations through the
+encoding's ``init_from_volume``; from a random start the product of planes stays far
+from the data (docs/spectral_design.md). :data:`ENCODINGS` maps each encoding name to
+its fit; the runner (:func:`~mrsolve.recon.spectral.runner.run`) owns every loop.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from mrsolve.recon.spectral.encodings.hash_grid import HashGridConfig
+from mrsolve.recon.spectral.encodings.planes import PlanesConfig
+from mrsolve.recon.spectral.fields import SpectralField
 from mrsolve.recon.spectral.problem import SpectralProblem
-from mrsolve.recon.spectral.regularizers import TVProx
-from mrsolve.recon.spectral.stages.loops import Checkpointer, Tracker
-from mrsolve.solvers.alg import fista, power_iteration
-
-if TYPE_CHECKING:
-    from mrsolve.recon.spectral.config import SpectralConfig
-
-Callback = Callable[..., None] | None
+from mrsolve.recon.spectral.regularizers import TVProx, smooth_tv, smoothness
+from mrsolve.recon.spectral.runner import Callback, Checkpointer, StoppingConfig, run
+from mrsolve.recon.spectral.steppers import FISTA, Adam
+from mrsolve.solvers.alg import power_iteration
+from mrsolve.solvers.validation import check_choice
 
 
 @dataclass
 class FreeVolumeConfig:
-    """Free spectral volume stage (regularization weights in units of the scaled image)."""
+    """Free spectral volume stage (regularization weights in units of the scaled image).
+
+    ``encoding`` names an entry of :data:`ENCODINGS`; a learned encoding's own options
+    are in the section of the same name (``planes``, ``hash_grid``).
+    """
 
     enabled: bool = True
     encoding: str = "dense"  # "dense" (FISTA), "planes" or "hash_grid" (Adam)
@@ -35,122 +41,171 @@ class FreeVolumeConfig:
     tv_f: float = 0.0
     l1_f: float = 0.0
     tv_time: float = 0.0
-    prox_iterations: int = 2  # warm-started inner TV steps per FISTA step (dynamic: 5)
-    plane_rank: int = 4
-    plane_lr: float = 0.03
-    plane_resolution: int = 1  # spatial plane size divisor
-    plane_warm_start: int = 10  # dense FISTA iterations that start planes/hash (0: random)
-    hash_levels: int = 8
-    hash_log2_table: int = 15  # rows per level's table: 2**hash_log2_table
-    hash_features: int = 2
-    hash_hidden: int = 0  # decoder hidden width (0: linear)
-    hash_lr: float = 0.003
+    prox_iterations: int = 2  # warm-started inner TV steps per FISTA step
+    warm_start: int = 10  # dense FISTA iterations that start a learned encoding (0: random)
+    planes: PlanesConfig = field(default_factory=PlanesConfig)
+    hash_grid: HashGridConfig = field(default_factory=HashGridConfig)
 
 
-def _tv_prox(cfg: FreeVolumeConfig, dynamic: bool) -> TVProx:
-    extra = [(-3, cfg.tv_f / cfg.tv if cfg.tv > 0 else 0.0)]
+@dataclass
+class _Penalty:
+    """The prox of t (tv TV(x) + l1 ||x||_1) for FISTA; the TV dual is its warm state."""
+
+    tv_prox: TVProx
+    tv: float
+    l1: float
+
+    def __call__(self, v: torch.Tensor, t: float) -> torch.Tensor:
+        return self.tv_prox(v, t * self.tv, t * self.l1)
+
+    def state_dict(self) -> dict:
+        return self.tv_prox.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tv_prox.load_state_dict(state)
+
+
+def _penalty(free: FreeVolumeConfig, dynamic: bool) -> _Penalty:
+    extra = [(-3, free.tv_f / free.tv if free.tv > 0 else 0.0)]
     if dynamic:
-        extra.append((-4, cfg.tv_time / cfg.tv if cfg.tv > 0 else 0.0))
-    return TVProx(extra, cfg.prox_iterations)
+        extra.append((-4, free.tv_time / free.tv if free.tv > 0 else 0.0))
+    return _Penalty(TVProx(extra, free.prox_iterations), free.tv, free.l1_f)
 
 
-class _CachedObjective:
-    """f and its gradient from one autograd pass, cached for FISTA's f(y), grad(y) pairs."""
-
-    def __init__(self, loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.loss, self._key, self._value, self._grad, self.last = loss, None, None, None, math.nan
-
-    def _eval(self, x: torch.Tensor) -> None:
-        if self._key is x:
-            return
-        xr = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            value = self.loss(xr)
-            (grad,) = torch.autograd.grad(value, xr)
-        self._key, self._value, self._grad = x, value.detach(), grad
-        self.last = float(value.detach())
-
-    def f(self, x: torch.Tensor) -> torch.Tensor:
-        self._eval(x)
-        return self._value
-
-    def grad(self, x: torch.Tensor) -> torch.Tensor:
-        self._eval(x)
-        return self._grad
+def volume_shape(problem: SpectralProblem, bins_hz: torch.Tensor) -> tuple[int, int, int, int]:
+    """(T, F, ny, nx) of the free volume (T = 1 for static scans)."""
+    return (len(problem.frames), bins_hz.numel(), *problem.image_shape)
 
 
-def run_free_volume(
+def fit_dense(
     problem: SpectralProblem,
     bins_hz: torch.Tensor,
-    cfg: SpectralConfig,
+    free: FreeVolumeConfig,
+    stopping: StoppingConfig,
+    *,
+    dynamic: bool = False,
+    seed: int | torch.Generator = 0,
     callback: Callback = None,
     checkpointer: Checkpointer | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Stage 1: the free volume (F, ny, nx), or (T, F, ny, nx) when dynamic, and a report."""
-    free, stop = cfg.free, cfg.stopping
-    if free.encoding == "planes":
-        from mrsolve.recon.spectral.stages.planes import run_planes
+    """FISTA on the dense grid: the volume (F, ny, nx) or (T, F, ny, nx) and a report.
 
-        return run_planes(problem, bins_hz, cfg, callback, checkpointer)
-    if free.encoding == "hash_grid":
-        from mrsolve.recon.spectral.stages.hash_grid import run_hash_grid
-
-        return run_hash_grid(problem, bins_hz, cfg, callback, checkpointer)
+    The volume needs no randomness (``seed`` is accepted for the registry's signature).
+    """
     coef = problem.basis.coefficients(bins_hz).to(problem.device)
-    shape = (len(problem.frames), bins_hz.numel(), *problem.image_shape)
-    squeeze = not cfg.dynamic
+    shape = volume_shape(problem, bins_hz)
 
     def to_z(x):
         return torch.einsum("lf,...fyx->...lyx", coef, x)
 
     def loss(x):
-        total = problem.data_loss(to_z(x if not squeeze else x[None]))
-        return total
+        return problem.data_loss(to_z(x if dynamic else x[None]))
 
-    objective = _CachedObjective(loss)
-    start = torch.zeros(shape, dtype=torch.complex64, device=problem.device)
-    x0 = start[0] if squeeze else start
+    x0 = torch.zeros(shape if dynamic else shape[1:], dtype=torch.complex64, device=problem.device)
     # a safety margin over a short power iteration keeps the fixed step below 1 / L
     lip = power_iteration(_hessian_product(loss, x0), x0=torch.ones_like(x0), max_iter=12, tol=1e-2)
     step = 1.0 / (1.25 * lip)
-    tv = _tv_prox(free, cfg.dynamic)
+    fista = FISTA(loss, _penalty(free, dynamic), x0, step)
+    result = run(
+        fista,
+        free.iterations,
+        lambda: fista.x,
+        heldout=lambda: problem.heldout_loss(to_z(fista.x)),
+        stopping=stopping,
+        residual=problem.relative_residual,
+        preview=lambda: fista.x.sum(-3).detach() / problem.scale,
+        callback=callback,
+        checkpointer=checkpointer,
+        name="free",
+    )
+    return result.best / problem.scale, {**result.report(), "step": step}
 
-    def prox(v: torch.Tensor, t: float) -> torch.Tensor:
-        return tv(v, t * free.tv, t * free.l1_f)
 
-    state = checkpointer.state("free") if checkpointer else None
-    tracker, x, done = Tracker(), x0, 0
-    if state is not None:
-        x, done = state["x"].to(problem.device), state["done"]
-        tv.dual = [d.to(problem.device) for d in state["dual"]] or None
-        tracker = Tracker(
-            state["best"], state["best_x"].to(problem.device), state["bad"], state["history"]
-        )
-    stopped = False
-    while done < free.iterations and not stopped:
-        seg = min(stop.check_every, free.iterations - done)
+def fit_encoding(
+    problem: SpectralProblem,
+    bins_hz: torch.Tensor,
+    free: FreeVolumeConfig,
+    stopping: StoppingConfig,
+    *,
+    dynamic: bool = False,
+    seed: int | torch.Generator = 0,
+    callback: Callback = None,
+    checkpointer: Checkpointer | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """Adam on the learned encoding ``free.encoding`` (module doc), warm-started from
+    dense FISTA: the volume (F, ny, nx) or (T, F, ny, nx) and a report."""
+    name = free.encoding
+    options = getattr(free, name)
+    encoding = options.build(volume_shape(problem, bins_hz), seed=seed).to(problem.device)
+    resumed = checkpointer is not None and checkpointer.state(name) is not None
+    warm_report = None
+    if free.warm_start > 0 and not resumed:
+        warm = replace(free, encoding="dense", iterations=free.warm_start)
+        start, warm_report = fit_dense(problem, bins_hz, warm, stopping, dynamic=dynamic)
+        start = start * problem.scale
+        encoding.init_from_volume(start if dynamic else start[None])
+    field_ = SpectralField(encoding, problem.basis.coefficients(bins_hz).to(problem.device))
 
-        def report(k, xk, offset=done):
-            if callback is not None:
-                image = xk.sum(-3).detach() / problem.scale
-                callback(
-                    offset + k + 1, free.iterations, image=image, loss=_rel(problem, objective)
-                )
+    def loss():
+        vol = field_.volume()  # evaluated once: the encoding is the costly part
+        z = field_(vol)
+        data = problem.data_loss(z if dynamic else z[0])
+        return data + free.tv * smooth_tv(vol) + free.tv_time * smoothness(vol, (0,)), data
 
-        x, _ = fista(objective.f, objective.grad, prox, x, step=step, max_iter=seg, tol=0.0,
-                     backtrack=False, restart="gradient", callback=report)  # fmt: skip
-        done += seg
-        held = problem.heldout_loss(to_z(x))
-        stopped = tracker.update(held, x, stop)
-        if checkpointer is not None:
-            checkpointer.save("free", {"x": x.cpu(), "done": done, "best": tracker.best,
-                                       "dual": [d.cpu() for d in tv.dual or []],
-                                       "best_x": tracker.best_state.cpu(), "bad": tracker.bad,
-                                       "history": tracker.history})  # fmt: skip
-    best = tracker.best_state if tracker.best_state is not None else x
-    report = {"iterations": done, "heldout_history": tracker.history, "step": step,
-              "stopped_early": stopped}  # fmt: skip
-    return best / problem.scale, report
+    def volume():
+        v = field_.volume().detach()
+        return v if dynamic else v[0]
+
+    def heldout():
+        with torch.no_grad():
+            return problem.heldout_loss(field_())
+
+    result = run(
+        Adam(field_, loss, options.lr, free.iterations),
+        free.iterations,
+        volume,
+        heldout=heldout,
+        stopping=stopping,
+        residual=problem.relative_residual,
+        callback=callback,
+        checkpointer=checkpointer,
+        name=name,
+    )
+    return result.best / problem.scale, {**result.report(), "warm_start": warm_report}
+
+
+#: how stage 1 fits each encoding: ``fit(problem, bins_hz, free, stopping, *, dynamic,
+#: seed, callback, checkpointer) -> (volume, report)``
+ENCODINGS: dict[str, Callable[..., tuple[torch.Tensor, dict]]] = {
+    "dense": fit_dense,
+    "planes": fit_encoding,
+    "hash_grid": fit_encoding,
+}
+
+
+def run_free_volume(
+    problem: SpectralProblem,
+    bins_hz: torch.Tensor,
+    free: FreeVolumeConfig,
+    stopping: StoppingConfig,
+    *,
+    dynamic: bool = False,
+    seed: int | torch.Generator = 0,
+    callback: Callback = None,
+    checkpointer: Checkpointer | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """Stage 1: the free volume (F, ny, nx), or (T, F, ny, nx) when ``dynamic``, and a report."""
+    fit = ENCODINGS[check_choice("encoding", free.encoding, ENCODINGS)]
+    return fit(
+        problem,
+        bins_hz,
+        free,
+        stopping,
+        dynamic=dynamic,
+        seed=seed,
+        callback=callback,
+        checkpointer=checkpointer,
+    )
 
 
 def _gradient(loss: Callable, x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +218,3 @@ def _hessian_product(loss: Callable, like: torch.Tensor) -> Callable:
     """v -> H v of a quadratic loss: its gradient at v minus its gradient at 0."""
     g0 = _gradient(loss, torch.zeros_like(like))
     return lambda v: _gradient(loss, v) - g0
-
-
-def _rel(problem: SpectralProblem, objective: _CachedObjective) -> float:
-    return problem.relative_residual(objective.last)

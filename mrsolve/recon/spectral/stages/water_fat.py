@@ -5,44 +5,24 @@ times coarser than the image, water and fat at their least-squares fit for psi =
 more steps on larger images); on each coarse level L-BFGS fits water, fat and the field
 map jointly for ``level_iterations`` steps, and the three are carried to a field-map grid
 twice as fine. The last level (grid ``downsample``) runs the configured optimizer with
-the held-out stopping rule and checkpoints. Nothing is chosen with the truth.
-
-What made it work (simulated phantoms, 48-128 px, 1.5 / 3 T, several seeds and noise
-levels; a start at the true field map always reached a lower objective than the old
-result, so the objective was right and the optimizer was not):
-
-- the data term is summed in complex128 (``SpectralProblem.data_loss``): in complex64 its
-  rounding hid the small decreases near the optimum and L-BFGS froze after ~60 steps;
-- the "moment" parametrization of :class:`~mrsolve.recon.spectral.fields.WaterFatField` makes
-  "more field map plus some fat" (which fits about as well to first order) one axis;
-- L-BFGS restarts after any step without progress, and the last level gets up to 600
-  steps (the held-out rule stops it at 70-410 here; 300 cut a 128 px, 1.5 T fit short:
-  fat-fraction MAE 0.095 -> 0.082 with the larger budget, which stopped itself at 410).
-
-3 T, 48 px: fat-fraction MAE 0.027 -> 0.022-0.027, field map 13-14 -> 8-15 Hz; 128 px
-(demo): 0.058 -> 0.017 and 22 -> 6.4 Hz; 1.5 T, 48-64 px: 0.08-0.11 -> 0.034-0.057.
+the held-out stopping rule and checkpoints. Nothing is chosen with the truth. What made
+the fit work, and the figures, are in docs/spectral_design.md.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import torch
 
-from mrsolve.propeller.fat import FatSpectrum, fat_spectrum
+from mrsolve.propeller.fat import FatSpectrum
 from mrsolve.recon.spectral.fields import WaterFatField
 from mrsolve.recon.spectral.problem import SpectralProblem
 from mrsolve.recon.spectral.regularizers import smooth_tv, smoothness
-from mrsolve.recon.spectral.stages.loops import Checkpointer, adam_loop, lbfgs_loop
+from mrsolve.recon.spectral.runner import Callback, Checkpointer, StoppingConfig, run, shifted
+from mrsolve.recon.spectral.steppers import LBFGS, Adam
 from mrsolve.solvers.alg import cg
-
-if TYPE_CHECKING:
-    from mrsolve.recon.spectral.config import SpectralConfig
-
-Callback = Callable[..., None] | None
 
 
 @dataclass
@@ -55,16 +35,13 @@ class WaterFatConfig:
     :class:`~mrsolve.recon.spectral.fields.WaterFatField` ("densities" is the plain form).
 
     The held-out rule waits at least ``min_patience`` checks here (more if the stopping
-    section says so): while the fit moves the field map along its near-null direction,
-    the held-out loss improves by less than ``min_improvement`` per check for many steps
-    (patience 3 stopped a 48 px, 1.5 T fit at 40 steps with fat-fraction MAE 0.13; 0.04
-    when it went on). The initial least-squares water / fat needs more CG steps on larger
-    images (measured: 20 at 32 px, 40 at 64 px and 80 at 128 px; 20 at 128 px left a fat
-    fraction MAE of 0.18).
+    section says so): while the fit moves the field map along its near-null direction the
+    held-out loss improves slowly for many steps. The initial least-squares water / fat
+    needs more CG steps on larger images (docs/spectral_design.md).
     """
 
     enabled: bool = False
-    optimizer: str = "lbfgs"  # "lbfgs" or "adam"
+    optimizer: str = "lbfgs"  # a key of OPTIMIZERS
     iterations: int = 600
     lr: float = 0.05
     init_cg_iterations: int | None = None  # None: 20 per 32 px of image width
@@ -117,36 +94,38 @@ def _objective(problem: SpectralProblem, field_: WaterFatField, wf: WaterFatConf
     return loss_fn
 
 
-def _field(problem, spectrum, wf, downsample, water, fat, field_map) -> WaterFatField:
-    field_ = WaterFatField(problem.basis, spectrum, water, fat, field_map, downsample,
-                           wf.max_abs_hz, parametrization=wf.parametrization)  # fmt: skip
+def _field(
+    problem: SpectralProblem,
+    spectrum: FatSpectrum,
+    wf: WaterFatConfig,
+    downsample: int,
+    start: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> WaterFatField:
+    water, fat, field_map = start
+    field_ = WaterFatField(
+        problem.basis,
+        spectrum,
+        water,
+        fat,
+        field_map,
+        downsample=downsample,
+        max_abs_hz=wf.max_abs_hz,
+        parametrization=wf.parametrization,
+    )
     return field_.to(problem.device)
 
 
-class RestartingLBFGS(torch.optim.LBFGS):
-    """L-BFGS, one strong-Wolfe line-searched iteration per ``step``, that drops its
-    curvature history when a step makes no progress.
+def _maps(field_: WaterFatField) -> torch.Tensor:
+    """(3, ny, nx) complex: water, fat and the field map (Hz, as the real part)."""
+    with torch.no_grad():
+        return torch.stack([*field_.densities(), field_.field_map().to(torch.complex64)])
 
-    torch's L-BFGS would then retry the same direction forever: after a line search that
-    found no decrease (step length 0), and also when the float32 two-loop recursion gives
-    a direction that is not a descent direction (torch then returns without a step). Both
-    froze the fat / water fit here after ~60 iterations; a restart from steepest descent
-    keeps decreasing the objective.
-    """
 
-    def __init__(self, params) -> None:
-        super().__init__(params, lr=1.0, max_iter=1, history_size=20,
-                         line_search_fn="strong_wolfe")  # fmt: skip
-        self._last_loss = math.inf
-
-    def step(self, closure):
-        loss = super().step(closure)
-        state = self.state[self._params[0]]
-        value = float(loss.detach())
-        if float(state.get("t", 1.0)) == 0.0 or value >= self._last_loss:
-            state.clear()
-        self._last_loss = value
-        return loss
+#: the last level's optimizer by name: ``make(field, loss, wf) -> stepper``
+OPTIMIZERS: dict[str, Callable] = {
+    "lbfgs": lambda field_, loss, wf: LBFGS(field_, loss),
+    "adam": lambda field_, loss, wf: Adam(field_, loss, wf.lr, wf.iterations),
+}
 
 
 def coarse_levels(
@@ -160,54 +139,47 @@ def coarse_levels(
     at psi = 0 and a zero field map.
     """
     zeros = torch.zeros(problem.image_shape, dtype=torch.complex64, device=problem.device)
-    water, fat, psi = zeros, zeros, zeros.real
-    step = 0
+    maps = (zeros, zeros, zeros.real)
+    done = 0
     for level in range(wf.levels - 1, -1, -1):
-        field_ = _field(problem, spectrum, wf, wf.downsample * 2**level, water, fat, psi)
+        field_ = _field(problem, spectrum, wf, wf.downsample * 2**level, maps)
         if level == wf.levels - 1:
             initial_water_fat(problem, field_, _cg_steps(wf, problem.image_shape))
         if level > 0:
-            opt = RestartingLBFGS(field_.parameters())
-            loss_fn = _objective(problem, field_, wf)
-
-            last = [math.nan]
-
-            def closure(opt=opt, loss_fn=loss_fn, last=last):
-                opt.zero_grad()
-                total, data = loss_fn()
-                total.backward()
-                last[0] = float(data.detach())
-                return total
-
-            for _ in range(wf.level_iterations):
-                opt.step(closure)
-                step += 1
-                if callback is not None:
-                    loss = problem.relative_residual(last[0])
-                    callback(step, wf.total_iterations, image=None, loss=loss)
+            stepper = LBFGS(field_, _objective(problem, field_, wf))
+            progress = shifted(callback, done, wf.total_iterations)
+            maps_now = lambda f=field_: _maps(f)  # noqa: E731
+            run(
+                stepper,
+                wf.level_iterations,
+                maps_now,
+                residual=problem.relative_residual,
+                callback=progress,
+            )
+            done += wf.level_iterations
         with torch.no_grad():
             psi = field_.field_map()
-            water, fat = field_.densities(psi)
-    return water, fat, psi
+            maps = (*field_.densities(psi), psi)
+    return maps
 
 
 def run_water_fat(
     problem: SpectralProblem,
-    field_strength_t: float,
-    cfg: SpectralConfig,
+    spectrum: FatSpectrum,
+    wf: WaterFatConfig,
+    stopping: StoppingConfig,
+    *,
     callback: Callback = None,
     checkpointer: Checkpointer | None = None,
 ) -> tuple[dict, dict]:
     """Stage 2: {"water", "fat", "field_map_hz"} (unscaled) and a report."""
-    wf, stop = cfg.waterfat, cfg.stopping
     if not isinstance(wf.levels, int) or wf.levels < 1:
         raise ValueError(f"waterfat levels must be a positive integer, got {wf.levels!r}")
     if not isinstance(wf.min_patience, int) or wf.min_patience < 1:
         raise ValueError(
             f"waterfat min_patience must be a positive integer, got {wf.min_patience!r}"
         )
-    stop = replace(stop, patience=max(stop.patience, wf.min_patience))
-    spectrum = fat_spectrum(field_strength_t, cfg.frequency.fat_model)
+    stopping = replace(stopping, patience=max(stopping.patience, wf.min_patience))
     saved = checkpointer.state("waterfat_start") if checkpointer is not None else None
     if checkpointer is not None and checkpointer.state("waterfat") is not None:
         # resuming: the last level's state (module included) comes from the checkpoint
@@ -220,30 +192,24 @@ def run_water_fat(
         if checkpointer is not None:
             checkpointer.save("waterfat_start", [v.cpu() for v in start])
     coarse = wf.total_iterations - wf.iterations
-    if callback is not None:
-        user_callback = callback
+    field_ = _field(problem, spectrum, wf, wf.downsample, start)
+    stepper = OPTIMIZERS[wf.optimizer](field_, _objective(problem, field_, wf), wf)
 
-        def callback(step, total, image=None, loss=None):
-            user_callback(coarse + step, coarse + total, image=image, loss=loss)
-
-    field_ = _field(problem, spectrum, wf, wf.downsample, *start)
-    if wf.optimizer == "adam":
-        opt = torch.optim.Adam(field_.parameters(), lr=wf.lr)
-    else:
-        opt = RestartingLBFGS(field_.parameters())
-    loss_fn = _objective(problem, field_, wf)
-
-    def maps():
+    def heldout():
         with torch.no_grad():
-            return torch.stack([*field_.densities(), field_.field_map().to(torch.complex64)])
+            return problem.heldout_loss(field_())
 
-    if wf.optimizer == "adam":
-        report = adam_loop(field_, opt, loss_fn, maps, wf.iterations, problem, cfg, stop,
-                            callback, checkpointer, "waterfat")  # fmt: skip
-    else:
-        report = lbfgs_loop(field_, opt, loss_fn, maps, wf.iterations, problem, stop,
-                             callback, checkpointer)  # fmt: skip
-    best = report.pop("best_volume")
-    out = {"water": best[0] / problem.scale, "fat": best[1] / problem.scale,
-           "field_map_hz": best[2].real}  # fmt: skip
-    return out, report
+    result = run(
+        stepper,
+        wf.iterations,
+        lambda: _maps(field_),
+        heldout=heldout,
+        stopping=stopping,
+        residual=problem.relative_residual,
+        callback=shifted(callback, coarse, wf.total_iterations),
+        checkpointer=checkpointer,
+        name="waterfat",
+    )
+    best = result.best
+    out = {"water": best[0] / problem.scale, "fat": best[1] / problem.scale}
+    return {**out, "field_map_hz": best[2].real}, result.report()

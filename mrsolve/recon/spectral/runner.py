@@ -1,0 +1,195 @@
+"""The one optimizer loop of the spectral stages (sigpy's ``App.run`` in spirit).
+
+:func:`run` drives a stepper (:mod:`~mrsolve.recon.spectral.steppers`) in segments of
+``check_every`` iterations. After every iteration it reports progress; after every
+segment it measures the held-out data-consistency loss, keeps the best iterate, writes a
+checkpoint of the full stepper state and stops after ``patience`` segments without
+improvement (never looking at the truth). A resumed run restores the stepper state and
+the held-out history, so it ends where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+#: ``callback(step, total, image=None, loss=None)`` after every iteration
+Callback = Callable[..., None] | None
+
+
+@dataclass
+class StoppingConfig:
+    """Held-out data-consistency stopping rule: check every ``check_every`` iterations,
+    stop after ``patience`` checks that improve by less than ``min_improvement``."""
+
+    check_every: int = 10
+    patience: int = 3
+    min_improvement: float = 1e-3
+
+
+class Stepper(Protocol):
+    """One iteration per :meth:`step`; its whole state round-trips through a dict."""
+
+    def step(self) -> float:
+        """One iteration; returns the data loss (scaled units) it evaluated."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Checkpointer:
+    """Saves and restores stage states at ``path`` (None: no checkpoints)."""
+
+    def __init__(self, path: str | os.PathLike | None, resume: bool = False) -> None:
+        self.path = None if path is None else Path(path)
+        if resume and (self.path is None or not self.path.is_file()):
+            raise ValueError(f"resume needs an existing checkpoint file, got {path!r}")
+        # on the CPU: a checkpoint written on a GPU resumes anywhere (the steppers move it)
+        self.loaded = (
+            torch.load(self.path, map_location="cpu", weights_only=False) if resume else None
+        )
+
+    def state(self, name: str) -> dict | None:
+        """The saved state under ``name`` if the checkpoint holds it."""
+        if self.loaded is None:
+            return None
+        return self.loaded.get(name)
+
+    def save(self, name: str, state: object) -> None:
+        """Store ``state`` under ``name`` (written to a temporary file, then renamed)."""
+        if self.path is None:
+            return
+        data = dict(self.loaded or {})
+        data[name] = state
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        torch.save(data, tmp)
+        os.replace(tmp, self.path)
+        self.loaded = data
+
+
+@dataclass
+class Tracker:
+    """Held-out loss history, best iterate and patience counter."""
+
+    best: float = math.inf
+    best_state: torch.Tensor | None = None
+    bad: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def update(self, loss: float, state: torch.Tensor, cfg: StoppingConfig) -> bool:
+        """Record ``loss``; True when the run should stop."""
+        self.history.append(loss)
+        if math.isnan(loss):  # no held-out lines: keep the latest iterate
+            self.best_state = state
+            return False
+        if loss < self.best * (1 - cfg.min_improvement):
+            self.best, self.best_state, self.bad = loss, state, 0
+        else:
+            if loss < self.best:
+                self.best, self.best_state = loss, state
+            self.bad += 1
+        return self.bad >= cfg.patience
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` did: ``best`` is the iterate at the best held-out check (the last
+    iterate without checks), on the device of the iterate."""
+
+    best: torch.Tensor
+    n_iter: int
+    heldout_history: list[float]
+    stopped_early: bool
+
+    def report(self) -> dict:
+        """The stage report entries (JSON-friendly)."""
+        return {
+            "iterations": self.n_iter,
+            "heldout_history": self.heldout_history,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def run(
+    stepper: Stepper,
+    max_iter: int,
+    iterate: Callable[[], torch.Tensor],
+    *,
+    heldout: Callable[[], float] | None = None,
+    stopping: StoppingConfig | None = None,
+    residual: Callable[[float], float] = float,
+    preview: Callable[[], torch.Tensor] | None = None,
+    callback: Callback = None,
+    checkpointer: Checkpointer | None = None,
+    name: str | None = None,
+) -> RunResult:
+    """Run ``stepper`` for up to ``max_iter`` iterations (module doc).
+
+    Args:
+        stepper: the optimizer state and its update.
+        max_iter: iteration budget.
+        iterate: the current iterate as a new tensor (kept as the best one).
+        heldout: the held-out loss of the current iterate; with ``stopping``, checked
+            every ``stopping.check_every`` iterations (None: no checks, run to the end).
+        stopping: the held-out rule (None: no checks).
+        residual: maps the stepper's data loss to the value reported as ``loss``.
+        preview: an image for the callback (None: ``image=None``).
+        callback: ``callback(step, max_iter, image=..., loss=...)`` after each iteration.
+        checkpointer, name: save the stepper and tracker under ``name`` after every
+            segment, and resume from that entry when the checkpoint holds it.
+    """
+    if (heldout is None) != (stopping is None):
+        raise ValueError("heldout and stopping must be given together, got one of them")
+    tracker, done = Tracker(), 0
+    saved = checkpointer.state(name) if checkpointer is not None and name else None
+    if saved is not None:
+        stepper.load_state_dict(saved["stepper"])
+        done = saved["done"]
+        tracker = Tracker(saved["best"], saved["best_state"], saved["bad"], saved["history"])
+    segment = stopping.check_every if stopping is not None else max_iter
+    stopped = False
+    while done < max_iter and not stopped:
+        for _ in range(min(segment, max_iter - done)):
+            loss = stepper.step()
+            done += 1
+            if callback is not None:
+                image = preview() if preview is not None else None
+                callback(done, max_iter, image=image, loss=residual(loss))
+        if stopping is not None:
+            stopped = tracker.update(heldout(), iterate(), stopping)
+        if checkpointer is not None and name:
+            checkpointer.save(name, _checkpoint(stepper, done, tracker))
+    current = iterate()
+    best = current if tracker.best_state is None else tracker.best_state.to(current.device)
+    return RunResult(best, done, tracker.history, stopped)
+
+
+def shifted(callback: Callback, offset: int, total: int) -> Callback:
+    """``callback`` as seen by a part of a longer run: steps move by ``offset`` and the
+    total is ``total`` (None stays None)."""
+    if callback is None:
+        return None
+
+    def inner(step: int, _total: int, image=None, loss=None) -> None:
+        callback(offset + step, total, image=image, loss=loss)
+
+    return inner
+
+
+def _checkpoint(stepper: Stepper, done: int, tracker: Tracker) -> dict:
+    best = None if tracker.best_state is None else tracker.best_state.cpu()
+    return {
+        "stepper": stepper.state_dict(),
+        "done": done,
+        "best": tracker.best,
+        "best_state": best,
+        "bad": tracker.bad,
+        "history": list(tracker.history),
+    }

@@ -1,0 +1,187 @@
+"""Steppers: one optimizer iteration per ``step()``, the whole state in ``state_dict()``.
+
+The runner (:func:`~mrsolve.recon.spectral.runner.run`) owns the loop; a stepper only
+knows its update. Every ``step()`` returns the data loss (scaled units) it evaluated,
+which the runner reports; ``state_dict()`` / ``load_state_dict()`` carry everything a
+resumed run needs to continue with the same iterates (FISTA's momentum included).
+
+- :class:`FISTA`: accelerated proximal gradient, fixed step, gradient restart
+  (Beck & Teboulle 2009; O'Donoghue & Candes 2015), the iteration of
+  :func:`mrsolve.solvers.alg.fista` with ``backtrack=False, restart="gradient"``.
+- :class:`LBFGS`: :class:`RestartingLBFGS` over a module's parameters.
+- :class:`Adam`: torch's Adam with a cosine learning-rate schedule over the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+#: ``loss() -> (total, data)``: the objective to minimize and its data term, 0-d tensors
+Objective = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Prox(Protocol):
+    """``prox(v, t) = argmin_x g(x) + ||x - v||^2 / (2 t)``, with its own (warm) state."""
+
+    def __call__(self, v: torch.Tensor, t: float) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class FISTA:
+    """FISTA on ``min_x f(x) + g(x)`` with a fixed ``step`` (at most 1 / L of f).
+
+    Args:
+        smooth: f, a differentiable 0-d tensor of x (its gradient by autograd).
+        prox: the prox of g (:class:`Prox`).
+        x0: starting point (not modified).
+        step: step size.
+    """
+
+    def __init__(
+        self,
+        smooth: Callable[[torch.Tensor], torch.Tensor],
+        prox: Prox,
+        x0: torch.Tensor,
+        step: float,
+    ) -> None:
+        if not step > 0:
+            raise ValueError(f"step must be positive, got {step!r}")
+        self.smooth, self.prox, self.step_size = smooth, prox, float(step)
+        self.x = x0.detach().clone()
+        self.y = self.x
+        self.t = 1.0
+
+    def step(self) -> float:
+        """One iteration; returns f at the extrapolated point y."""
+        y = self.y
+        yr = y.detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = self.smooth(yr)
+            (grad,) = torch.autograd.grad(value, yr)
+        x_new = self.prox(torch.add(y, grad, alpha=-self.step_size), self.step_size)
+        d, dx = x_new - y, x_new - self.x
+        if float((d.conj() * dx).real.sum()) < 0:  # <y - x_new, x_new - x> > 0: restart
+            self.t, self.y = 1.0, x_new
+        else:
+            t_next = (1 + math.sqrt(1 + 4 * self.t * self.t)) / 2
+            self.y = torch.add(x_new, dx, alpha=(self.t - 1) / t_next)
+            self.t = t_next
+        self.x = x_new
+        return float(value.detach())
+
+    def state_dict(self) -> dict:
+        return {
+            "x": self.x.detach().cpu().clone(),
+            "y": self.y.detach().cpu().clone(),
+            "t": self.t,
+            "step": self.step_size,
+            "prox": self.prox.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        dev = self.x.device
+        self.x, self.y = state["x"].to(dev), state["y"].to(dev)
+        self.t, self.step_size = float(state["t"]), float(state["step"])
+        self.prox.load_state_dict(state["prox"])
+
+
+class RestartingLBFGS(torch.optim.LBFGS):
+    """L-BFGS, one strong-Wolfe line-searched iteration per ``step``, that drops its
+    curvature history when a step makes no progress.
+
+    torch's L-BFGS would then retry the same direction forever: after a line search that
+    found no decrease (step length 0), and also when the float32 two-loop recursion gives
+    a direction that is not a descent direction (torch then returns without a step). A
+    restart from steepest descent keeps decreasing the objective
+    (docs/spectral_design.md).
+    """
+
+    def __init__(self, params) -> None:
+        super().__init__(params, lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        self._last_loss = math.inf
+
+    def step(self, closure):
+        loss = super().step(closure)
+        state = self.state[self._params[0]]
+        value = float(loss.detach())
+        if float(state.get("t", 1.0)) == 0.0 or value >= self._last_loss:
+            state.clear()
+        self._last_loss = value
+        return loss
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "last_loss": self._last_loss}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        self._last_loss = state_dict.pop("last_loss", math.inf)
+        super().load_state_dict(state_dict)
+
+
+class _ModuleStepper:
+    """A torch optimizer over ``module``'s parameters; the module is part of the state."""
+
+    def __init__(self, module: torch.nn.Module, loss: Objective) -> None:
+        self.module, self.loss = module, loss
+
+    def _parts(self) -> dict:
+        return {"module": self.module, "opt": self.opt}
+
+    def state_dict(self) -> dict:
+        return {key: part.state_dict() for key, part in self._parts().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, part in self._parts().items():
+            part.load_state_dict(state[key])
+
+
+class LBFGS(_ModuleStepper):
+    """:class:`RestartingLBFGS` on ``loss`` over ``module``'s parameters."""
+
+    def __init__(self, module: torch.nn.Module, loss: Objective) -> None:
+        super().__init__(module, loss)
+        self.opt = RestartingLBFGS(module.parameters())
+
+    def step(self) -> float:
+        """One line-searched iteration; returns the data loss of its last evaluation."""
+        last = [math.nan]
+
+        def closure():
+            self.opt.zero_grad()
+            total, data = self.loss()
+            total.backward()
+            last[0] = float(data.detach())
+            return total
+
+        self.opt.step(closure)
+        return last[0]
+
+
+class Adam(_ModuleStepper):
+    """Adam on ``loss`` over ``module``'s parameters, learning rate ``lr`` annealed on a
+    cosine over ``iterations`` steps."""
+
+    def __init__(
+        self, module: torch.nn.Module, loss: Objective, lr: float, iterations: int
+    ) -> None:
+        super().__init__(module, loss)
+        self.opt = torch.optim.Adam(module.parameters(), lr=lr)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, iterations)
+
+    def _parts(self) -> dict:
+        return {**super()._parts(), "schedule": self.schedule}
+
+    def step(self) -> float:
+        self.opt.zero_grad()
+        total, data = self.loss()
+        total.backward()
+        self.opt.step()
+        self.schedule.step()
+        return float(data.detach())
