@@ -1,5 +1,6 @@
 """Spectral reconstruction with the planes and hash-grid encodings (metrics vs truth only here)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,19 @@ def test_planes_resume_ends_where_uninterrupted_run_ends(phantom, tmp_path):
         reconstruct_spectral(phantom.scan, "static", checkpoint=path, callback=interrupt, **options)
     resumed = reconstruct_spectral(phantom.scan, "static", checkpoint=path, resume=True, **options)
     assert torch.allclose(resumed.image, full.image, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("encoding", ["dense", "planes", "hash_grid"])
+def test_seeded_reconstruction_leaves_the_global_random_state_alone(phantom, encoding):
+    # the global state is what this test is about: hence numpy's legacy API (NPY002)
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    options = dict(iterations=2, seed=7, free={"encoding": encoding, "warm_start": 1}, **FAST)
+    first = reconstruct_spectral(phantom.scan, "static", **options)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    after = np.random.get_state()  # noqa: NPY002
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1])
+    assert after[2:] == numpy_state[2:]
+    with torch.random.fork_rng(devices=[]):  # the seed alone fixes the result
+        torch.manual_seed(123)
+        again = reconstruct_spectral(phantom.scan, "static", **options)
+    assert torch.equal(first.spectral_volume, again.spectral_volume)

@@ -29,7 +29,7 @@ from mrsolve.recon.spectral.operator import (
     TemporalBasis,
     temporal_basis,
 )
-from mrsolve.solvers.validation import check_positive, check_shape, check_share
+from mrsolve.solvers.validation import check_positive, check_shape, check_share, make_generator
 
 
 @dataclass
@@ -129,13 +129,15 @@ def _quadratic(z: torch.Tensor, frame: FrameData) -> torch.Tensor:
     return _Quadratic.apply(z, frame.normal, frame.b, 0.5 * frame.energy)
 
 
-def heldout_lines(n_blades: int, n_lines: int, fraction: float, seed: int) -> torch.Tensor:
+def heldout_lines(
+    n_blades: int, n_lines: int, fraction: float, seed: int | torch.Generator
+) -> torch.Tensor:
     """(B, L) bool mask of held-out lines: round(fraction * B * L) lines drawn with ``seed``."""
     if not 0 <= fraction < 0.5:
         raise ValueError(f"holdout_fraction must be in [0, 0.5), got {fraction!r}")
     total = n_blades * n_lines
     count = round(fraction * total)
-    gen = torch.Generator().manual_seed(seed)
+    gen = make_generator(seed)
     mask = torch.zeros(total, dtype=torch.bool)
     mask[torch.randperm(total, generator=gen)[:count]] = True
     return mask.reshape(n_blades, n_lines)
