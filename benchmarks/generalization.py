@@ -21,10 +21,11 @@ docs/generalization.png.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import _harness as h
@@ -34,7 +35,9 @@ from scipy import ndimage
 
 from mrsolve.data.ismrmrd_io import read_ismrmrd
 from mrsolve.data.scan_space import QUICK_SPACE, ScanSpace, read_truth_file, scan_files
+from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
+from mrsolve.propeller.timing import echo_time
 from mrsolve.recon import metrics
 from mrsolve.recon.methods import reconstruct
 
@@ -80,6 +83,59 @@ def classical(name: str) -> Callable:
     return run
 
 
+def _prewhitened(scan: Scan) -> Scan:
+    if scan.noise is None:
+        return scan
+    return replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
+
+
+def gridding_espirit(scan: Scan, truth, device) -> Output:
+    import bart_baselines  # bench extra (bartorch)
+
+    first = _prewhitened(_first_echo(scan))
+    maps = bart_baselines.espirit_maps(first)
+    return _from_rec(reconstruct(first, "gridding", coil_maps=maps, device=device))
+
+
+def pics(regularizer: str) -> Callable:
+    def run(scan: Scan, truth, device) -> Output:
+        import bart_baselines  # bench extra (bartorch)
+
+        first = _prewhitened(_first_echo(scan))
+        maps = bart_baselines.espirit_maps(first)
+        weight = pics_weights().get(regularizer, DEFAULT_PICS_WEIGHT)
+        image = bart_baselines.pics(first, maps, regularizer, weight)
+        return Output(image, echo_time(first.times, first.center_sample, first.echo))
+
+    return run
+
+
+def pics_weights() -> dict[str, float]:
+    """BART pics weights chosen on the dev set (``--tune-pics``), else the default."""
+    return json.loads(WEIGHTS_FILE.read_text()) if WEIGHTS_FILE.is_file() else {}
+
+
+def tune_pics(files, grid=(1e-3, 1e-2, 1e-1)) -> dict[str, float]:
+    """Per regularizer, the weight of ``grid`` with the lowest median NRMSE on ``files``."""
+    import bart_baselines
+
+    chosen = {}
+    for reg in bart_baselines.REGULARIZERS:
+        scores = {w: [] for w in grid}
+        for raw, truth_path in files:
+            scan, truth = read_ismrmrd(raw), read_truth_file(truth_path)
+            first = _prewhitened(_first_echo(scan))
+            maps = bart_baselines.espirit_maps(first)
+            target, _ = truth.image_at(echo_time(first.times, first.center_sample, first.echo))
+            for w in grid:
+                scores[w].append(metrics.nrmse(bart_baselines.pics(first, maps, reg, w), target))
+        medians = {w: float(np.median(v)) for w, v in scores.items()}
+        print(f"pics {reg}: median NRMSE by weight {medians}", flush=True)
+        chosen[reg] = min(medians, key=medians.get)
+    WEIGHTS_FILE.write_text(json.dumps(chosen, indent=1) + "\n")
+    return chosen
+
+
 def spectral(preset: str) -> Callable:
     def run(scan: Scan, truth, device) -> Output:
         return _from_rec(reconstruct(scan, "spectral", device=device, preset=preset))
@@ -93,8 +149,13 @@ METHODS: dict[str, Callable] = {
     "conjugate-phase": classical("conjugate-phase"),  # with the TRUE field map
     "spectral": spectral("static"),
     "fatwater": spectral("fatwater"),
+    "gridding-espirit": gridding_espirit,  # BART ecalib maps: the coil-map reference
+    "pics-l1": pics("l1-wavelet"),
+    "pics-tv": pics("tv"),
 }
-DEFAULT_METHODS = ("gridding", "pipe", "conjugate-phase", "spectral", "fatwater")
+DEFAULT_METHODS = tuple(METHODS)
+WEIGHTS_FILE = Path(__file__).resolve().parent / "generalization" / "pics_weights.json"
+DEFAULT_PICS_WEIGHT = 0.01
 
 
 def hfen(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -266,6 +327,12 @@ def main() -> None:
         default=",".join(DEFAULT_METHODS),
         help=f"comma-separated, from {list(METHODS)}",
     )
+    p.add_argument(
+        "--tune-pics",
+        action="store_true",
+        help="choose the BART pics weights on the dev set first (writes "
+        "benchmarks/generalization/pics_weights.json)",
+    )
     args = p.parse_args()
     device = h.setup(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -280,6 +347,8 @@ def main() -> None:
         start = time.perf_counter()
         files = scan_files(range(SEEDS[which], SEEDS[which] + n), folder, space)
         print(f"{which}: {n} scans ready in {folder} ({time.perf_counter() - start:.0f} s)")
+        if args.tune_pics and which == "dev":
+            print(f"pics weights chosen on dev: {tune_pics(files)}", flush=True)
         results, tables = {}, []
         for raw, truth in files:
             name = f"{which} {raw.stem.split('_')[0]}"
