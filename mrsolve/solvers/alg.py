@@ -1,7 +1,7 @@
 """First-order algorithms that take callables: FISTA, ADMM, conjugate gradient, power iteration.
 
 Every algorithm works on torch tensors of any shape, real or complex, on any device;
-it returns its solution and a small info dataclass, calls ``callback(k, x)`` after
+it returns its solution and a small frozen result dataclass, calls ``callback(k, x)`` after
 iteration ``k`` when given, and prints nothing.
 """
 
@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import torch
 
 from mrsolve.solvers.linop import Linop
-from mrsolve.solvers.validation import check_choice, check_int, check_positive, make_generator
+from mrsolve.solvers.validation import (
+    check_choice,
+    check_int,
+    check_positive,
+    deprecated_names,
+    make_generator,
+)
 
 Callback = Callable[[int, torch.Tensor], None] | None
 
@@ -29,8 +35,8 @@ def _norm(x: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(torch.view_as_real(x) if x.is_complex() else x))
 
 
-@dataclass
-class FistaInfo:
+@dataclass(frozen=True)
+class FistaResult:
     """What :func:`fista` did: iterations, convergence, final step, restarts and, per
     iteration, the gradient-mapping norm ``||x_{k+1} - y_k|| / step`` and (when a
     ``criterion`` was given) its value."""
@@ -58,7 +64,7 @@ def fista(
     callback: Callback = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     criterion: Callable[..., float] | None = None,
-) -> tuple[torch.Tensor, FistaInfo]:
+) -> tuple[torch.Tensor, FistaResult]:
     """Accelerated proximal gradient for ``min_x f(x) + g(x)`` (Beck & Teboulle 2009).
 
     Args:
@@ -112,7 +118,10 @@ def fista(
     def grad_at(v, av):
         return grad(v, av) if linear else grad(v)
 
-    info = FistaInfo()
+    n_iter = n_restarts = n_backtracks = 0
+    converged = False
+    grad_map_norm: list[float] = []
+    values: list[float] = []
     x = x0.clone()
     ax = image(x)
     y, ay = x, ax
@@ -134,9 +143,9 @@ def fista(
             if f_new <= bound + slack * abs(float(f_y)):
                 break
             step *= 0.5
-            info.n_backtracks += 1
+            n_backtracks += 1
         dn = _norm(d)
-        info.grad_map_norm.append(dn / step)
+        grad_map_norm.append(dn / step)
         restart_now = False
         dx = x_new - x
         if restart == "gradient":  # <y - x_new, x_new - x> > 0
@@ -149,10 +158,10 @@ def fista(
             done = dn <= tol * max(_norm(x_new), tiny) if tol > 0 else dn == 0
         else:
             extra = (ax_new, ay) if linear else ()
-            info.criterion.append(float(criterion(x_new, y, g_y, *extra)))
-            done = info.criterion[-1] <= tol
+            values.append(float(criterion(x_new, y, g_y, *extra)))
+            done = values[-1] <= tol
         if restart_now:
-            info.n_restarts += 1
+            n_restarts += 1
             t = 1.0
             y_next, ay_next = x_new, ax_new
         else:
@@ -162,19 +171,26 @@ def fista(
             ay_next = ax_new + c * (ax_new - ax) if linear else None
             t = t_next
         x, y, ax, ay = x_new, y_next, ax_new, ay_next
-        info.n_iter = k + 1
+        n_iter = k + 1
         if callback is not None:
             callback(k, x)
         if done:
-            info.converged = True
+            converged = True
             break
         step *= grow
-    info.step = step
-    return x, info
+    return x, FistaResult(
+        n_iter=n_iter,
+        converged=converged,
+        step=step,
+        n_restarts=n_restarts,
+        n_backtracks=n_backtracks,
+        grad_map_norm=grad_map_norm,
+        criterion=values,
+    )
 
 
-@dataclass
-class AdmmInfo:
+@dataclass(frozen=True)
+class AdmmResult:
     """What :func:`admm` did. ``dual`` is the scaled dual variable ``u`` (the unscaled
     multiplier of ``A x = z`` is ``rho * u``); residual lists are per check."""
 
@@ -202,7 +218,7 @@ def admm(
     adapt_rho: bool = True,
     check_every: int = 10,
     callback: Callback = None,
-) -> tuple[torch.Tensor, torch.Tensor, AdmmInfo]:
+) -> tuple[torch.Tensor, torch.Tensor, AdmmResult]:
     """Scaled, over-relaxed ADMM for ``min f(x) + g(z)`` s.t. ``A x = z`` (Boyd et al. 2011).
 
     Args:
@@ -227,7 +243,9 @@ def admm(
         raise ValueError(f"alpha must lie in (0, 2), got {alpha!r}")
     x, z = x0, z0
     u = torch.zeros_like(z0) if u0 is None else u0.clone()
-    info = AdmmInfo()
+    n_iter, converged = 0, False
+    primal_residual: list[float] = []
+    dual_residual: list[float] = []
     sqrt_m, sqrt_n = math.sqrt(z.numel()), math.sqrt(x.numel())
     for k in range(max_iter):
         x = x_update(z - u, rho)
@@ -236,31 +254,41 @@ def admm(
         z_old = z
         z = z_update(ax_hat + u, rho)
         u = u + ax_hat - z
-        info.n_iter = k + 1
+        n_iter = k + 1
         if callback is not None:
             callback(k, x)
         if (k + 1) % check_every and k + 1 != max_iter:
             continue
         r = _norm(ax - z)
         s = rho * _norm(AH(z - z_old))
-        info.primal_residual.append(r)
-        info.dual_residual.append(s)
+        primal_residual.append(r)
+        dual_residual.append(s)
         eps_pri = sqrt_m * tol_abs + tol_rel * max(_norm(ax), _norm(z))
         eps_dual = sqrt_n * tol_abs + tol_rel * rho * _norm(AH(u))
         if r <= eps_pri and s <= eps_dual:
-            info.converged = True
+            converged = True
             break
         if adapt_rho:
             if r > 10 * s:
                 rho, u = rho * 2, u / 2
             elif s > 10 * r:
                 rho, u = rho / 2, u * 2
-    info.rho, info.dual = rho, u
-    return x, z, info
+    return (
+        x,
+        z,
+        AdmmResult(
+            n_iter=n_iter,
+            converged=converged,
+            rho=rho,
+            dual=u,
+            primal_residual=primal_residual,
+            dual_residual=dual_residual,
+        ),
+    )
 
 
-@dataclass
-class CgInfo:
+@dataclass(frozen=True)
+class CgResult:
     """What :func:`cg` did: iterations, convergence and the final residual norm."""
 
     n_iter: int = 0
@@ -276,7 +304,7 @@ def cg(
     tol: float = 1e-6,
     callback: Callback = None,
     preconditioner: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, CgInfo]:
+) -> tuple[torch.Tensor, CgResult]:
     """Conjugate gradient for ``A x = b`` with ``A`` Hermitian positive (semi)definite,
     preconditioned by ``preconditioner(r)`` (an approximation of ``A^(-1) r``; Hermitian
     positive definite) when given.
@@ -291,10 +319,9 @@ def cg(
     p = z.clone()
     rz = _rdot(r, z)
     target = tol * _norm(b)
-    info = CgInfo()
+    n_iter = 0
     for k in range(max_iter):
         if _norm(r) <= target:
-            info.converged = True
             break
         ap = A(p)
         a = rz / _rdot(p, ap)
@@ -304,12 +331,11 @@ def cg(
         rz_new = _rdot(r, z)
         p = z + (rz_new / rz) * p
         rz = rz_new
-        info.n_iter = k + 1
+        n_iter = k + 1
         if callback is not None:
             callback(k, x)
-    info.residual = _norm(r)
-    info.converged = info.converged or info.residual <= target
-    return x, info
+    residual = _norm(r)
+    return x, CgResult(n_iter=n_iter, converged=residual <= target, residual=residual)
 
 
 def power_iteration(
@@ -350,3 +376,8 @@ def power_iteration(
             return lam_new
         lam = lam_new
     return lam
+
+
+__getattr__ = deprecated_names(
+    __name__, {"FistaInfo": FistaResult, "AdmmInfo": AdmmResult, "CgInfo": CgResult}
+)

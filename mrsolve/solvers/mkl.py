@@ -18,11 +18,18 @@ objective decreases to the group-lasso optimum). The NTK of the gated ReLU netwo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from mrsolve.solvers.convex_nn.patterns import gate_masks
-from mrsolve.solvers.validation import check_finite, check_int, check_positive, make_generator
+from mrsolve.solvers.validation import (
+    RenamedAttributes,
+    check_finite,
+    check_int,
+    check_positive,
+    make_generator,
+)
 
 
 def _check(X: torch.Tensor, gates: torch.Tensor) -> None:
@@ -103,16 +110,20 @@ def kernel_ridge(K: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.linalg.solve(A, y)
 
 
-@dataclass
-class MKLResult:
+@dataclass(frozen=True)
+class MKLResult(RenamedAttributes):
     """Output of :func:`reweight`: final ``eta`` ``(P,)``, dual coefficients ``alpha``,
-    group weights ``u`` ``(P, d, k)`` and the group-lasso objective per iteration."""
+    group weights ``u`` ``(P, d, k)``, the group-lasso objective per iteration
+    (``objectives``; the old name ``objective`` is deprecated), iterations, convergence."""
+
+    _renamed: ClassVar[dict[str, str]] = {"objective": "objectives"}
 
     eta: torch.Tensor
     alpha: torch.Tensor
     u: torch.Tensor
-    objective: list[float] = field(default_factory=list)
+    objectives: list[float] = field(default_factory=list)
     converged: bool = False
+    n_iter: int = 0
 
 
 def group_lasso_objective(
@@ -146,19 +157,26 @@ def reweight(
         raise ValueError(f"y must have {X.shape[0]} rows, got shape {tuple(y.shape)}")
     eta = ntk_weights(X, gates, seed=seed) if eta0 is None else eta0.to(X.dtype)
     D = gate_masks(X, gates).to(X.dtype)
-    res = MKLResult(eta, y2, torch.zeros(0))
+    alpha, u, used_eta = y2, torch.zeros(0), eta
+    objectives: list[float] = []
+    converged = False
     for _ in range(max_iter):
         alpha = kernel_ridge(masked_kernel(X, gates, eta), y2.to(X.dtype), beta)
         u = eta[:, None, None] * torch.einsum("np,nd,nk->pdk", D, X, alpha)
-        res.eta, res.alpha, res.u = eta, alpha, u
-        res.objective.append(group_lasso_objective(X, gates, u, y2, beta))
+        used_eta = eta
+        objectives.append(group_lasso_objective(X, gates, u, y2, beta))
         eta = torch.linalg.vector_norm(u, dim=(1, 2))
-        if len(res.objective) > 1:
-            prev, cur = res.objective[-2], res.objective[-1]
-            if prev - cur <= tol * abs(cur):
-                res.converged = True
-                break
-    return res
+        if len(objectives) > 1 and objectives[-2] - objectives[-1] <= tol * abs(objectives[-1]):
+            converged = True
+            break
+    return MKLResult(
+        eta=used_eta,
+        alpha=alpha,
+        u=u,
+        objectives=objectives,
+        converged=converged,
+        n_iter=len(objectives),
+    )
 
 
 def kernel_predict(

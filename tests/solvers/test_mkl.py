@@ -65,7 +65,7 @@ def test_reweighting_from_ntk_reaches_group_lasso_optimum():
     gates = sample_gates(X, 16, seed=1)
     beta = 0.01
     res = reweight(X, y, gates, beta, max_iter=1000, tol=1e-13)
-    obj = np.array(res.objective)
+    obj = np.array(res.objectives)
     assert np.all(np.diff(obj) <= 1e-12 * obj[1:])  # majorize-minimize: monotone
     ref = solve(
         X[:, :-1].numpy(),

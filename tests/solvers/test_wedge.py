@@ -93,7 +93,7 @@ def test_path_starts_at_zero_and_matches_cvxpy_at_the_end():
     V, b, _ = W.wedge_neurons(X)
     Phi = W.wedge_features(X, V, b)
     top = W.beta_max(Phi, y[:, None])
-    fits = W.lasso_path(Phi, y[:, None], n_betas=4, eps=0.1)
+    fits = W.lasso_path(Phi, y[:, None], n_penalties=4, penalty_min_ratio=0.1)
     assert [f.beta for f in fits] == sorted((f.beta for f in fits), reverse=True)
     assert fits[0].beta == pytest.approx(top) and float(fits[0].coef.abs().max()) == 0.0
     assert float(W.lasso(Phi, y[:, None], 0.9 * top).coef.abs().max()) > 0
@@ -121,7 +121,7 @@ def test_every_path_point_converges(seed):
     y = np.sign(np.sin(2 * X[:, 0].numpy()) + X[:, 1].numpy())
     V, b, _ = W.wedge_neurons(X)
     Phi = W.wedge_features(X, V, b)
-    fits = W.lasso_path(Phi, torch.as_tensor(y)[:, None], n_betas=6, eps=1e-4)
+    fits = W.lasso_path(Phi, torch.as_tensor(y)[:, None], n_penalties=6, penalty_min_ratio=1e-4)
     for fit in fits:
         assert fit.converged and fit.gap <= 1e-7
         assert kkt_violation(Phi.numpy(), y, fit) < 1e-4

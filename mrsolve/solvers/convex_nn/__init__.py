@@ -5,9 +5,12 @@ arXiv 2312.12657 (convex programs, exact arrangements, zonotope subsampling) and
 """
 
 from mrsolve.solvers.convex_nn.api import (
-    ConvexNNSolution,
+    SOLVERS,
+    ConvexNNResult,
+    Solver,
     add_bias,
     make_datafit,
+    penalty_max,
     regularization_path,
     solve,
 )
@@ -20,14 +23,18 @@ from mrsolve.solvers.convex_nn.patterns import (
     sample_gates,
     zonotope_gates,
 )
-from mrsolve.solvers.convex_nn.problem import ACTIVATIONS, ConvexProgram
+from mrsolve.solvers.convex_nn.problem import ACTIVATIONS, ConvexProgram, SolverResult
+from mrsolve.solvers.validation import deprecated_names
 
 __all__ = [
     "ACTIVATIONS",
+    "SOLVERS",
     "ConvexNNClassifier",
     "ConvexNNRegressor",
-    "ConvexNNSolution",
+    "ConvexNNResult",
     "ConvexProgram",
+    "Solver",
+    "SolverResult",
     "TwoLayerNet",
     "add_bias",
     "certificate",
@@ -35,8 +42,11 @@ __all__ = [
     "gate_masks",
     "make_datafit",
     "network_objective",
+    "penalty_max",
     "regularization_path",
     "sample_gates",
     "solve",
     "zonotope_gates",
 ]
+
+__getattr__ = deprecated_names(__name__, {"ConvexNNSolution": ConvexNNResult})

@@ -1,6 +1,6 @@
 """ADMM with a cached factorization for the cone-constrained (ReLU) programs.
 
-Returns ``(u, info, mu)`` with the cone multipliers ``mu`` (n, 2, k, P). For the squared
+Returns a :class:`~.problem.SolverResult` with the cone multipliers (n, 2, k, P). For the squared
 loss a few hundred ADMM iterations find the support and the nearly active cones, and
 :func:`mrsolve.solvers.convex_nn.polish.polish` then solves the program exactly (ADMM alone
 converges sublinearly: 6000 iterations still left 0.13 % objective and 1e-4 violation on
@@ -10,14 +10,15 @@ the diabetes data).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
-from mrsolve.solvers.alg import AdmmInfo, admm
+from mrsolve.solvers.alg import AdmmResult, admm
 from mrsolve.solvers.convex_nn.certificate import certificate
+from mrsolve.solvers.convex_nn.polish import PolishResult, restricted_nnz
 from mrsolve.solvers.convex_nn.polish import polish as polish_solution
-from mrsolve.solvers.convex_nn.polish import restricted_nnz
-from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.datafit import Quadratic
 from mrsolve.solvers.prox import group_soft_threshold
 
@@ -92,9 +93,18 @@ class _MajorizedStep:
         return self.p.adjoint(self.sigma * eta - self.p.datafit.grad(eta))
 
 
+@dataclass(frozen=True)
+class AdmmPolishResult(AdmmResult):
+    """:class:`~mrsolve.solvers.alg.AdmmResult` of the ADMM iterations plus ``polish``, the
+    :class:`~.polish.PolishResult` when polishing ran (None otherwise); ``converged`` is
+    True when the polished point was accepted."""
+
+    polish: PolishResult | None = None
+
+
 def solve_admm(
     p: ConvexProgram,
-    u0: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
     max_iter: int = 10000,
     tol: float = 1e-7,
     rho: float | None = None,
@@ -103,12 +113,12 @@ def solve_admm(
     polish: bool = True,
     polish_after: int = 500,
     polish_max_nnz: float = 5e6,
-) -> tuple[torch.Tensor, AdmmInfo, torch.Tensor]:
+) -> SolverResult:
     """ADMM, then (squared loss) exact polishing of its support.
 
     Args:
         p: a cone-constrained program.
-        u0: warm start.
+        init: warm start.
         max_iter, tol: ADMM's iteration budget and residual tolerance.
         rho, cone_scale: ADMM's penalty and the weight of the cone block.
         callback: ``callback(k, u_k)`` every ADMM iteration.
@@ -117,8 +127,7 @@ def solve_admm(
             the certificate proves a relative gap <= max(tol, 1e-4). When the polishing
             fails, ADMM resumes from its iterate for the rest of ``max_iter`` and the
             polished point is kept if it is feasible and ADMM's is not (or is no better).
-            ``info.polish`` holds the
-            :class:`~mrsolve.solvers.convex_nn.polish.PolishInfo` (None when not run).
+            ``info`` is an :class:`AdmmPolishResult`.
         polish_max_nnz: skip polishing (ADMM runs the whole budget) when the fit matrix
             of the program with every group would hold more non-zeros than this (memory
             and time of the conic solver).
@@ -131,35 +140,36 @@ def solve_admm(
         <= polish_max_nnz
     )
     budget = min(max_iter, polish_after) if use_polish else max_iter
-    u, info, mu = _admm(p, u0, budget, tol, rho, cone_scale, callback)
-    info.polish = None
+    run = _admm(p, init, budget, tol, rho, cone_scale, callback)
+    info, polished, pinfo = run.info, None, None
     if use_polish:
-        up, mup, pinfo = polish_solution(p, u)
-        info.polish = pinfo
+        polished = polish_solution(p, run.weights)
+        pinfo = polished.info
         if pinfo.status == "AlmostSolved" and not pinfo.converged:
             # Clarabel's reduced accuracy: accepted when our certificate proves a relative
             # gap <= max(tol, 1e-4) (its dual bound is rarely tighter than ~1e-5 here)
-            cert = certificate(p, up, mup)
-            pinfo.converged = (
-                cert["relative_gap"] <= max(tol, 1e-4) and cert["constraint_violation"] <= 1e-8
+            cert = certificate(p, polished.weights, polished.multipliers)
+            pinfo = replace(
+                pinfo,
+                converged=cert["relative_gap"] <= max(tol, 1e-4)
+                and cert["constraint_violation"] <= 1e-8,
             )
         if pinfo.converged:
-            info.converged = True
-            return up, info, mup
+            info = AdmmPolishResult(**{**vars(info), "converged": True}, polish=pinfo)
+            return replace(polished, info=info)
     if budget < max_iter and not info.converged:
         n_done = info.n_iter
-        u, info2, mu = _admm(p, u, max_iter - n_done, tol, rho, cone_scale, callback)
-        info2.n_iter += n_done
-        info2.polish = info.polish
-        info = info2
-        if info.polish is not None and info.polish.status in ("Solved", "AlmostSolved"):
+        run = _admm(p, run.weights, max_iter - n_done, tol, rho, cone_scale, callback)
+        info = replace(run.info, n_iter=run.info.n_iter + n_done)
+        if pinfo is not None and pinfo.status in ("Solved", "AlmostSolved"):
             # an inaccurate polish can still beat ADMM: keep it when it is feasible (to the
             # polish's own 1e-8) and ADMM's iterate is not, or is but has no lower objective
+            u, up = run.weights, polished.weights
             polish_feasible = p.violation(up) <= max(p.violation(u), 1e-8)
             admm_feasible = p.violation(u) <= 1e-8
             if polish_feasible and (not admm_feasible or p.objective(up) <= p.objective(u)):
-                return up, info, mup
-    return u, info, mu
+                return replace(polished, info=AdmmPolishResult(**vars(info), polish=pinfo))
+    return replace(run, info=AdmmPolishResult(**vars(info), polish=pinfo))
 
 
 def _admm(
@@ -170,7 +180,7 @@ def _admm(
     rho: float | None,
     cone_scale: float,
     callback: Callable | None,
-) -> tuple[torch.Tensor, AdmmInfo, torch.Tensor]:
+) -> SolverResult:
     if not p.constrained:
         raise ValueError("solver 'admm' handles the cone-constrained activations; use 'fista'")
     shape, n_u = p.shape, p.zeros().numel()
@@ -219,4 +229,4 @@ def _admm(
     )
     v, _ = split(z)
     _, dual_s = split(info.rho * info.dual)
-    return v.clone(), info, (-cs * dual_s).clamp_min(0)
+    return SolverResult(weights=v.clone(), info=info, multipliers=(-cs * dual_s).clamp_min(0))

@@ -1,7 +1,13 @@
-"""``solve``: train a convex two-layer network on explicit gates; warm-started paths."""
+"""``solve``: train a convex two-layer network on explicit gates; warm-started paths.
+
+The solvers live in a registry, :data:`SOLVERS` (name -> :class:`Solver`): each says which
+programs it handles and is called with one signature (skglm's pattern), so ``solve`` needs
+no per-solver branches.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,15 +22,99 @@ from mrsolve.solvers.convex_nn.fista_solver import solve_fista
 from mrsolve.solvers.convex_nn.ipm_solver import ipm_entries, solve_ipm_exact
 from mrsolve.solvers.convex_nn.network import TwoLayerNet, network_from_groups
 from mrsolve.solvers.convex_nn.patterns import sample_gates
-from mrsolve.solvers.convex_nn.problem import ConvexProgram, negative_slope
+from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult, negative_slope
 from mrsolve.solvers.datafit import Datafit, Logistic, Multinomial, Quadratic
-from mrsolve.solvers.validation import check_choice, check_finite, check_positive, resolve_device
+from mrsolve.solvers.validation import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    deprecated_names,
+    renamed_kwargs,
+    resolve_device,
+)
 
 LOSSES = ("squared", "logistic", "multinomial")
-SOLVERS = ("auto", "fista", "ipm", "admm", "cvxpy")
 #: "auto" uses the interior-point method when its arrays hold at most this many floats
 #: (1e8: 800 MB; digits with 10 outputs and 50 gates needs ~7.8e7)
 IPM_MAX_ENTRIES = 1e8
+
+
+@dataclass(frozen=True)
+class Solver:
+    """A registered solver and what it needs of the program.
+
+    Attributes:
+        run: ``run(program, *, init, max_iter, tol, callback, **options) ->``
+            :class:`~.problem.SolverResult`.
+        cones: True for the cone-constrained activations only, False for gated ReLU only.
+        squared_loss_only: handles ``loss="squared"`` only.
+        takes_options: accepts solver options (keywords beyond the common ones).
+    """
+
+    run: Callable[..., SolverResult]
+    cones: bool | None = None
+    squared_loss_only: bool = False
+    takes_options: bool = True
+
+    def check(self, name: str, program: ConvexProgram, activation: str, loss: str) -> None:
+        """Raise ValueError when this solver cannot solve ``program``."""
+        if self.cones is False and program.constrained:
+            raise ValueError(
+                f"solver {name!r} handles activation='gated_relu' only, got "
+                f"activation={activation!r}; use 'admm' or 'ipm'"
+            )
+        if (self.cones and not program.constrained) or (
+            self.squared_loss_only and not isinstance(program.datafit, Quadratic)
+        ):
+            need = " with loss='squared'" if self.squared_loss_only else ""
+            raise ValueError(
+                f"solver {name!r} handles the cone-constrained activations{need}, got "
+                f"activation={activation!r}, loss={loss!r}"
+            )
+
+
+def _run_fista(program, *, init, max_iter, tol, callback, **options) -> SolverResult:
+    return solve_fista(program, init, max_iter, tol, callback)
+
+
+def _run_ipm(program, *, init, max_iter, tol, callback, **options) -> SolverResult:
+    """The IPM (its own interior start: ``init`` is not used), ADMM when it cannot start."""
+    res = solve_ipm_exact(program, min(max_iter, 100), tol, callback)
+    if res.info.status == "no interior":  # beta = 0 or a row orthogonal to a gate
+        return solve_admm(program, init, max_iter, tol, callback=callback)
+    return res
+
+
+def _run_admm(program, *, init, max_iter, tol, callback, **options) -> SolverResult:
+    return solve_admm(program, init, max_iter, tol, callback=callback, **options)
+
+
+def _run_cvxpy(program, *, init, max_iter, tol, callback, **options) -> SolverResult:
+    return solve_cvxpy(program, **options)
+
+
+#: name -> solver; ``solve(..., solver=name)`` runs it, "auto" picks one (see :func:`solve`)
+SOLVERS: dict[str, Solver] = {
+    "fista": Solver(_run_fista, cones=False, takes_options=False),
+    "ipm": Solver(_run_ipm, cones=True, squared_loss_only=True, takes_options=False),
+    "admm": Solver(_run_admm),
+    "cvxpy": Solver(_run_cvxpy),
+}
+
+
+def _auto_solver(program: ConvexProgram, has_options: bool) -> str:
+    """FISTA without cones; with cones the IPM for the squared loss when its arrays fit in
+    ``IPM_MAX_ENTRIES`` floats and no (ADMM) options were given, ADMM otherwise."""
+    if not program.constrained:
+        return "fista"
+    if (
+        isinstance(program.datafit, Quadratic)
+        and not has_options
+        and ipm_entries(program) <= IPM_MAX_ENTRIES
+    ):
+        return "ipm"
+    return "admm"
 
 
 def _as_tensor(name: str, a: Any, dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
@@ -66,8 +156,8 @@ def make_datafit(loss: str, y: torch.Tensor, dtype: torch.dtype) -> Datafit:
     return Multinomial(y.to(dtype))
 
 
-@dataclass
-class ConvexNNSolution:
+@dataclass(frozen=True)
+class ConvexNNResult:
     """A solved convex program.
 
     Attributes:
@@ -76,8 +166,10 @@ class ConvexNNSolution:
         activation, kappa, bias, beta, loss: the program.
         objective: ``datafit + beta * sum ||u_g||`` at ``weights``.
         certificate: see :func:`mrsolve.solvers.convex_nn.certificate.certificate`.
-        info: the solver's info (iterations, convergence).
+        info: the solver's result (iterations, convergence).
         multipliers: cone multipliers ``(n, 2, k, P)`` when the program has cones.
+        solver: the name of the solver that produced ``weights``.
+        n_iter, converged: those of ``info``.
     """
 
     weights: torch.Tensor
@@ -93,6 +185,14 @@ class ConvexNNSolution:
     multipliers: torch.Tensor | None = None
     squeeze: bool = False
     numpy: bool = False
+
+    @property
+    def n_iter(self) -> int:
+        return int(getattr(self.info, "n_iter", 0))
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.info.converged)
 
     def decision_function(self, X: Any) -> torch.Tensor | np.ndarray:
         """Network output on new data ``(n, k)`` (``(n,)`` when ``y`` was 1-D for the squared
@@ -125,6 +225,49 @@ def _check_gates(gates: Any, d: int, dtype, device) -> torch.Tensor:
     return g
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """How the caller's data came in: numpy (outputs go back as numpy), 1-D targets."""
+
+    numpy: bool
+    y_1d: bool
+
+
+def _program(
+    X: Any,
+    y: Any,
+    gates: Any,
+    beta: float,
+    activation: str,
+    loss: str,
+    bias: bool,
+    leaky_slope: float | None,
+    device: str | torch.device,
+) -> tuple[ConvexProgram, _Inputs]:
+    """Validate the inputs of :func:`solve` and build its program."""
+    dev = resolve_device(device)
+    given_numpy = not isinstance(X, torch.Tensor)
+    Xt = _as_tensor("X", X, None, dev)
+    if Xt.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
+    dtype = Xt.dtype if Xt.is_floating_point() and not given_numpy else torch.float64
+    Xt = Xt.to(dtype)
+    check_finite("X", Xt)
+    yt = _as_tensor("y", y, None, dev)
+    if yt.ndim not in (1, 2) or yt.shape[0] != Xt.shape[0]:
+        raise ValueError(
+            f"y must have shape ({Xt.shape[0]},) or ({Xt.shape[0]}, k), got {tuple(yt.shape)}"
+        )
+    check_finite("y", yt.to(dtype))
+    kappa = negative_slope(activation, leaky_slope)
+    if bias:
+        Xt = add_bias(Xt)
+    g = _check_gates(gates, Xt.shape[1], dtype, dev)
+    datafit = make_datafit(loss, yt, dtype)
+    program = ConvexProgram(Xt, g, kappa, datafit.y.shape[1], datafit, beta)
+    return program, _Inputs(numpy=given_numpy, y_1d=yt.ndim == 1)
+
+
 def solve(
     X: Any,
     y: Any,
@@ -144,7 +287,7 @@ def solve(
     device: str | torch.device = "cpu",
     callback: Callable | None = None,
     **solver_options: Any,
-) -> ConvexNNSolution:
+) -> ConvexNNResult:
     """Globally optimal two-layer network on the patterns of ``gates``.
 
     Args:
@@ -156,10 +299,11 @@ def solve(
         activation: ``"relu"``, ``"gated_relu"``, ``"leaky_relu"`` or ``"abs"``.
         loss: ``"squared"`` (``1/(2n) ||yhat - y||^2``), ``"logistic"`` or ``"multinomial"``
             (mean negative log-likelihood).
-        solver: ``"fista"`` (gated ReLU), ``"ipm"`` (cones, squared loss: interior point,
-            :mod:`.ipm_solver`), ``"admm"`` (cones, any loss), ``"cvxpy"`` (reference) or
-            ``"auto"`` (FISTA without cones; with cones the IPM for the squared loss when
-            its arrays fit in ``IPM_MAX_ENTRIES`` floats, ADMM otherwise).
+        solver: a name in :data:`SOLVERS`: ``"fista"`` (gated ReLU), ``"ipm"`` (cones,
+            squared loss: interior point, :mod:`.ipm_solver`), ``"admm"`` (cones, any
+            loss), ``"cvxpy"`` (reference); or ``"auto"`` (FISTA without cones; with cones
+            the IPM for the squared loss when its arrays fit in ``IPM_MAX_ENTRIES``
+            floats, ADMM otherwise).
         bias: append a column of ones to ``X``.
         leaky_slope: negative slope for ``"leaky_relu"`` (default 0.01).
         max_iter, tol: iteration budget and tolerance of the iterative solvers: FISTA and
@@ -179,96 +323,103 @@ def solve(
             :func:`~mrsolve.solvers.convex_nn.admm_solver.solve_admm`; ``"auto"`` picks
             ADMM when any is given).
     """
-    dev = resolve_device(device)
-    given_numpy = not isinstance(X, torch.Tensor)
-    Xt = _as_tensor("X", X, None, dev)
-    if Xt.ndim != 2:
-        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
-    dtype = Xt.dtype if Xt.is_floating_point() and not given_numpy else torch.float64
-    Xt = Xt.to(dtype)
-    check_finite("X", Xt)
-    yt = _as_tensor("y", y, None, dev)
-    if yt.ndim not in (1, 2) or yt.shape[0] != Xt.shape[0]:
-        raise ValueError(
-            f"y must have shape ({Xt.shape[0]},) or ({Xt.shape[0]}, k), got {tuple(yt.shape)}"
-        )
-    check_finite("y", yt.to(dtype))
     beta = check_positive("beta", beta, allow_zero=True)
-    kappa = negative_slope(activation, leaky_slope)
-    check_choice("solver", solver, SOLVERS)
-    if bias:
-        Xt = add_bias(Xt)
-    g = _check_gates(gates, Xt.shape[1], dtype, dev)
-    datafit = make_datafit(loss, yt, dtype)
-    program = ConvexProgram(Xt, g, kappa, datafit.y.shape[1], datafit, beta)
+    check_choice("solver", solver, ("auto", *SOLVERS))
+    program, data = _program(X, y, gates, beta, activation, loss, bias, leaky_slope, device)
+    dtype, dev = program.X.dtype, program.X.device
     if solver == "auto":
-        if kappa is None:
-            solver = "fista"
-        elif (
-            isinstance(datafit, Quadratic)
-            and not solver_options  # ADMM's options ask for ADMM
-            and ipm_entries(program) <= IPM_MAX_ENTRIES
-        ):
-            solver = "ipm"
-        else:
-            solver = "admm"
-    if solver == "ipm" and (kappa is None or not isinstance(datafit, Quadratic)):
-        raise ValueError(
-            "solver 'ipm' handles the cone-constrained activations with loss='squared', got "
-            f"activation={activation!r}, loss={loss!r}"
-        )
-    if solver == "ipm" and solver_options:
-        raise TypeError(f"solver 'ipm' takes no solver options, got {sorted(solver_options)}")
+        solver = _auto_solver(program, bool(solver_options))  # ADMM's options ask for ADMM
+    spec = SOLVERS[solver]
+    spec.check(solver, program, activation, loss)
+    if solver_options and not spec.takes_options:
+        raise TypeError(f"solver {solver!r} takes no solver options, got {sorted(solver_options)}")
     if init is not None:
         init = _as_tensor("init", init, dtype, dev)
         if tuple(init.shape) != program.shape:
             raise ValueError(f"init must have shape {program.shape}, got {tuple(init.shape)}")
-    if solver == "cvxpy":
-        u, info, mu = solve_cvxpy(program, **solver_options)
-    elif solver == "fista":
-        u, info, mu = solve_fista(program, init, max_iter, tol, callback)
-    elif solver == "ipm":
-        u, info, mu = solve_ipm_exact(program, min(max_iter, 100), tol, callback)
-        if info.status == "no interior":  # beta = 0 or a row orthogonal to a gate
-            solver = "admm"
-            u, info, mu = solve_admm(program, init, max_iter, tol, callback=callback)
-    else:
-        u, info, mu = solve_admm(program, init, max_iter, tol, callback=callback, **solver_options)
+    res = spec.run(
+        program, init=init, max_iter=max_iter, tol=tol, callback=callback, **solver_options
+    )
     cert = {}
     if certify:
-        fresh = sample_gates(Xt, n_fresh, seed=seed + 1) if n_fresh > 0 else None
-        # FISTA and the IPM keep the best dual value they certified
-        bound = info.dual if solver in ("fista", "ipm") else None
-        cert = certificate(program, u, mu, fresh, dual_bound=bound)
-    return ConvexNNSolution(
-        weights=u,
-        gates=g,
+        fresh = sample_gates(program.X, n_fresh, seed=seed + 1) if n_fresh > 0 else None
+        cert = certificate(program, res.weights, res.multipliers, fresh, dual_bound=res.dual_bound)
+    return ConvexNNResult(
+        weights=res.weights,
+        gates=program.gates,
         activation=activation,
-        kappa=kappa,
+        kappa=program.kappa,
         bias=bias,
         beta=beta,
         loss=loss,
-        objective=program.objective(u),
+        objective=program.objective(res.weights),
         certificate=cert,
-        info=info,
-        multipliers=mu,
-        squeeze=yt.ndim == 1 and loss != "multinomial",
-        numpy=given_numpy,
+        info=res.info,
+        multipliers=res.multipliers,
+        squeeze=data.y_1d and loss != "multinomial",
+        numpy=data.numpy,
     )
 
 
+def penalty_max(program: ConvexProgram) -> float:
+    """A ``beta`` above which the zero weights are optimal: ``max_g ||F_g^T grad L(0)||``
+    (the dual norm at zero cone multipliers, so an upper bound with cones too)."""
+    eta0 = torch.zeros_like(program.datafit.y)
+    return float(program.group_norms(program.adjoint(program.datafit.grad(eta0))).max())
+
+
+@renamed_kwargs(betas="penalties")
 def regularization_path(
-    X: Any, y: Any, gates: Any, betas: Sequence[float], **kwargs: Any
-) -> list[ConvexNNSolution]:
-    """:func:`solve` for every ``beta`` from the largest to the smallest, each warm-started
-    at the previous solution. Returns the solutions in that (decreasing) order."""
-    if len(betas) == 0:
-        raise ValueError("betas must hold at least one value, got an empty sequence")
-    sols: list[ConvexNNSolution] = []
-    for beta in sorted((float(b) for b in betas), reverse=True):
+    X: Any,
+    y: Any,
+    gates: Any,
+    *,
+    penalties: Sequence[float] | None = None,
+    n_penalties: int = 20,
+    penalty_min_ratio: float = 1e-2,
+    **kwargs: Any,
+) -> list[ConvexNNResult]:
+    """:func:`solve` for every ``beta`` in ``penalties`` from the largest to the smallest,
+    each warm-started at the previous solution; returns the solutions in that order.
+
+    ``penalties`` defaults to ``n_penalties`` values log-spaced from :func:`penalty_max`
+    down to ``penalty_min_ratio`` times it. ``kwargs`` go to :func:`solve`. The old
+    keyword ``betas`` still works for one release (DeprecationWarning).
+    """
+    if penalties is None:
+        check_int("n_penalties", n_penalties)
+        ratio = check_positive("penalty_min_ratio", penalty_min_ratio)
+        defaults = inspect.signature(solve).parameters
+        program, _ = _program(
+            X,
+            y,
+            gates,
+            0.0,
+            **{
+                k: kwargs.get(k, defaults[k].default)
+                for k in ("activation", "loss", "bias", "leaky_slope", "device")
+            },
+        )
+        top = penalty_max(program)
+        penalties = (top * np.logspace(0, np.log10(ratio), n_penalties)).tolist()
+    if len(penalties) == 0:
+        raise ValueError("penalties must hold at least one value, got an empty sequence")
+    sols: list[ConvexNNResult] = []
+    for beta in sorted((float(b) for b in penalties), reverse=True):
         init = sols[-1].weights if sols else None
         sols.append(solve(X, y, gates, beta, init=init, **kwargs))
     return sols
 
 
-__all__ = ["ConvexNNSolution", "TwoLayerNet", "add_bias", "regularization_path", "solve"]
+__getattr__ = deprecated_names(__name__, {"ConvexNNSolution": ConvexNNResult})
+
+__all__ = [
+    "SOLVERS",
+    "ConvexNNResult",
+    "Solver",
+    "TwoLayerNet",
+    "add_bias",
+    "penalty_max",
+    "regularization_path",
+    "solve",
+]

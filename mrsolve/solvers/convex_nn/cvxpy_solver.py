@@ -1,17 +1,28 @@
-"""CVXPY (Clarabel / SCS) reference solver for small programs: ``(u, info, mu)``."""
+"""CVXPY (Clarabel / SCS) reference solver for small programs."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.datafit import Logistic, Multinomial, Quadratic
 
 
-def solve_cvxpy(
-    p: ConvexProgram, solver: str = "CLARABEL", **solver_options
-) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+@dataclass(frozen=True)
+class CvxpyResult:
+    """What CVXPY reported: its status, the conic solver used and the optimal value;
+    ``converged`` unless the status is "optimal_inaccurate"."""
+
+    status: str
+    solver: str
+    objective: float
+    converged: bool
+
+
+def solve_cvxpy(p: ConvexProgram, solver: str = "CLARABEL", **solver_options) -> SolverResult:
     """The same program in CVXPY (reference for small problems; float64 on the CPU)."""
     import cvxpy as cp
 
@@ -51,4 +62,10 @@ def solve_cvxpy(
             [np.stack([con.dual_value for con in cones[j * k : (j + 1) * k]]) for j in range(2)]
         )
         mu = torch.from_numpy(duals).permute(2, 0, 1, 3).to(p.X.device, p.X.dtype)
-    return u, {"status": prob.status, "solver": solver, "value": prob.value}, mu
+    info = CvxpyResult(
+        status=prob.status,
+        solver=solver,
+        objective=float(prob.value),
+        converged=prob.status == "optimal",
+    )
+    return SolverResult(weights=u, info=info, multipliers=mu)

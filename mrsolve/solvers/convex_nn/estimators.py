@@ -9,15 +9,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mrsolve.solvers.convex_nn.api import ConvexNNSolution, add_bias, solve
+from mrsolve.solvers.convex_nn.api import ConvexNNResult, add_bias, solve
 from mrsolve.solvers.convex_nn.network import TwoLayerNet
 from mrsolve.solvers.convex_nn.patterns import sample_gates
 
 
 class _ConvexNN(BaseEstimator):
     """Shared fit logic; see :class:`ConvexNNRegressor` for the parameters."""
-
-    _loss_for: str = "squared"
 
     def __init__(
         self,
@@ -67,11 +65,11 @@ class _ConvexNN(BaseEstimator):
             device=self.device,
             n_fresh=64,
         )
-        self.solution_: ConvexNNSolution = sol
+        self.solution_: ConvexNNResult = sol
         self.gates_ = sol.gates.cpu().numpy()
         self.objective_ = sol.objective
         self.certificate_ = sol.certificate
-        self.n_iter_ = getattr(sol.info, "n_iter", 0)
+        self.n_iter_ = sol.n_iter
 
     def _raw(self, X) -> np.ndarray:
         check_is_fitted(self)

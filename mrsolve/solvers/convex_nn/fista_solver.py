@@ -1,4 +1,4 @@
-"""FISTA for the unconstrained (gated ReLU) programs: returns ``(u, info, None)``."""
+"""FISTA for the unconstrained (gated ReLU) programs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 import torch
 
-from mrsolve.solvers.alg import FistaInfo, fista, power_iteration
+from mrsolve.solvers.alg import FistaResult, fista, power_iteration
 from mrsolve.solvers.convex_nn.certificate import dual_bounds
-from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.prox import group_soft_threshold
-from mrsolve.solvers.validation import make_generator
+from mrsolve.solvers.validation import deprecated_names, make_generator
 
 
-@dataclass
-class GapFistaInfo(FistaInfo):
-    """:class:`FistaInfo` plus ``dual``: the best dual value (a lower bound on the optimum)
+@dataclass(frozen=True)
+class GapFistaResult(FistaResult):
+    """:class:`~mrsolve.solvers.alg.FistaResult` plus ``dual``: the best dual value (a lower bound on the optimum)
     met during the run, ``-inf`` when none was computed (``beta = 0``)."""
 
     dual: float = -float("inf")
@@ -24,11 +24,11 @@ class GapFistaInfo(FistaInfo):
 
 def solve_fista(
     p: ConvexProgram,
-    u0: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
     max_iter: int = 10000,
     tol: float = 1e-7,
     callback: Callable | None = None,
-) -> tuple[torch.Tensor, GapFistaInfo, None]:
+) -> SolverResult:
     """Restarted FISTA with backtracking on the group lasso (programs without cones).
 
     Stops when the relative duality gap ``(P(u) - D) / |P(u)|`` is at most ``tol``: ``P``
@@ -37,7 +37,8 @@ def solve_fista(
     :func:`.certificate.dual_bounds`; free, since FISTA computes them anyway; the best of
     each output where the loss separates by output). ``tol``
     therefore bounds the relative suboptimality on every dataset. ``info.criterion``
-    holds the gap per iteration and ``info.dual`` the dual value behind it (pass it to
+    holds the gap per iteration and ``info.dual`` (also ``dual_bound`` of the returned
+    :class:`~.problem.SolverResult`) the dual value behind it (pass it to
     :func:`.certificate.certificate` as ``dual_bound``: the gap recomputed from the final
     iterate alone is up to ~1.2x larger). With ``beta = 0`` there is no dual bound and
     FISTA stops on its relative step instead.
@@ -71,7 +72,7 @@ def solve_fista(
         lambda u, eta: value(eta),
         lambda u, eta: p.adjoint(df.grad(eta)),
         lambda v, t: group_soft_threshold(v, beta * t),
-        p.zeros() if u0 is None else u0,
+        p.zeros() if init is None else init,
         step=1.0 / max(lip, 1e-30),
         max_iter=max_iter,
         tol=tol,
@@ -81,4 +82,8 @@ def solve_fista(
         criterion=relative_gap if beta > 0 else None,
     )
     dual = float(best["dual"].sum()) if best else -float("inf")
-    return u, GapFistaInfo(**vars(info), dual=dual), None
+    info = GapFistaResult(**vars(info), dual=dual)
+    return SolverResult(weights=u, info=info, dual_bound=dual)
+
+
+__getattr__ = deprecated_names(__name__, {"GapFistaInfo": GapFistaResult})

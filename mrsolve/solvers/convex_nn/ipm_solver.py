@@ -40,29 +40,33 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from mrsolve.solvers.alg import cg
 from mrsolve.solvers.convex_nn.certificate import dual_bounds
 from mrsolve.solvers.convex_nn.group_scaling import rescale_groups
-from mrsolve.solvers.convex_nn.polish import PolishInfo, polish
-from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.convex_nn.polish import PolishResult, polish
+from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.datafit import Quadratic
+from mrsolve.solvers.validation import RenamedAttributes, deprecated_names
 
 
-@dataclass
-class IpmInfo:
-    """What :func:`solve_ipm` did. ``relative_gap`` is the certified relative gap of the
+@dataclass(frozen=True)
+class IpmResult(RenamedAttributes):
+    """What :func:`solve_ipm` did. ``gap`` is the certified relative duality gap of the
     returned point (one entry per iteration in ``gaps``); ``dual`` its dual bound."""
+
+    _renamed: ClassVar[dict[str, str]] = {"relative_gap": "gap"}
 
     n_iter: int = 0
     converged: bool = False
-    relative_gap: float = math.inf
+    gap: float = math.inf
     dual: float = -math.inf
     gaps: list[float] = field(default_factory=list)
     status: str = ""
-    polish: PolishInfo | None = None  # set by solve_ipm_exact when it polished
+    polish: PolishResult | None = None  # set by solve_ipm_exact when it polished
 
 
 def _jprod(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -407,7 +411,7 @@ def solve_ipm(
     max_iter: int = 80,
     tol: float = 1e-6,
     callback: Callable | None = None,
-) -> tuple[torch.Tensor, IpmInfo, torch.Tensor]:
+) -> SolverResult:
     """Interior-point solution of a cone-constrained program with the squared loss.
 
     Args:
@@ -417,8 +421,9 @@ def solve_ipm(
         callback: ``callback(k, u_k)`` after every iteration.
 
     Returns:
-        ``(u, info, mu)``: the best certified point ``(2, k, P, d)`` (always feasible),
-        :class:`IpmInfo` and its cone multipliers ``(n, 2, k, P)``. Computed in float64,
+        :class:`~.problem.SolverResult`: the best certified point ``(2, k, P, d)`` (always
+        feasible), :class:`IpmResult` as ``info`` and its cone multipliers ``(n, 2, k, P)``;
+        ``dual_bound`` is ``info.dual``. Computed in float64,
         returned in ``p``'s dtype. ``info.converged`` is False when the iterations ran out
         (``info.status`` ``"max_iter"``) or the Newton systems lost accuracy
         (``"stalled"``, typically near relative gaps of 1e-8); ``"no interior"`` when it
@@ -431,8 +436,8 @@ def solve_ipm(
             return _solve_ipm(p, max_iter, tol, callback)
     inner = None if callback is None else (lambda it, w: callback(it, w @ V.T))
     with _blas_threads():
-        w, info, mu = _solve_ipm(q, max_iter, tol, inner)
-    return w @ V.T, info, mu
+        res = _solve_ipm(q, max_iter, tol, inner)
+    return dataclasses.replace(res, weights=res.weights @ V.T)
 
 
 def _row_space_program(p: ConvexProgram) -> tuple[ConvexProgram, torch.Tensor | None]:
@@ -465,7 +470,7 @@ def _output_program(p: ConvexProgram, idx: torch.Tensor) -> ConvexProgram:
 
 def _solve_ipm(
     p: ConvexProgram, max_iter: int, tol: float, callback: Callable | None
-) -> tuple[torch.Tensor, IpmInfo, torch.Tensor]:
+) -> SolverResult:
     if not p.constrained or not isinstance(p.datafit, Quadratic):
         raise ValueError("solve_ipm handles the cone-constrained programs with the squared loss")
     dtype = p.X.dtype
@@ -478,12 +483,15 @@ def _solve_ipm(
     n, d = X.shape
     shape = p.shape
     k, P = shape[1], shape[2]
-    info = IpmInfo()
     ghat = p.gates / torch.linalg.vector_norm(p.gates, dim=1, keepdim=True)
     margin = (X @ ghat.T).abs()  # (n, P): slack of each row at the gate
     if beta <= 0 or bool((margin <= 1e-10 * margin.max()).any()):
-        info.status = "no interior"
-        return p.zeros().to(dtype), info, torch.zeros(n, *shape[:-1], dtype=dtype)
+        return SolverResult(
+            weights=p.zeros().to(dtype),
+            info=IpmResult(status="no interior"),
+            multipliers=torch.zeros(n, *shape[:-1], dtype=dtype),
+            dual_bound=-math.inf,
+        )
     XX = _OuterProducts(X)
     ghat = _centers(X, p.sign, ghat, XX)
     # start: u_g = c v_p for both signs (prediction 0), t_g = 2 c, on the central path;
@@ -511,6 +519,8 @@ def _solve_ipm(
     best_it = torch.zeros(k, dtype=torch.long, device=X.device)
     programs: dict[tuple[int, ...], ConvexProgram] = {}
     share = True  # while one factorization preconditions all outputs well (see _EARLY_GAP)
+    n_iter, converged, status, rel_gap, dual_value = 0, False, "", math.inf, -math.inf
+    gaps: list[float] = []
     for it in range(max_iter):
         u = x[..., 1:]
         xu = p.project(u)
@@ -535,21 +545,21 @@ def _solve_ipm(
         best_it = torch.where(better, it, best_it)
         best_u[:, better], best_mu[:, :, better] = candidate[:, better], z_lin[:, :, better]
         total = float(best_primal.sum())
-        info.relative_gap = float(best_gap.sum()) / max(abs(total), 1e-300)
-        info.dual = total - float(best_gap.sum())
-        info.gaps.append(info.relative_gap)
-        if info.relative_gap <= tol:
-            info.converged = True
+        rel_gap = float(best_gap.sum()) / max(abs(total), 1e-300)
+        dual_value = total - float(best_gap.sum())
+        gaps.append(rel_gap)
+        if rel_gap <= tol:
+            converged = True
             break
         active = (best_rel > tol) & (it - best_it < 4)
         if not bool(active.any()):  # no progress: the Newton systems have lost accuracy
-            info.status = "stalled"
+            status = "stalled"
             break
         idx = active.nonzero()[:, 0]
         key = tuple(idx.tolist())
         if key not in programs:
             programs[key] = _output_program(p, idx)
-        early = info.relative_gap > _EARLY_GAP
+        early = rel_gap > _EARLY_GAP
         coupling.shared, coupling.rtol = early and share, _EARLY_CG_RTOL if early else _CG_RTOL
         moved = step(
             programs[key],
@@ -560,16 +570,24 @@ def _solve_ipm(
             refine=2 if float(rel[idx].min()) < 1e-4 else 0,
         )
         if moved is None:  # a factorization failed: the Newton systems have lost accuracy
-            info.status = "stalled"
+            status = "stalled"
             break
         x[:, idx], z_lin[:, :, idx], z_soc[:, idx] = moved
         share = share and coupling.steps <= _SHARED_MAX_STEPS
-        info.n_iter = it + 1
+        n_iter = it + 1
         if callback is not None:
             callback(it, x[..., 1:])
     else:
-        info.status = "max_iter"
-    return best_u.to(dtype), info, best_mu.clamp_min(0).to(dtype)
+        status = "max_iter"
+    info = IpmResult(
+        n_iter=n_iter, converged=converged, gap=rel_gap, dual=dual_value, gaps=gaps, status=status
+    )
+    return SolverResult(
+        weights=best_u.to(dtype),
+        info=info,
+        multipliers=best_mu.clamp_min(0).to(dtype),
+        dual_bound=dual_value,
+    )
 
 
 class _NewtonStep:
@@ -654,19 +672,23 @@ def ipm_entries(p: ConvexProgram) -> int:
 
 def solve_ipm_exact(
     p: ConvexProgram, max_iter: int = 80, tol: float = 1e-6, callback: Callable | None = None
-) -> tuple[torch.Tensor, IpmInfo, torch.Tensor]:
+) -> SolverResult:
     """:func:`solve_ipm`; when it stalls above ``tol`` (certified gaps below ~1e-8 are out
     of its reach in float64), :func:`.polish.polish` solves the program exactly from its
     point (Clarabel on the support and the nearly active rows it identifies), and its
     result is kept when it is feasible and better. ``info.polish`` then holds the
-    :class:`~mrsolve.solvers.convex_nn.polish.PolishInfo`."""
-    u, info, mu = solve_ipm(p, max_iter, tol, callback)
-    if info.converged or info.status == "no interior":
-        return u, info, mu
-    up, mup, pinfo = polish(p, u)
-    info.polish = pinfo
+    :class:`~mrsolve.solvers.convex_nn.polish.PolishResult`."""
+    res = solve_ipm(p, max_iter, tol, callback)
+    if res.info.converged or res.info.status == "no interior":
+        return res
+    polished = polish(p, res.weights)
+    pinfo, up = polished.info, polished.weights
+    info = dataclasses.replace(res.info, polish=pinfo)
     if pinfo.status in ("Solved", "AlmostSolved") and p.violation(up) <= 1e-8:
-        if p.objective(up) <= p.objective(u):
-            u, mu = up, mup
-        info.converged = pinfo.converged
-    return u, info, mu
+        if p.objective(up) <= p.objective(res.weights):
+            res = dataclasses.replace(res, weights=up, multipliers=polished.multipliers)
+        info = dataclasses.replace(info, converged=pinfo.converged)
+    return dataclasses.replace(res, info=info)
+
+
+__getattr__ = deprecated_names(__name__, {"IpmInfo": IpmResult})

@@ -31,8 +31,9 @@ import scipy.sparse as sp
 import torch
 
 from mrsolve.solvers.convex_nn.certificate import min_cone_norms
-from mrsolve.solvers.convex_nn.problem import ConvexProgram
+from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.datafit import Quadratic
+from mrsolve.solvers.validation import deprecated_names
 
 #: Clarabel settings of every restricted solve (faer: supernodal, about 2x QDLDL here)
 CLARABEL_SETTINGS = {
@@ -44,8 +45,8 @@ CLARABEL_SETTINGS = {
 }
 
 
-@dataclass
-class PolishInfo:
+@dataclass(frozen=True)
+class PolishResult:
     """What :func:`polish` did: rounds of cutting planes, final sizes, success."""
 
     rounds: int = 0
@@ -174,7 +175,7 @@ def polish(
     feas_tol: float = 1e-9,
     zero_tol: float = 1e-7,
     max_rounds: int = 30,
-) -> tuple[torch.Tensor, torch.Tensor, PolishInfo]:
+) -> SolverResult:
     """Solve the ReLU program exactly from the approximate solution ``u`` ``(2, k, P, d)``.
 
     Args:
@@ -191,9 +192,10 @@ def polish(
         max_rounds: cutting-plane rounds.
 
     Returns:
-        ``(u, mu, info)``: the polished weights, cone multipliers ``(n, 2, k, P)`` and
-        :class:`PolishInfo`; ``info.converged`` is False (and ``u`` the last iterate) when
-        the rounds ran out, Clarabel failed or reached only its reduced accuracy.
+        :class:`~.problem.SolverResult`: the polished weights, cone multipliers
+        ``(n, 2, k, P)`` and :class:`PolishResult` as ``info``; ``info.converged`` is False
+        (and the weights the last iterate) when the rounds ran out, Clarabel failed or
+        reached only its reduced accuracy.
     """
     if not p.constrained or not isinstance(p.datafit, Quadratic):
         raise ValueError("polish handles the cone-constrained programs with the squared loss")
@@ -215,16 +217,16 @@ def polish(
     for g in groups:
         s = slack[:, g]
         rows[g] = np.nonzero(s <= first_margin * max(float(s.max()), 0.0))[0]
-    info = PolishInfo()
+    rounds, status, converged = 0, "", False
     S = p.sign.cpu().double().numpy()
     P_ = shape[2]
     out = torch.zeros_like(u_flat)
-    while info.rounds < max_rounds:
-        info.rounds += 1
+    while rounds < max_rounds:
+        rounds += 1
         g_arr = np.array(groups, dtype=np.int64)
         solved_rows = [rows[g] for g in groups]
-        ug, mus, info.status = _solve_restricted(p, g_arr, solved_rows)
-        if info.status not in ("Solved", "AlmostSolved"):
+        ug, mus, status = _solve_restricted(p, g_arr, solved_rows)
+        if status not in ("Solved", "AlmostSolved"):
             break
         norms_g = np.linalg.norm(ug, axis=1)
         ug[norms_g <= zero_tol * norms_g.max(initial=0.0)] = 0.0  # interior-point zeros
@@ -248,23 +250,28 @@ def polish(
         added_groups = _failing_zero_groups(p, out.reshape(shape).to(p.X), set(groups))
         if not added_groups:
             # Clarabel's "AlmostSolved" can sit ~1e-4 above the optimum: usable, not converged
-            info.converged = info.status == "Solved"
+            converged = status == "Solved"
             break
         for g, direction in added_groups:
             groups.append(g)
             s = S[:, g % P_] * (X.numpy() @ direction.numpy())
             rows[g] = np.nonzero(s <= rel_margin * max(float(s.max()), 0.0))[0]
     mu = torch.zeros(n, int(np.prod(shape[:-1])), dtype=X.dtype)
-    if info.status in ("Solved", "AlmostSolved"):
+    if status in ("Solved", "AlmostSolved"):
         for i, g in enumerate(g_arr):
             mu[solved_rows[i], g] = torch.from_numpy(np.maximum(mus[i], 0.0))
-    info.n_groups = len(groups)
-    info.n_rows = sum(len(rows[g]) for g in groups)
+    info = PolishResult(
+        rounds=rounds,
+        n_groups=len(groups),
+        n_rows=sum(len(rows[g]) for g in groups),
+        converged=converged,
+        status=status,
+    )
     dev, dt = u.device, u.dtype
-    return (
-        out.reshape(shape).to(dev, dt),
-        mu.reshape(n, *shape[:-1]).to(dev, dt),
-        info,
+    return SolverResult(
+        weights=out.reshape(shape).to(dev, dt),
+        info=info,
+        multipliers=mu.reshape(n, *shape[:-1]).to(dev, dt),
     )
 
 
@@ -304,3 +311,6 @@ def _failing_zero_groups(
         if float(norms[j, c, slot[int(q)]]) > p.beta * (1 + 1e-6):
             out.append((int(g), -res[j, c, slot[int(q)]]))
     return out
+
+
+__getattr__ = deprecated_names(__name__, {"PolishInfo": PolishResult})

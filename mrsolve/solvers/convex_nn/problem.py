@@ -17,6 +17,7 @@ One group per (sign, output, neuron); the objective is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -40,6 +41,24 @@ def negative_slope(activation: str, leaky_slope: float | None = None) -> float |
             raise ValueError(f"leaky_slope must lie in (0, 1), got {leaky_slope!r}")
         return float(leaky_slope)
     return ACTIVATIONS[activation]
+
+
+@dataclass(frozen=True)
+class SolverResult:
+    """What every convex-NN solver returns.
+
+    Attributes:
+        weights: group weights of the program's shape.
+        info: the solver's own frozen ``...Result`` (iterations, convergence, status).
+        multipliers: cone multipliers ``(n, 2, k, P)``, None for programs without cones.
+        dual_bound: the best dual value the solver certified (a lower bound on the
+            optimum, for :func:`.certificate.certificate`), None when it keeps none.
+    """
+
+    weights: torch.Tensor
+    info: Any
+    multipliers: torch.Tensor | None = None
+    dual_bound: float | None = None
 
 
 @dataclass

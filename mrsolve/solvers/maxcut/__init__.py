@@ -16,11 +16,12 @@ from mrsolve.solvers.maxcut.datasets import (
     is_orthogonally_separable,
     make_dataset,
 )
-from mrsolve.solvers.maxcut.solve import MaxCutSolution, orthogonal_gates, solve, solve_orthogonal
+from mrsolve.solvers.maxcut.solve import MaxCutResult, orthogonal_gates, solve, solve_orthogonal
+from mrsolve.solvers.validation import deprecated_names
 
 __all__ = [
     "CLASSES",
-    "MaxCutSolution",
+    "MaxCutResult",
     "arrangement_bound",
     "dataset_class",
     "geometric_factor",
@@ -33,3 +34,5 @@ __all__ = [
     "solve",
     "solve_orthogonal",
 ]
+
+__getattr__ = deprecated_names(__name__, {"MaxCutSolution": MaxCutResult})

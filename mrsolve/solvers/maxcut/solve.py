@@ -48,6 +48,7 @@ from mrsolve.solvers.validation import (
     check_finite,
     check_int,
     check_positive,
+    deprecated_names,
     resolve_device,
 )
 
@@ -59,12 +60,12 @@ _ARRANGEMENT_LIMIT = 4000
 _CVXPY_SDP_LIMIT = 40
 
 
-@dataclass
-class MaxCutSolution:
+@dataclass(frozen=True)
+class MaxCutResult:
     """A trained network with its certificate.
 
     Attributes:
-        network: the convex solution (:class:`mrsolve.solvers.convex_nn.ConvexNNSolution`).
+        network: the convex solution (:class:`mrsolve.solvers.convex_nn.ConvexNNResult`).
         objective: weight-decay objective of the recovered ReLU network (``>= p*``).
         lower_bound: the best certified lower bound on ``p*`` (max over ``bounds``).
         ratio: ``objective / lower_bound`` (``>= 1``; inf when no positive bound).
@@ -76,7 +77,7 @@ class MaxCutSolution:
             False when the data are not orthogonally separable or the test fails.
     """
 
-    network: cnn.ConvexNNSolution
+    network: cnn.ConvexNNResult
     objective: float
     lower_bound: float
     ratio: float
@@ -212,9 +213,9 @@ def _certified(
     return sol, U, bounds, cuts, theta, Xa, exact
 
 
-def _finish(sol, U, bounds, n_rounds, exact, given_numpy) -> MaxCutSolution:
+def _finish(sol, U, bounds, n_rounds, exact, given_numpy) -> MaxCutResult:
     L = max(bounds.values()) if bounds else -math.inf
-    return MaxCutSolution(
+    return MaxCutResult(
         network=sol,
         objective=U,
         lower_bound=L,
@@ -241,7 +242,7 @@ def solve(
     seed: int = 0,
     device: str | torch.device = "cpu",
     **solve_kwargs: Any,
-) -> MaxCutSolution:
+) -> MaxCutResult:
     """Weight-decay ReLU network by random-hyperplane rounding, with a certified ratio.
 
     Args:
@@ -259,7 +260,7 @@ def solve(
         solve_kwargs: passed to :func:`mrsolve.solvers.convex_nn.solve` (``max_iter``...).
 
     Returns:
-        :class:`MaxCutSolution` with ``objective``, ``lower_bound`` and ``ratio``.
+        :class:`MaxCutResult` with ``objective``, ``lower_bound`` and ``ratio``.
     """
     Xt, yt, beta, given_numpy = _prepare(X, y, beta, device)
     check_choice("bound", bound, BOUNDS)
@@ -311,7 +312,7 @@ def solve_orthogonal(
     sdp: str = "auto",
     device: str | torch.device = "cpu",
     **solve_kwargs: Any,
-) -> MaxCutSolution:
+) -> MaxCutResult:
     """Training on orthogonally separable data on the two class patterns (polynomial
     time), with the closed-form certificate of :func:`.bounds.orthogonal_bound`.
 
@@ -334,3 +335,6 @@ def solve_orthogonal(
         Xt, yt, beta, gates, bias, solver, bound, sdp, 0, 0, solve_kwargs
     )
     return _finish(sol, U, bounds, 1, exact, given_numpy)
+
+
+__getattr__ = deprecated_names(__name__, {"MaxCutSolution": MaxCutResult})

@@ -12,7 +12,7 @@ from mrsolve.solvers.sampling.targets import Target
 from mrsolve.solvers.validation import check_positive, make_generator
 
 
-@dataclass
+@dataclass(frozen=True)
 class MALAResult:
     """samples (n_keep, n_chains, dim) after burn-in and thinning; acceptance rate in [0, 1]."""
 

@@ -4,6 +4,7 @@ Neurons are hyperplanes through ``d`` training samples (generalized cross produc
 their differences); training is a lasso over the resulting signed-volume features.
 """
 
+from mrsolve.solvers.validation import deprecated_names
 from mrsolve.solvers.wedge.estimators import WedgeClassifier, WedgeRegressor
 from mrsolve.solvers.wedge.features import (
     generalized_cross,
@@ -11,12 +12,12 @@ from mrsolve.solvers.wedge.features import (
     wedge_features,
     wedge_neurons,
 )
-from mrsolve.solvers.wedge.lasso import LassoFit, beta_max, lasso, lasso_path
+from mrsolve.solvers.wedge.lasso import LassoResult, beta_max, lasso, lasso_path
 from mrsolve.solvers.wedge.model import WedgeModel, fit_wedge, wedge_path
 from mrsolve.solvers.wedge.spiral import make_spiral
 
 __all__ = [
-    "LassoFit",
+    "LassoResult",
     "WedgeClassifier",
     "WedgeModel",
     "WedgeRegressor",
@@ -31,3 +32,5 @@ __all__ = [
     "wedge_neurons",
     "wedge_path",
 ]
+
+__getattr__ = deprecated_names(__name__, {"LassoFit": LassoResult})

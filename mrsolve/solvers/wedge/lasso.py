@@ -34,14 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mrsolve.solvers.validation import check_int
+from mrsolve.solvers.validation import check_int, check_positive, deprecated_names, renamed_kwargs
 
 #: weights below this fraction of the largest are interior-point leftovers
 _ZERO = 1e-10
 
 
-@dataclass
-class LassoFit:
+@dataclass(frozen=True)
+class LassoResult:
     """A lasso solution.
 
     Attributes:
@@ -141,7 +141,7 @@ def lasso(
     init: torch.Tensor | None = None,
     max_iter: int = 50,
     tol: float = 1e-7,
-) -> LassoFit:
+) -> LassoResult:
     """One lasso solve (see the module docstring).
 
     Args:
@@ -165,27 +165,47 @@ def lasso(
             W0[:, j], gap, it, ok = _solve_column(P, Yn[:, j], float(beta), W0[:, j], tol, max_iter)
             n_iter, worst, converged = n_iter + it, max(worst, gap), converged and ok
     coef = torch.as_tensor(W0, dtype=Phi.dtype, device=Phi.device)
-    return LassoFit(coef, mu_y - mu_phi @ coef, float(beta), n_iter, worst, converged)
+    return LassoResult(
+        coef=coef,
+        intercept=mu_y - mu_phi @ coef,
+        beta=float(beta),
+        n_iter=n_iter,
+        gap=worst,
+        converged=converged,
+    )
 
 
+#: the path arguments' old names -> the shared vocabulary, deprecated
+PATH_RENAMES = {"betas": "penalties", "n_betas": "n_penalties", "eps": "penalty_min_ratio"}
+
+
+@renamed_kwargs(**PATH_RENAMES)
 def lasso_path(
     Phi: torch.Tensor,
     Y: torch.Tensor,
-    betas: torch.Tensor | list[float] | None = None,
-    n_betas: int = 20,
-    eps: float = 1e-3,
+    *,
+    penalties: torch.Tensor | list[float] | None = None,
+    n_penalties: int = 20,
+    penalty_min_ratio: float = 1e-3,
     **kwargs,
-) -> list[LassoFit]:
-    """Solutions for ``betas`` (default ``n_betas`` log-spaced from ``beta_max`` to
-    ``eps * beta_max``), largest first, each warm-started at the previous one; ``kwargs``
-    go to :func:`lasso` (``tol``, ``max_iter``). Check ``fit.converged`` / ``fit.gap``."""
-    if betas is None:
+) -> list[LassoResult]:
+    """Solutions for the l1 weights ``penalties`` (default ``n_penalties`` log-spaced from
+    ``beta_max`` to ``penalty_min_ratio * beta_max``), largest first, each warm-started at
+    the previous one; ``kwargs`` go to :func:`lasso` (``tol``, ``max_iter``). Check
+    ``fit.converged`` / ``fit.gap``. The old keywords ``betas``, ``n_betas``, ``eps``
+    still work for one release (DeprecationWarning)."""
+    if penalties is None:
+        check_int("n_penalties", n_penalties)
         top = max(beta_max(Phi, Y), 1e-12)
-        betas = top * torch.logspace(0, math.log10(eps), n_betas, dtype=torch.float64)
-    betas = sorted((float(b) for b in betas), reverse=True)
+        ratio = check_positive("penalty_min_ratio", penalty_min_ratio)
+        penalties = top * torch.logspace(0, math.log10(ratio), n_penalties, dtype=torch.float64)
+    betas = sorted((float(b) for b in penalties), reverse=True)
     if not betas or betas[-1] < 0:
-        raise ValueError(f"betas must be a non-empty list of values >= 0, got {betas!r}")
-    fits: list[LassoFit] = []
+        raise ValueError(f"penalties must be a non-empty list of values >= 0, got {betas!r}")
+    fits: list[LassoResult] = []
     for b in betas:
         fits.append(lasso(Phi, Y, b, init=fits[-1].coef if fits else None, **kwargs))
     return fits
+
+
+__getattr__ = deprecated_names(__name__, {"LassoFit": LassoResult})

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from mrsolve.solvers.convex_nn.network import TwoLayerNet
+from mrsolve.solvers.validation import renamed_kwargs
 from mrsolve.solvers.wedge.features import wedge_features, wedge_neurons
-from mrsolve.solvers.wedge.lasso import LassoFit, lasso, lasso_path
+from mrsolve.solvers.wedge.lasso import PATH_RENAMES, LassoResult, lasso, lasso_path
 
 
 @dataclass
@@ -23,7 +24,7 @@ class WedgeModel:
     V: torch.Tensor
     b: torch.Tensor
     subsets: torch.Tensor
-    fit: LassoFit
+    fit: LassoResult
 
     @property
     def active(self) -> torch.Tensor:
@@ -63,16 +64,27 @@ def fit_wedge(
     return WedgeModel(V, b, subsets, fit)
 
 
+@renamed_kwargs(**PATH_RENAMES)
 def wedge_path(
     X: torch.Tensor,
     Y: torch.Tensor,
-    betas=None,
-    n_betas: int = 20,
+    *,
+    penalties=None,
+    n_penalties: int = 20,
+    penalty_min_ratio: float = 1e-3,
     max_features: int | None = None,
     seed: int = 0,
     **lasso_kwargs,
 ) -> list[WedgeModel]:
-    """:func:`fit_wedge` along a regularization path (largest ``beta`` first)."""
+    """:func:`fit_wedge` along a regularization path (largest ``beta`` first); the path
+    arguments are those of :func:`.lasso.lasso_path` (old names deprecated)."""
     V, b, subsets = wedge_neurons(X, max_features, seed)
-    fits = lasso_path(wedge_features(X, V, b), _targets(Y), betas, n_betas, **lasso_kwargs)
+    fits = lasso_path(
+        wedge_features(X, V, b),
+        _targets(Y),
+        penalties=penalties,
+        n_penalties=n_penalties,
+        penalty_min_ratio=penalty_min_ratio,
+        **lasso_kwargs,
+    )
     return [WedgeModel(V, b, subsets, f) for f in fits]

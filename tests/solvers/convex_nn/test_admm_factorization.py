@@ -46,8 +46,9 @@ def test_step_solves_the_system(n, pattern_space, kappa):
 def test_pattern_space_admm_matches_cvxpy(loss):
     p = _program(48, loss=loss, seed=2)
     assert _MajorizedStep(p, 1.0).pattern_space
-    u, info, _ = solve_admm(p, max_iter=20000, tol=1e-9, polish=False)
-    ref, _, _ = solve_cvxpy(p)
+    res = solve_admm(p, max_iter=20000, tol=1e-9, polish=False)
+    u, info = res.weights, res.info
+    ref = solve_cvxpy(p).weights
     assert info.converged
     assert abs(p.objective(u) - p.objective(ref)) <= 1e-5 * p.objective(ref)
     assert p.violation(u) < 1e-6

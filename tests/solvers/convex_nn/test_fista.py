@@ -121,7 +121,8 @@ def test_beta_zero_falls_back_to_the_step_rule_and_reaches_least_squares():
     Xa = add_bias(torch.from_numpy(X))
     df = make_datafit("squared", torch.from_numpy(y), torch.float64)
     p = ConvexProgram(Xa, gates, None, y.shape[1], df, 0.0)
-    u, info, _ = solve_fista(p, max_iter=50000, tol=1e-12)
+    res = solve_fista(p, max_iter=50000, tol=1e-12)
+    u, info = res.weights, res.info
     assert info.converged and info.criterion == []
     D = (Xa @ gates.T >= 0).double()
     A = (D[:, :, None] * Xa[:, None, :]).reshape(X.shape[0], -1).numpy()

@@ -115,11 +115,12 @@ def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed, device):
     """n = 90 > P d = 24 runs the pattern-space coupling; odd seeds weight the samples."""
     w = np.random.default_rng(seed).random(n) + 0.2 if seed % 2 else None
     p = _program(n=n, k=k, kappa=kappa, seed=seed, weights=w)
-    u, info, mu = solve_ipm(_on(p, device), tol=1e-7)
+    res = solve_ipm(_on(p, device), tol=1e-7)
+    u, info, mu = res.weights, res.info, res.multipliers
     u, mu = u.cpu(), mu.cpu()
-    ref, _, _ = solve_cvxpy(p)
+    ref = solve_cvxpy(p).weights
     opt = p.objective(ref)
-    assert info.converged and info.relative_gap <= 1e-7 and info.n_iter < 60
+    assert info.converged and info.gap <= 1e-7 and info.n_iter < 60
     assert p.violation(u) <= 1e-12  # interior iterates: feasible without any tolerance
     assert info.dual <= opt * (1 + 1e-8)  # a true lower bound
     assert abs(p.objective(u) - opt) <= 1e-6 * opt
@@ -128,7 +129,8 @@ def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed, device):
 
 def _iterates(p, tol):
     seen: list[torch.Tensor] = []
-    u, info, _ = solve_ipm(p, tol=tol, callback=lambda it, v: seen.append(v.clone()))
+    res = solve_ipm(p, tol=tol, callback=lambda it, v: seen.append(v.clone()))
+    u, info = res.weights, res.info
     return u, info, seen
 
 
@@ -156,9 +158,9 @@ def test_each_output_steps_as_its_own_program():
         # rescalings, near-singular least-squares problems, need not agree to rounding)
         assert q.objective(u[:, c : c + 1]) == pytest.approx(q.objective(uc), rel=1e-6)
         iters.append(ic.n_iter)
-        duals += solve_ipm(q, max_iter=info.n_iter + 1, tol=1e-6)[1].dual  # same points
+        duals += solve_ipm(q, max_iter=info.n_iter + 1, tol=1e-6).info.dual  # same points
     assert info.converged and info.n_iter <= max(iters) and len(set(iters)) > 1
-    assert info.dual <= p.objective(solve_cvxpy(p)[0]) * (1 + 1e-8)
+    assert info.dual <= p.objective(solve_cvxpy(p).weights) * (1 + 1e-8)
     assert info.dual == pytest.approx(duals, rel=1e-9)
 
 
@@ -171,8 +173,9 @@ def test_rank_deficient_data_is_solved_in_its_row_space():
     y = torch.from_numpy(np.abs(Z[:, :1]) - Z[:, 1:2] + 0.05 * rng.standard_normal((50, 1)))
     df = make_datafit("squared", y, torch.float64)
     p = ConvexProgram(X, sample_gates(X, 6, seed=11), 0.0, 1, df, 0.01)
-    u, info, mu = solve_ipm(p, tol=1e-7)
-    opt = p.objective(solve_cvxpy(p)[0])
+    res = solve_ipm(p, tol=1e-7)
+    u, info, mu = res.weights, res.info, res.multipliers
+    opt = p.objective(solve_cvxpy(p).weights)
     assert info.converged and p.violation(u) <= 1e-12
     assert abs(p.objective(u) - opt) <= 1e-6 * opt and info.dual <= opt * (1 + 1e-8)
     assert float(u[..., 4].abs().max()) == 0  # no weight on the zero feature
@@ -182,8 +185,9 @@ def test_rank_deficient_data_is_solved_in_its_row_space():
 
 def test_loose_tolerance_still_certifies_and_stays_feasible():
     p = _program(seed=5, beta=0.005)
-    u, info, _ = solve_ipm(p, tol=1e-2)
-    opt = p.objective(solve_cvxpy(p)[0])
+    res = solve_ipm(p, tol=1e-2)
+    u, info = res.weights, res.info
+    opt = p.objective(solve_cvxpy(p).weights)
     assert info.converged and info.gaps[-1] <= 1e-2
     assert 0 <= p.objective(u) - opt <= 1e-2 * p.objective(u)
     assert p.violation(u) <= 1e-12
@@ -191,8 +195,9 @@ def test_loose_tolerance_still_certifies_and_stays_feasible():
 
 def test_below_its_reach_the_exact_polish_finishes():
     p = _program(seed=6)
-    u, info, _ = solve_ipm_exact(p, tol=1e-14)
-    ref, _, _ = solve_cvxpy(p)
+    res = solve_ipm_exact(p, tol=1e-14)
+    u, info = res.weights, res.info
+    ref = solve_cvxpy(p).weights
     assert info.status == "stalled" and info.polish is not None and info.polish.converged
     assert info.converged
     assert abs(p.objective(u) - p.objective(ref)) <= 1e-8 * p.objective(ref)
@@ -206,7 +211,7 @@ def test_solve_uses_the_ipm_and_falls_back_to_admm_without_interior():
     gates = sample_gates(add_bias(torch.from_numpy(X)), 6, seed=8)
     sol = solve(X, y, gates, 0.01, activation="relu", bias=True, n_fresh=16)
     ref = solve(X, y, gates, 0.01, activation="relu", bias=True, solver="cvxpy", certify=False)
-    assert type(sol.info).__name__ == "IpmInfo" and sol.info.converged
+    assert type(sol.info).__name__ == "IpmResult" and sol.info.converged
     assert abs(sol.objective - ref.objective) <= 1e-5 * ref.objective
     assert sol.certificate["relative_gap"] <= 1e-6 and sol.certificate["constraint_violation"] == 0
     # a data row orthogonal to a gate: the gate is not inside its cone, ADMM takes over
@@ -214,7 +219,7 @@ def test_solve_uses_the_ipm_and_falls_back_to_admm_without_interior():
     gates[0] = torch.tensor([1.0, -2.0, 0.0], dtype=gates.dtype)
     sol = solve(X, y, gates, 0.01, activation="relu", bias=True, solver="ipm", n_fresh=0)
     ref = solve(X, y, gates, 0.01, activation="relu", bias=True, solver="cvxpy", certify=False)
-    assert type(sol.info).__name__ == "AdmmInfo"
+    assert type(sol.info).__name__ == "AdmmPolishResult"
     assert abs(sol.objective - ref.objective) <= 1e-5 * ref.objective
 
 
@@ -223,7 +228,7 @@ def test_float32_input_and_errors():
     X32 = p.X[:, :-1].float()
     y32 = p.datafit.y[:, 0].float()
     sol = solve(X32, y32, p.gates.float(), 0.01, activation="relu", bias=True, tol=1e-5)
-    ref = solve_cvxpy(p)[0]
+    ref = solve_cvxpy(p).weights
     assert sol.weights.dtype == torch.float32
     assert abs(sol.objective - p.objective(ref)) <= 1e-4 * p.objective(ref)
     with pytest.raises(ValueError, match="loss='squared'"):

@@ -27,8 +27,9 @@ def _program(n=40, d=3, P=8, k=1, kappa=0.0, beta=0.01, seed=0, loss="squared"):
 )
 def test_polished_admm_matches_cvxpy(kappa, k, seed):
     p = _program(k=k, kappa=kappa, seed=seed)
-    u, info, _ = solve_admm(p, polish_after=100)
-    ref, _, _ = solve_cvxpy(p)
+    res = solve_admm(p, polish_after=100)
+    u, info = res.weights, res.info
+    ref = solve_cvxpy(p).weights
     assert info.polish is not None and info.polish.converged and info.converged
     assert info.n_iter <= 100
     assert abs(p.objective(u) - p.objective(ref)) <= 1e-6 * p.objective(ref)
@@ -39,10 +40,11 @@ def test_polish_recovers_from_a_poor_start():
     """20 ADMM iterations leave the wrong support and rows: the cutting planes and the
     dual check of the dropped groups must still reach the optimum."""
     p = _program(n=60, P=12, seed=5, beta=0.005)
-    u_rough, _, _ = solve_admm(p, max_iter=20, polish=False)
-    ref, _, _ = solve_cvxpy(p)
+    u_rough = solve_admm(p, max_iter=20, polish=False).weights
+    ref = solve_cvxpy(p).weights
     assert p.objective(u_rough) > p.objective(ref) * (1 + 1e-3) or p.violation(u_rough) > 1e-3
-    u, mu, info = polish(p, u_rough)
+    res = polish(p, u_rough)
+    u, mu, info = res.weights, res.multipliers, res.info
     assert info.converged and info.rounds >= 2
     assert abs(p.objective(u) - p.objective(ref)) <= 1e-6 * p.objective(ref)
     assert p.violation(u) < 1e-8
@@ -65,9 +67,11 @@ def test_polished_solution_certifies_optimality():
 
 def test_without_polish_admm_runs_the_whole_budget():
     p = _program(seed=6)
-    u, info, _ = solve_admm(p, max_iter=300, polish=False)
+    res = solve_admm(p, max_iter=300, polish=False)
+    u, info = res.weights, res.info
     assert info.polish is None and info.n_iter == 300
-    u2, info2, _ = solve_admm(p, max_iter=300, polish_max_nnz=0)  # too large: skipped
+    res = solve_admm(p, max_iter=300, polish_max_nnz=0)
+    u2, info2 = res.weights, res.info  # too large: skipped
     assert info2.polish is None and info2.n_iter == 300
     torch.testing.assert_close(u, u2)
 
@@ -81,7 +85,8 @@ def test_polish_rejects_other_losses():
 def test_polish_of_an_all_zero_solution():
     """beta above the largest dual bound: zero is optimal and passes the dual check."""
     p = _program(beta=10.0, seed=9)
-    u, mu, info = polish(p, p.zeros())
+    res = polish(p, p.zeros())
+    u, mu, info = res.weights, res.multipliers, res.info
     assert info.converged and info.n_groups == 0
     assert float(u.abs().max()) == 0.0 and float(mu.abs().max()) == 0.0
     with pytest.raises(ValueError, match="max_rounds"):
@@ -95,17 +100,21 @@ def test_reduced_accuracy_polish_counts_only_when_certified(monkeypatch, shrink,
     keeps every cone constraint) is not, ADMM resumes, and the feasible point is kept over
     ADMM's infeasible iterate."""
     from mrsolve.solvers.convex_nn import admm_solver
-    from mrsolve.solvers.convex_nn.polish import PolishInfo
+    from mrsolve.solvers.convex_nn.polish import PolishResult
+    from mrsolve.solvers.convex_nn.problem import SolverResult
 
     p = _program(n=60, P=12, seed=5, beta=0.005)
-    ref, _, mu_ref = solve_cvxpy(p)
+    res = solve_cvxpy(p)
+    ref, mu_ref = res.weights, res.multipliers
     stand_in = shrink * ref
 
     def almost_solved(program, u):
-        return stand_in, mu_ref, PolishInfo(converged=False, status="AlmostSolved")
+        info = PolishResult(converged=False, status="AlmostSolved")
+        return SolverResult(weights=stand_in, info=info, multipliers=mu_ref)
 
     monkeypatch.setattr(admm_solver, "polish_solution", almost_solved)
-    u, info, _ = solve_admm(p, max_iter=40, polish_after=20)
+    res = solve_admm(p, max_iter=40, polish_after=20)
+    u, info = res.weights, res.info
     assert info.converged == accepted and info.polish.status == "AlmostSolved"
     assert info.n_iter == (20 if accepted else 40)
     assert torch.equal(u, stand_in)

@@ -78,7 +78,7 @@ def test_regularization_path_is_warm_started_and_exact():
     betas = [0.1, 0.03, 0.01]
     kw = dict(activation="gated_relu", loss="logistic", bias=True)
     y = (y > 0).astype(int)
-    path = regularization_path(X, y, gates, betas, tol=1e-10, **kw)
+    path = regularization_path(X, y, gates, penalties=betas, tol=1e-10, **kw)
     assert [s.beta for s in path] == sorted(betas, reverse=True)
     for s in path:
         ref = solve(X, y, gates, s.beta, solver="cvxpy", **kw)
