@@ -12,13 +12,16 @@ factor, which both methods fix the same way:
 
 Methods:
 
+- ``"espirit"`` (default): ESPIRiT (Uecker et al., MRM 2014) in torch, on any device,
+  from the central ``calib_width`` square of the coil images' Cartesian k-space (which
+  PROPELLER samples densely: give it the gridded coil images). Maps are masked by the
+  eigenvalue (how well the calibration explains a pixel), not by signal intensity, so
+  dim tissue far from every coil keeps its maps. Measured against BART's ``ecalib`` in
+  docs/coil_maps.md.
 - ``"walsh"``: adaptive combination (Walsh et al., MRM 2000): the dominant eigenvector
-  of the coil correlation matrix averaged over a ``kernel_size`` square window. Torch,
-  batched over pixels, runs on any device. Give it low-resolution coil images (e.g.
-  gridded from the central k-space disc that every PROPELLER blade covers).
-- ``"espirit"``: ESPIRiT (Uecker et al., MRM 2014) through sigpy's ``EspiritCalib`` on the
-  centred Cartesian k-space of the coil images (CPU, numpy); its calibration region is
-  the central ``calib_width`` square, which PROPELLER samples fully.
+  of the coil correlation matrix averaged over a ``kernel_size`` square window. Give it
+  low-resolution coil images (e.g. gridded from the central k-space disc that every
+  PROPELLER blade covers). Its mask is a signal-energy threshold.
 
 :func:`calibration_images` makes the low-resolution coil images from non-Cartesian
 k-space: a Hann-windowed adjoint NUFFT of the samples inside a central disc.
@@ -28,16 +31,13 @@ Numpy arrays in give numpy arrays out; torch tensors keep their device.
 
 from __future__ import annotations
 
-import numpy as np
-import sigpy
-import sigpy.mri
 import torch
 
 from mrsolve.propeller.noise import as_tensor
 from mrsolve.propeller.nufft import NUFFT
 from mrsolve.solvers.validation import check_choice, check_finite, check_positive
 
-METHODS = ("walsh", "espirit")
+METHODS = ("espirit", "walsh")
 
 
 def _check_coil_images(name: str, x: torch.Tensor, exact_ndim: bool = False) -> None:
@@ -144,27 +144,86 @@ def _walsh(x: torch.Tensor, kernel_size: int) -> tuple[torch.Tensor, torch.Tenso
     return vectors[..., -1].permute(2, 0, 1), values[..., -1]
 
 
+def centred_fft2(x: torch.Tensor) -> torch.Tensor:
+    """k-space (..., ny, nx) of images (..., ny, nx): k = 0 at index (ny // 2, nx // 2), as
+    the image centre (x = column - nx // 2), with the forward sign e^{-i 2 pi k.r / N}."""
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1))), dim=(-2, -1))
+
+
+def _signal_kernels(calib: torch.Tensor, width: int, thresh: float) -> torch.Tensor:
+    """Rows (K, C, w, w) of V^H spanning the calibration matrix's signal subspace.
+
+    The calibration matrix has one row per w x w patch of the Cartesian calibration
+    block (C, n, n); its right singular vectors with singular value > thresh * s_max
+    span the patches that coil images of smooth maps can produce.
+    """
+    n_coils = calib.shape[0]
+    patches = calib.unfold(1, width, 1).unfold(2, width, 1)  # (C, n-w+1, n-w+1, w, w)
+    matrix = patches.permute(1, 2, 0, 3, 4).reshape(-1, n_coils * width * width)
+    _, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    return vh[s > thresh * s[0]].reshape(-1, n_coils, width, width)
+
+
 def _espirit(
     x: torch.Tensor, calib_width: int, kernel_width: int, thresh: float, crop: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ESPIRiT maps (C, ny, nx) via sigpy, and the signal energy sum_c |x_c|^2."""
-    image = x.detach().cpu().numpy()
-    kspace = sigpy.fft(image, axes=(-2, -1))
-    maps = sigpy.mri.app.EspiritCalib(
-        kspace,
-        calib_width=calib_width,
-        thresh=thresh,
-        kernel_width=kernel_width,
-        crop=crop,
-        show_pbar=False,
-    ).run()
-    maps = torch.from_numpy(np.nan_to_num(maps)).to(device=x.device, dtype=torch.complex64)
-    return maps, x.abs().pow(2).sum(dim=0)
+    """ESPIRiT (Uecker et al., MRM 2014): maps (C, ny, nx), zero where the eigenvalue < crop,
+    and the eigenvalue (ny, nx).
+
+    With the signal kernels v_j (rows of V^H), coil vectors S(r) obeying the calibration
+    are the eigenvectors with eigenvalue 1 of
+        G(r) = w^-2 sum_j g_j(r) g_j(r)^H,   g_jc(r) = sum_p v_jc[p] e^{i 2 pi p.r / N}.
+    G is a trigonometric polynomial with offsets |p - q| < w, so its coefficients come
+    from a (2w - 1)^2 FFT and it is evaluated on the image grid row block by row block.
+    """
+    n_coils, ny, nx = x.shape
+    n, w = calib_width, kernel_width
+    k = centred_fft2(x)
+    y0, x0 = ny // 2 - n // 2, nx // 2 - n // 2
+    kernels = _signal_kernels(k[:, y0 : y0 + n, x0 : x0 + n], w, thresh)
+    m = 2 * w - 1
+    f = torch.fft.fft2(kernels, s=(m, m))
+    coeff = torch.fft.ifft2(torch.einsum("jcab,jdab->cdab", f, f.conj())) / (w * w)
+    offsets = torch.fft.fftfreq(m, 1 / m, dtype=torch.float64, device=x.device)
+
+    def waves(size: int) -> torch.Tensor:  # (m, size): e^{i 2 pi delta r / size}
+        r = torch.arange(size, dtype=torch.float64, device=x.device) - size // 2
+        angle = 2 * torch.pi * torch.outer(offsets, r) / size
+        return torch.polar(torch.ones_like(angle), angle)
+
+    along_x = torch.einsum("cdab,bx->cdax", coeff, waves(nx).to(x.dtype))
+    wy = waves(ny).to(x.dtype)
+    maps = torch.empty(ny, nx, n_coils, dtype=x.dtype, device=x.device)
+    values = torch.empty(ny, nx, dtype=torch.float32, device=x.device)
+    rows = max(1, 4096 // nx)  # G of a block of rows: rows nx C^2 entries
+    for r0 in range(0, ny, rows):
+        gram = torch.einsum("cdax,ay->yxcd", along_x, wy[:, r0 : r0 + rows])
+        eigenvalues, vectors = torch.linalg.eigh(gram)
+        maps[r0 : r0 + rows] = vectors[..., -1]
+        values[r0 : r0 + rows] = eigenvalues[..., -1]
+    return maps.permute(2, 0, 1) * (values > crop), values
+
+
+def _check_espirit_options(
+    shape: tuple[int, ...], calib_width: int, kernel_width: int, thresh: float, crop: float
+) -> None:
+    size = min(shape[-2:])
+    if not isinstance(calib_width, int) or not 1 <= calib_width <= size:
+        raise ValueError(f"calib_width must be an integer in [1, {size}], got {calib_width!r}")
+    if not isinstance(kernel_width, int) or not 1 <= kernel_width <= calib_width:
+        raise ValueError(
+            f"espirit_kernel_width must be an integer in [1, calib_width={calib_width}], "
+            f"got {kernel_width!r}"
+        )
+    if not 0 <= thresh < 1:
+        raise ValueError(f"espirit_thresh must be in [0, 1), got {thresh!r}")
+    if not 0 <= crop < 1:
+        raise ValueError(f"espirit_crop must be in [0, 1), got {crop!r}")
 
 
 def estimate_coil_maps(
     coil_images,
-    method: str = "walsh",
+    method: str = "espirit",
     *,
     kernel_size: int = 7,
     threshold: float = 0.005,
@@ -176,24 +235,29 @@ def estimate_coil_maps(
     """Coil sensitivities (C, ny, nx) complex64 from coil images (C, ny, nx).
 
     Args:
-        coil_images: complex coil images, ideally low resolution.
-        method: "walsh" (adaptive, windowed eigenvector) or "espirit" (sigpy).
+        coil_images: complex coil images (full resolution for "espirit", which uses only
+            the central ``calib_width`` square of their k-space; low resolution for "walsh").
+        method: "espirit" or "walsh" (adaptive, windowed eigenvector).
         kernel_size: Walsh window side in pixels (odd).
         threshold: Walsh maps are zero where the windowed signal energy is below
             ``threshold`` times its maximum.
         calib_width: ESPIRiT calibration square (k-space samples per side).
-        espirit_kernel_width, espirit_thresh, espirit_crop: sigpy ``EspiritCalib``'s
-            ``kernel_width``, ``thresh`` and ``crop`` (maps are zero where the
-            eigenvalue is below ``crop``).
+        espirit_kernel_width: ESPIRiT kernel side (k-space samples).
+        espirit_thresh: kernels kept: singular values > espirit_thresh * the largest.
+        espirit_crop: maps are zero where the ESPIRiT eigenvalue is below it.
 
     Returns:
         maps normalized to sum_c |S_c|^2 = 1 where there is signal (0 elsewhere), phase
         relative to the virtual reference coil of the module doc; numpy if the input was.
+
+    Raises:
+        ValueError: a bad shape, method or option (named).
     """
     x, was_numpy = as_tensor("coil_images", coil_images)
     _check_coil_images("coil_images", x, exact_ndim=True)
     check_choice("method", method, METHODS)
     x = x.to(torch.complex64)
+    energy = x.abs().pow(2).sum(dim=0)
     if method == "walsh":
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
@@ -201,11 +265,9 @@ def estimate_coil_maps(
         maps, energy = _walsh(x, kernel_size)
         maps = maps * (energy > threshold * energy.max())
     else:
-        if not isinstance(calib_width, int) or not 1 <= calib_width <= min(x.shape[-2:]):
-            raise ValueError(
-                f"calib_width must be an integer in [1, {min(x.shape[-2:])}], got {calib_width!r}"
-            )
-        maps, energy = _espirit(x, calib_width, espirit_kernel_width, espirit_thresh, espirit_crop)
+        options = (calib_width, espirit_kernel_width, espirit_thresh, espirit_crop)
+        _check_espirit_options(tuple(x.shape), *options)
+        maps, _ = _espirit(x, *options)
     norm = maps.abs().pow(2).sum(dim=0).sqrt()
     maps = torch.where(norm > 0, maps / norm.clamp_min(1e-30), 0)
     maps = _align_phase(maps, energy)

@@ -50,25 +50,30 @@ def combine(images: torch.Tensor, coil_maps: torch.Tensor | None = None) -> torc
 
 def low_resolution_maps(
     scan: Scan,
-    method: str = "walsh",
+    method: str = "espirit",
     radius: float | None = None,
     operator: OperatorFactory = NUFFT,
 ) -> torch.Tensor:
-    """Coil maps (C, ny, nx) estimated from the central k-space every blade covers.
+    """Coil maps (C, ny, nx) estimated from the central k-space.
 
-    The samples with readout coordinate |u| <= radius (default L / 2) of all blades are
-    gridded with the analytic density compensation into low-resolution coil images,
-    then :func:`~mrsolve.propeller.coil_estimation.estimate_coil_maps` (``method``
-    "walsh" or "espirit") turns them into maps.
+    The samples with readout coordinate |u| <= radius of all blades are gridded with the
+    analytic density compensation into coil images, then
+    :func:`~mrsolve.propeller.coil_estimation.estimate_coil_maps` turns them into maps.
+    ``radius`` defaults to the whole readout for "espirit" (which calibrates on the
+    central 24 x 24 of the gridded k-space, sampled by all blades) and to L / 2 for
+    "walsh" (low-resolution images from the disc every blade covers).
     """
     if method not in MAP_METHODS:
         raise ValueError(f"coil map method must be one of {list(MAP_METHODS)}, got {method!r}")
-    block = central_block(scan, scan.n_lines / 2 if radius is None else radius)
+    if radius is None and method == "walsh":
+        radius = scan.n_lines / 2
+    block = scan if radius is None else central_block(scan, radius)
     weights = density_compensation(
         block.traj, block.image_shape, "analytic", device=block.traj.device
     )
     images = grid_coil_images(block.kspace, block.traj, block.image_shape, weights, operator)
-    return estimate_coil_maps(images, method)
+    calib_width = min(24, *block.image_shape)
+    return estimate_coil_maps(images, method, calib_width=calib_width)
 
 
 def central_block(scan: Scan, radius: float) -> Scan:
@@ -116,7 +121,7 @@ def gridding(
         scan: the acquisition (kspace (C, B, L, M), traj (B, L, M, 2)).
         dcf: "analytic" (blade overlap), "pipe-menon", or weights (B, L, M).
         coil_maps: (C, ny, nx) sensitivities for a phase-preserving SENSE-1 combination,
-            "walsh" or "espirit" to estimate them (:func:`low_resolution_maps`), or None
+            "espirit" or "walsh" to estimate them (:func:`low_resolution_maps`), or None
             for root-sum-of-squares (magnitude only).
         operator: ``operator(traj, image_shape, batch_shape=...)`` -> Linop
             (NUFFT by default; DFT for tiny exact cases).
