@@ -57,23 +57,3 @@ def test_projections():
     with pytest.raises(ValueError, match="lower"):
         project_box(x, 1.0, -1.0)
 
-
-def test_penalty_objects_agree_with_maps_and_optimality_at_zero():
-    from mrsolve.solvers.penalty import L1, Box, GroupL1
-
-    g = torch.Generator().manual_seed(4)
-    x = torch.randn(6, 3, generator=g, dtype=torch.float64)
-    pen = GroupL1(0.5)
-    torch.testing.assert_close(pen.prox(x, 2.0), group_soft_threshold(x, 1.0))
-    torch.testing.assert_close(pen.value(x), 0.5 * x.norm(dim=1).sum())
-    # prox of a vector whose group norms are all <= alpha*step is 0 iff dual_norm <= step
-    small = x / float(x.norm(dim=1).max()) * 0.4
-    assert float(pen.dual_norm(small)) <= 1.0 and float(pen.prox(small, 1.0).abs().sum()) == 0.0
-    l1 = L1(0.2)
-    torch.testing.assert_close(l1.prox(x, 1.0), soft_threshold(x, 0.2))
-    assert abs(float(l1.dual_norm(x)) - float(x.abs().max()) / 0.2) < 1e-12
-    box = Box(0.0)
-    torch.testing.assert_close(box.prox(x, 1.0), project_nonneg(x))
-    assert float(box.value(box.prox(x, 1.0))) == 0.0 and float(box.value(x)) == float("inf")
-    with pytest.raises(ValueError, match="alpha"):
-        GroupL1(-1.0)

@@ -46,7 +46,6 @@ class _Overall:
     index: int
     coef: np.ndarray  # (p,) or (p, k), group indicators excluded
     support: np.ndarray  # (p,) bool
-    n_features: int
 
     def eta(self, Xa: np.ndarray) -> np.ndarray:
         """Full-data linear predictor on the augmented design (indicators appended)."""
@@ -219,7 +218,7 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
         index = cv.index(self.overall_lambda_rule)
         coef = cv.path.coef[index][:p]
         support = (np.abs(coef) > 0) if coef.ndim == 1 else np.any(np.abs(coef) > 0, axis=1)
-        self.overall_ = _Overall(cv, index, coef, support, p)
+        self.overall_ = _Overall(cv=cv, index=index, coef=coef, support=support)
         self.overall_cv_ = cv
         self.overall_coef_ = coef
         self.support_ = support
