@@ -76,7 +76,7 @@ def solve_fista(
         step=1.0 / max(lip, 1e-30),
         max_iter=max_iter,
         tol=tol,
-        grow=1.05,  # half the failed trials of 1.1 at about the same iterations (4 datasets)
+        grow=1.05,  # fewer failed step trials than 1.1 (see docs/convex_nn_design.md)
         callback=callback,
         forward=p.forward,
         criterion=relative_gap if beta > 0 else None,

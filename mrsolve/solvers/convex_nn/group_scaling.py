@@ -9,8 +9,8 @@ point ``u`` the best such scaling, output by output,
 is a feasible point at least as good: a nonnegative quadratic program with one variable
 per group (its Gram matrix costs one ``n x 2P`` product per output). Interior-point iterates
 carry a spread of small weights along every direction of their cone; rescaling them
-settles the primal side of the certified gap 3-5x closer to the optimum on the benchmark
-sets (its dual side then binds), so a gap tolerance is met 1-2 iterations sooner.
+settles the primal side of the certified gap closer to the optimum (its dual side then
+binds), so a gap tolerance is met sooner (figures in ``docs/convex_nn_design.md``).
 """
 
 from __future__ import annotations

@@ -20,10 +20,9 @@ to a general conic solver, because that structure makes every Newton step cheap:
   output of size ``min(n, P d)`` (``Z = Sigma^(1/2) F_a`` or its QR factor, :class:`_Coupling`):
   one symmetric rank-k product and one Cholesky factorization per iteration (float32
   while accurate enough, refined by CG on the float64 system; early on, one for all
-  outputs, see ``_EARLY_GAP``), reused by the predictor and the corrector. (Clarabel,
-  given the program restricted to a guessed support, factors the whole sparse KKT system
-  instead: 0.6-1.8 s per solve on the benchmark sets, where this method solves the full
-  program in 0.3-1.4 s.)
+  outputs, see ``_EARLY_GAP``), reused by the predictor and the corrector. (A general
+  conic solver such as Clarabel factors the whole sparse KKT system instead; timings in
+  ``docs/convex_nn_design.md``.)
 
 Every iteration computes a certificate of the current point for free: ``theta = grad
 L(F u)`` and the cone multipliers ``z`` give the dual bound of
@@ -162,7 +161,8 @@ def _centers(
 ) -> torch.Tensor:
     """Unit vectors near the analytic centers of the cones ``{v : S_p X v >= 0, ||v|| <= 1}``
     (damped Newton from the gates ``ghat`` (P, d)): a start whose rows all have comparable
-    slack, which saves the IPM ~25 % of its iterations over starting at the gates."""
+    slack, which saves the IPM iterations over starting at the gates (see
+    ``docs/convex_nn_design.md``)."""
     n, d = X.shape
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
     v = ghat / 2
@@ -189,7 +189,7 @@ def _shifted_cholesky(Vt: torch.Tensor) -> torch.Tensor | None:
     (None when the factorization fails). On the CPU through BLAS ``?syrk`` (one triangle:
     half the flops of the GEMM, the largest cost of an iteration; torch exposes no
     symmetric rank-k update) and LAPACK ``?potrf`` in place on its column-major result:
-    no copy, and 1.7x faster than torch's factorization of a row-major copy."""
+    no copy, and faster than torch's factorization of a row-major copy."""
     if Vt.device.type != "cpu":
         K = Vt.T @ Vt
         K.diagonal().add_(1.0)
@@ -207,8 +207,7 @@ def _shifted_cholesky(Vt: torch.Tensor) -> torch.Tensor | None:
 
 def _blas_threads():
     """A context holding scipy's BLAS and LAPACK (:func:`_shifted_cholesky`) to torch's
-    thread count during a solve (oversubscribed BLAS threads were 4x slower on a busy
-    machine)."""
+    thread count during a solve (oversubscribed BLAS threads slow a busy machine down)."""
     return _blas_controller().limit(limits=torch.get_num_threads(), user_api="blas")
 
 
@@ -223,7 +222,7 @@ def _blas_controller():
 
 def _cholesky_solve(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(L L^T)^(-1) b`` for lower factors ``L`` ``(..., m, m)`` and ``b`` ``(..., m)``,
-    by two triangular solves (3-25x faster than ``torch.cholesky_solve`` on the CPU)."""
+    by two triangular solves (faster than ``torch.cholesky_solve`` on the CPU)."""
     y = torch.linalg.solve_triangular(L, b[..., None], upper=False)
     return torch.linalg.solve_triangular(L.mT, y, upper=True)[..., 0]
 
@@ -239,14 +238,13 @@ _CG_MAX_STEPS = 20
 # direction. Their coupling solves stop at a relative residual of _EARLY_CG_RTOL, and the
 # outputs share one factorization, of the mean of their systems, as the preconditioner
 # (one Gram product and factorization per iteration instead of one per output) until
-# conjugate gradients need more than _SHARED_MAX_STEPS steps with it. Digits (10 outputs):
-# 53 -> 41 s, same iterations; the iterates differ from exact directions by ~1e-6.
+# conjugate gradients need more than _SHARED_MAX_STEPS steps with it (measurements in
+# docs/convex_nn_design.md).
 _EARLY_GAP = 0.1
 _EARLY_CG_RTOL = 1e-6
 _SHARED_MAX_STEPS = 20
 # The certificates rescale the groups (:func:`.group_scaling.rescale_groups`) once an
-# output's relative gap is within this factor of tol (before, its cost, ~10 % of an
-# iteration on the small benchmark sets, would buy nothing)
+# output's relative gap is within this factor of tol (before, its cost would buy nothing)
 _RESCALE_GAP = 30.0
 
 
@@ -354,8 +352,7 @@ class _NewtonSystem:
     The diagonal of every factored block is raised by a relative ``jitter`` (a
     regularization invariant to the blocks' scaling, which spans ~1e20 near the optimum):
     1e-14, or 1e-12 / 1e-10 when a factorization fails; :meth:`solve` can refine against
-    the exact :meth:`apply`. (1e-12 throughout stalled the synthetic benchmark set at a
-    certified gap of 5.6e-6, 1e-14 reaches 1.1e-7 there; 1e-15 alone failed at 7e-4.)"""
+    the exact :meth:`apply` (the jitter levels tried are in ``docs/convex_nn_design.md``)."""
 
     def __init__(
         self,
@@ -495,9 +492,8 @@ def _solve_ipm(
     XX = _OuterProducts(X)
     ghat = _centers(X, p.sign, ghat, XX)
     # start: u_g = c v_p for both signs (prediction 0), t_g = 2 c, on the central path;
-    # c is 100x the scale at which 2P such neurons would fit the output (a large start:
-    # fewer iterations, and insensitive to the factor between 10 and 1000 on the
-    # benchmark data), set output by output like everything else
+    # c is 100x the scale at which 2P such neurons would fit the output (a large start
+    # takes fewer iterations), set output by output like everything else
     spread = df.y.std(0) if n > 1 else torch.ones(k, dtype=X.dtype, device=X.device)
     scale = torch.where(spread > 0, spread, 1.0)
     c0 = (100 * scale / float((X @ ghat.T).abs().mean()) / P)[None, :, None, None]
@@ -592,8 +588,8 @@ def _solve_ipm(
 
 class _NewtonStep:
     """One Mehrotra predictor-corrector step of the programs of some outputs, each with its
-    own centering and step length (they are separate programs sharing one batched Newton
-    system; one step length for all took digits 33 iterations, each its own 23-28)."""
+    own centering and step length: they are separate programs sharing one batched Newton
+    system, and one step length for all would hold every output to the slowest one."""
 
     def __init__(self, coupling: _Coupling, XX: _OuterProducts, nu: int) -> None:
         self.coupling, self.XX, self.nu = coupling, XX, nu

@@ -35,7 +35,8 @@ from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.datafit import Quadratic
 from mrsolve.solvers.validation import deprecated_names
 
-#: Clarabel settings of every restricted solve (faer: supernodal, about 2x QDLDL here)
+#: Clarabel settings of every restricted solve (faer: a supernodal factorization, faster
+#: than the default QDLDL on these systems)
 CLARABEL_SETTINGS = {
     "verbose": False,
     "direct_solve_method": "faer",

@@ -13,15 +13,12 @@ point is the residual scaled into the dual feasible set,
 ``theta = r / max(1, ||Phi_c^T r||_inf / (n beta))``, with dual value
 ``(||Y_c||^2 - ||Y_c - theta||^2) / (2n)``.
 
-Why not a first-order or coordinate-descent method (our measurement, 100-sample spiral,
-9900 wedge features): the features are non-negative ReLU outputs sharing a large common
-component, so the centered dictionary has its largest singular value at 231 while single
-columns have norm <= 6 (median 2.8). The global Lipschitz constant is 10^3-10^4 times a
-single coordinate's curvature, so FISTA's step ``1 / L`` is that much shorter, and with
-``p >> n`` and many nearly collinear columns the optimum is degenerate and badly
-conditioned. FISTA (3000 iterations) stopped with relative gaps up to 17 %, the
-glmnet-style coordinate descent of :mod:`mrsolve.solvers.lasso` (10^5 sweeps per point,
-10 minutes for the path) up to 4 %. An interior-point method converges whatever the
+Why not a first-order or coordinate-descent method: the features are non-negative ReLU
+outputs sharing a large common component, so the centered dictionary's largest singular
+value dwarfs the norm of single columns; FISTA's step ``1 / L`` is then far shorter than a
+coordinate's curvature allows, and with ``p >> n`` and many nearly collinear columns the
+optimum is degenerate and badly conditioned (both stalled at large gaps; the measurements
+are in ``docs/wedge_design.md``). An interior-point method converges whatever the
 conditioning, and the solution has about ``n`` non-zeros, so the working set stays small.
 """
 
