@@ -25,8 +25,16 @@ def test_planes_equal_the_explicit_k_planes_product(shape):
         if shape[0] == 1:
             ref = torch.einsum("r,rfy,rfx,ryx->fyx", dec, p[(1, 2)], p[(1, 3)], p[(2, 3)])[None]
         else:
-            ref = torch.einsum("r,rtf,rty,rtx,rfy,rfx,ryx->tfyx", dec, p[(0, 1)], p[(0, 2)],
-                               p[(0, 3)], p[(1, 2)], p[(1, 3)], p[(2, 3)])  # fmt: skip
+            ref = torch.einsum(
+                "r,rtf,rty,rtx,rfy,rfx,ryx->tfyx",
+                dec,
+                p[(0, 1)],
+                p[(0, 2)],
+                p[(0, 3)],
+                p[(1, 2)],
+                p[(1, 3)],
+                p[(2, 3)],
+            )
     assert torch.allclose(out.detach(), ref, atol=1e-5)
 
 

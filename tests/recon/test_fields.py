@@ -12,8 +12,15 @@ from mrsolve.recon.spectral.operator import SpectralEncoding, temporal_basis
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate(size=24, n_blades=5, n_lines=6, n_coils=3, max_offres_hz=120.0,
-                    sequence="gradient_echo", seed=3)  # fmt: skip
+    return simulate(
+        size=24,
+        n_blades=5,
+        n_lines=6,
+        n_coils=3,
+        max_offres_hz=120.0,
+        sequence="gradient_echo",
+        seed=3,
+    )
 
 
 def _encoding(sim, downsample=1, parametrization="moment"):
@@ -21,9 +28,16 @@ def _encoding(sim, downsample=1, parametrization="moment"):
     spectrum = fat_spectrum(scan.field_strength_t)
     basis = temporal_basis(scan.times, torch.linspace(-700, 300, 201), tol=1e-7)
     enc = SpectralEncoding(scan.traj, scan.times, basis, truth.coil_maps)
-    head = WaterFatField(basis, spectrum, truth.water, truth.fat, truth.field_map_hz,
-                         downsample=downsample, max_abs_hz=200.0,
-                         parametrization=parametrization)  # fmt: skip
+    head = WaterFatField(
+        basis,
+        spectrum,
+        truth.water,
+        truth.fat,
+        truth.field_map_hz,
+        downsample=downsample,
+        max_abs_hz=200.0,
+        parametrization=parametrization,
+    )
     return enc, head
 
 

@@ -78,8 +78,14 @@ def test_coil_compression_keeps_noiseless_data_consistent():
     image = torch.randn(1, N, N, dtype=torch.complex64, generator=gen)
     freq = torch.tensor([-120.0])
     kspace = ExplicitSpectralModel(traj, times, freq, maps)(image)
-    scan = Scan(kspace=kspace, traj=traj, times=times, image_shape=(N, N), dwell_s=dwell,
-                center_sample=geom.center_sample)  # fmt: skip
+    scan = Scan(
+        kspace=kspace,
+        traj=traj,
+        times=times,
+        image_shape=(N, N),
+        dwell_s=dwell,
+        center_sample=geom.center_sample,
+    )
     full = build_problem(scan, (-500.0, 200.0), EXACT, maps=maps)
     compressed = build_problem(scan, (-500.0, 200.0), replace(EXACT, coil_energy=0.99), maps=maps)
     assert compressed.coil_maps.shape[0] < full.coil_maps.shape[0] == 8
@@ -107,8 +113,9 @@ def test_data_loss_resolves_small_changes_near_the_optimum():
     nz, nd = frame.normal(z), frame.normal(d)
 
     def dot(u, v):
-        return float(torch.vdot(u.flatten().to(torch.complex128),
-                                v.flatten().to(torch.complex128)).real)  # fmt: skip
+        return float(
+            torch.vdot(u.flatten().to(torch.complex128), v.flatten().to(torch.complex128)).real
+        )
 
     expected = dot(d, nz - frame.b) + 0.5 * dot(d, nd)
     change = float(problem.data_loss(z + d).double() - problem.data_loss(z))

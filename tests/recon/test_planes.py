@@ -14,15 +14,24 @@ FAST = {"frequency": {"n_bins": 8}}
 
 @pytest.fixture(scope="module")
 def phantom():
-    return simulate(size=32, n_blades=8, n_lines=8, n_coils=3, field_strength_t=3.0,
-                    max_offres_hz=150.0, noise=0.01, seed=2)  # fmt: skip
+    return simulate(
+        size=32,
+        n_blades=8,
+        n_lines=8,
+        n_coils=3,
+        field_strength_t=3.0,
+        max_offres_hz=150.0,
+        noise=0.01,
+        seed=2,
+    )
 
 
 @pytest.mark.parametrize("encoding", ["planes", "hash_grid"])
 def test_encodings_beat_gridding_on_a_32px_phantom(phantom, encoding):
     grid = nrmse(gridding(phantom.scan, coil_maps="walsh"), phantom.truth.image)
-    rec = reconstruct_spectral(phantom.scan, "static", iterations=30,
-                               free={"encoding": encoding}, **FAST)  # fmt: skip
+    rec = reconstruct_spectral(
+        phantom.scan, "static", iterations=30, free={"encoding": encoding}, **FAST
+    )
     assert rec.spectral_volume.shape == (8, 32, 32)
     assert nrmse(rec.image, phantom.truth.image) <= 0.6 * grid
     report = rec.config["report"]["free"]
@@ -30,15 +39,20 @@ def test_encodings_beat_gridding_on_a_32px_phantom(phantom, encoding):
 
 
 def test_random_start_planes_run_and_report_no_warm_start(phantom):
-    rec = reconstruct_spectral(phantom.scan, "static", iterations=3,
-                               free={"encoding": "planes", "warm_start": 0}, **FAST)  # fmt: skip
+    rec = reconstruct_spectral(
+        phantom.scan, "static", iterations=3, free={"encoding": "planes", "warm_start": 0}, **FAST
+    )
     assert rec.config["report"]["free"]["warm_start"] is None
     assert torch.isfinite(rec.image).all()
 
 
 def test_planes_resume_ends_where_uninterrupted_run_ends(phantom, tmp_path):
-    options = dict(iterations=8, stopping={"check_every": 4, "patience": 100},
-                   free={"encoding": "planes", "warm_start": 3}, **FAST)  # fmt: skip
+    options = dict(
+        iterations=8,
+        stopping={"check_every": 4, "patience": 100},
+        free={"encoding": "planes", "warm_start": 3},
+        **FAST,
+    )
     full = reconstruct_spectral(phantom.scan, "static", **options)
 
     def interrupt(step, total, image=None, loss=None):

@@ -60,8 +60,10 @@ def _cvxpy_complex_prox(v: np.ndarray, lam: float, wf: float) -> np.ndarray:
         if f + 1 < nf:
             d = [cp.vec(p[f + 1] - p[f], order="C") for p in parts]
             tv += wf * cp.sum(cp.norm(cp.vstack(d), 2, axis=0))
-    fit = sum(cp.sum_squares(parts[0][f] - v[f].real) + cp.sum_squares(parts[1][f] - v[f].imag)
-              for f in range(nf))  # fmt: skip
+    fit = sum(
+        cp.sum_squares(parts[0][f] - v[f].real) + cp.sum_squares(parts[1][f] - v[f].imag)
+        for f in range(nf)
+    )
     cp.Problem(cp.Minimize(0.5 * fit + lam * tv)).solve(solver=cp.CLARABEL)
     return np.stack([parts[0][f].value + 1j * parts[1][f].value for f in range(nf)])
 

@@ -22,17 +22,22 @@ FAST = {"frequency": {"n_bins": 8}}
 
 @pytest.fixture(scope="module")
 def small():
-    return simulate(size=24, n_blades=6, n_lines=6, n_coils=3, max_offres_hz=120.0,
-                    noise=0.02, seed=5)  # fmt: skip
+    return simulate(
+        size=24, n_blades=6, n_lines=6, n_coils=3, max_offres_hz=120.0, noise=0.02, seed=5
+    )
 
 
 def test_static_free_volume_beats_gridding(small, device):
     grid = gridding(small.scan, coil_maps="walsh")
     steps = []
     rec = reconstruct_spectral(
-        small.scan, "static", iterations=20, callback=lambda s, t, image=None, loss=None:
-        steps.append((s, t, loss)), device=device, **FAST,
-    )  # fmt: skip
+        small.scan,
+        "static",
+        iterations=20,
+        callback=lambda s, t, image=None, loss=None: steps.append((s, t, loss)),
+        device=device,
+        **FAST,
+    )
     assert isinstance(rec, Reconstruction) and rec.method == "spectral"
     assert rec.spectral_volume.shape == (8, 24, 24) and rec.frequencies_hz.shape == (8,)
     assert nrmse(rec.image, small.truth.image) <= 0.6 * nrmse(grid, small.truth.image)
@@ -42,8 +47,16 @@ def test_static_free_volume_beats_gridding(small, device):
 
 
 def test_dynamic_beats_gridding_per_frame(device):
-    sim = simulate(size=24, n_blades=6, n_lines=6, n_coils=3, n_frames=2, max_offres_hz=100.0,
-                   noise=0.02, seed=1)  # fmt: skip
+    sim = simulate(
+        size=24,
+        n_blades=6,
+        n_lines=6,
+        n_coils=3,
+        n_frames=2,
+        max_offres_hz=100.0,
+        noise=0.02,
+        seed=1,
+    )
     scan, truth = sim.scan, sim.truth
     rec = reconstruct_spectral(scan, "dynamic", iterations=20, device=device, **FAST)
     assert rec.image.shape == (2, 24, 24) and rec.spectral_volume.shape == (2, 8, 24, 24)
@@ -78,10 +91,14 @@ def test_resume_ends_where_uninterrupted_run_ends(small, tmp_path, preset):
 
 def test_heldout_rule_stops_when_heldout_loss_stalls(small):
     rec = reconstruct_spectral(
-        small.scan, "static", iterations=200, free={"tv": 0.0},
+        small.scan,
+        "static",
+        iterations=200,
+        free={"tv": 0.0},
         stopping={"check_every": 3, "patience": 2, "min_improvement": 0.02},
-        holdout_fraction=0.15, **FAST,
-    )  # fmt: skip
+        holdout_fraction=0.15,
+        **FAST,
+    )
     report = rec.config["report"]["free"]
     assert report["stopped_early"] and report["iterations"] < 200
     history = report["heldout_history"]

@@ -104,13 +104,24 @@ def test_restarting_lbfgs_restarts_after_a_step_without_progress():
 
 
 def test_fatwater_on_3t_phantom_meets_targets(device):
-    sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=3.0,
-                   max_offres_hz=150.0, noise=0.02, seed=0)  # fmt: skip
+    sim = simulate(
+        size=32,
+        n_blades=12,
+        n_lines=8,
+        n_coils=4,
+        field_strength_t=3.0,
+        max_offres_hz=150.0,
+        noise=0.02,
+        seed=0,
+    )
     steps = []
     rec = reconstruct_spectral(
-        sim.scan, "fatwater", frequency={"n_bins": 16}, device=device,
+        sim.scan,
+        "fatwater",
+        frequency={"n_bins": 16},
+        device=device,
         callback=lambda step, total, image=None, loss=None: steps.append((step, total)),
-    )  # fmt: skip
+    )
     s = _scores(sim, rec)
     assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
     assert s["ff"] < 0.05
@@ -126,8 +137,16 @@ def test_fatwater_on_3t_phantom_meets_targets(device):
 
 def test_fatwater_at_1_5t_beats_gridding_and_the_zero_maps():
     """1.5 T: fat is displaced by ~1 px only; the issue's 3 T targets are not claimed."""
-    sim = simulate(size=32, n_blades=12, n_lines=8, n_coils=4, field_strength_t=1.5,
-                   max_offres_hz=150.0, noise=0.02, seed=2)  # fmt: skip
+    sim = simulate(
+        size=32,
+        n_blades=12,
+        n_lines=8,
+        n_coils=4,
+        field_strength_t=1.5,
+        max_offres_hz=150.0,
+        noise=0.02,
+        seed=2,
+    )
     s = _scores(sim, reconstruct_spectral(sim.scan, "fatwater", frequency={"n_bins": 16}))
     assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
     assert s["ff"] < min(0.1, 0.35 * s["ff_zero"])  # zero predictor: 0.33
@@ -135,8 +154,16 @@ def test_fatwater_at_1_5t_beats_gridding_and_the_zero_maps():
 
 
 def test_fatwater_avoids_the_wrong_solution_of_the_single_level_head():
-    sim = simulate(size=48, n_blades=12, n_lines=12, n_coils=4, field_strength_t=3.0,
-                   max_offres_hz=150.0, noise=0.01, seed=0)  # fmt: skip
+    sim = simulate(
+        size=48,
+        n_blades=12,
+        n_lines=12,
+        n_coils=4,
+        field_strength_t=3.0,
+        max_offres_hz=150.0,
+        noise=0.01,
+        seed=0,
+    )
     s = _scores(sim, reconstruct_spectral(sim.scan, "fatwater", frequency={"n_bins": 8}))
     assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
     assert s["ff"] < 0.05

@@ -128,8 +128,10 @@ def test_unknown_times_and_bad_maps_raise():
 def _phase_residual(basis, times, freqs):
     """max |P - U U^H P| over the given times and frequencies, computed directly."""
     t = times.double().unique()
-    p = torch.polar(torch.ones(t.numel(), freqs.numel(), dtype=torch.float64),
-                    2 * math.pi * t[:, None] * freqs.double()[None, :])  # fmt: skip
+    p = torch.polar(
+        torch.ones(t.numel(), freqs.numel(), dtype=torch.float64),
+        2 * math.pi * t[:, None] * freqs.double()[None, :],
+    )
     u = basis.u[basis.index(t.float())]
     return float((p - u @ (u.conj().T @ p)).abs().max())
 
@@ -142,8 +144,9 @@ def test_max_error_bounds_model_error_with_smallest_rank(sequence):
     fine = torch.linspace(-620.0, 230.0, 1999)
     assert _phase_residual(basis, times, fine) <= 1e-3 * 1.01
     assert basis.max_error <= 1e-3
-    smaller = type(basis)(basis.times_s, basis.u[:, : basis.rank - 1], grid, basis.singular_values,
-                          0.0)  # fmt: skip
+    smaller = type(basis)(
+        basis.times_s, basis.u[:, : basis.rank - 1], grid, basis.singular_values, 0.0
+    )
     assert _phase_residual(smaller, times, fine) > 1e-3  # one fewer would not do
     # single-frequency images off the grid: per-sample relative error within the bound
     explicit_freqs = torch.tensor([-433.7, 101.3])

@@ -134,8 +134,7 @@ class WaterFatField(torch.nn.Module):
         rot = torch.polar(torch.ones_like(t[:, None] * grid), 2 * math.pi * t[:, None] * grid)
         slope = 2j * math.pi * self.step_hz * t[:, None]  # step * d/dpsi of e^{i 2 pi psi t}
         water_t, fat_rot = rot, fat_t.sum(-1)[:, None] * rot
-        rows = [u_conj @ water_t, u_conj @ (slope * water_t), u_conj @ fat_rot,
-                u_conj @ (slope * fat_rot)]  # fmt: skip
+        rows = [u_conj @ v for v in (water_t, slope * water_t, fat_rot, slope * fat_rot)]
         # (K, 4, L): a, step * a', b, step * b' at every tabulated psi
         self.register_buffer("table", torch.stack(rows).permute(2, 0, 1).to(torch.complex64))
         self.fat_mean_hz = float((spectrum.amplitudes * spectrum.frequencies_hz).sum())

@@ -296,8 +296,8 @@ class SpectralNormal(Linop):
         _fft_(spec[:ny], 1)  # rows beyond ny are zero: transform only the first ny
         _fft_(spec, 0)
         real = (gy * gx, rank, 2 * coils)
-        torch.bmm(self.kernels, torch.view_as_real(spec).view(real),
-                  out=torch.view_as_real(mixed).view(real))  # fmt: skip
+        spec_real, mixed_real = torch.view_as_real(spec).view(real), torch.view_as_real(mixed)
+        torch.bmm(self.kernels, spec_real, out=mixed_real.view(real))
         return spec, mixed
 
     def _matvec(self, z: torch.Tensor) -> torch.Tensor:

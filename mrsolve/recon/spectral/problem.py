@@ -104,10 +104,8 @@ class _Quadratic(torch.autograd.Function):
     """f(z) = 1/2 Re<z, N z> - Re<z, b> + c with the gradient N z - b (one N per pass).
 
     The inner products are accumulated in complex128: the terms cancel to a residual far
-    smaller than each of them, and in complex64 the rounding of f was larger than the
-    decreases a line search has to see near the optimum (the water / fat head's L-BFGS
-    froze; 64 px, 1.5 T: fat-fraction MAE 0.092 at a standstill, 0.053 and still
-    decreasing with this form).
+    smaller than each of them, and in complex64 the rounding of f hides the decreases a
+    line search has to see near the optimum (docs/spectral_design.md).
     """
 
     @staticmethod

@@ -1,8 +1,9 @@
 """Regularizers of spectral volumes: TV in r, TV and l1 along f or t, smooth penalties.
 
-Convex ones come as proximal maps for FISTA (:func:`tv_prox`, :func:`sparse_tv_prox`);
-the smooth ones (:func:`smooth_tv`, :func:`smoothness`) return differentiable scalars
-for the torch optimizers of the non-convex models. Arrays are complex (or real)
+The convex one comes as an approximate proximal map for FISTA (:class:`TVProx`: TV in r,
+weighted TV along f or t, optional l1); the smooth ones (:func:`smooth_tv`,
+:func:`smoothness`) return differentiable scalars for the torch optimizers of the learned
+encodings and the water / fat head. Arrays are complex (or real)
 (..., ny, nx); extra axes (frequency -3, time -4) are named by their dim.
 """
 

@@ -141,8 +141,8 @@ class HashGrid(torch.nn.Module):
         """Interpolated features (*grid, features) of ``level`` at every grid point."""
         table = self.tables[level]
         dims = len(self.axes)
-        lows, weights = zip(*(self._axis(level, d, table.device) for d in range(dims)),
-                            strict=True)  # fmt: skip
+        axes = [self._axis(level, d, table.device) for d in range(dims)]
+        lows, weights = [low for low, _ in axes], [w for _, w in axes]
 
         def along(d, v):
             view = [1] * dims
@@ -154,10 +154,11 @@ class HashGrid(torch.nn.Module):
             corner = [
                 along(d, (lows[d] + b).clamp(max=self.cells[level][d])) for d, b in enumerate(bits)
             ]
-            weight = math.prod(along(d, w if b else 1 - w) for d, (w, b) in
-                               enumerate(zip(weights, bits, strict=True)))  # fmt: skip
+            weight = math.prod(
+                along(d, weights[d] if b else 1 - weights[d]) for d, b in enumerate(bits)
+            )
             index = self.rows_of(level, corner).expand(weight.shape)
-            # index_select on the flat index: ~3x faster than advanced indexing (fwd + bwd)
+            # index_select on the flat index: faster than advanced indexing (fwd + bwd)
             rows = table.index_select(0, index.reshape(-1)).reshape(*weight.shape, -1)
             out = out + weight[..., None] * rows
         return out
