@@ -73,6 +73,9 @@ def cv_path(
     X: np.ndarray,
     y: np.ndarray,
     *,
+    penalties: np.ndarray | None = None,
+    n_penalties: int = 100,
+    penalty_min_ratio: float | None = None,
     n_folds: int = 10,
     foldid: np.ndarray | None = None,
     seed: int | np.random.Generator | None = 0,
@@ -83,7 +86,8 @@ def cv_path(
     """Fit :func:`~mrsolve.solvers.lasso.path.fit_path` on all data and on K folds.
 
     Args:
-        X, y, weights, offset: as for ``fit_path``.
+        X, y, weights, offset, penalties, n_penalties, penalty_min_ratio: as for
+            ``fit_path`` (the folds are fitted on the full-data penalties).
         n_folds: number of folds K (ignored when ``foldid`` is given).
         foldid: fold label of each observation ``(n,)``.
         seed: seed or Generator of the random fold assignment.
@@ -95,7 +99,16 @@ def cv_path(
     family = path_kwargs.get("family", "gaussian")
     if family == "multinomial" and path_kwargs.get("n_classes") is None:
         path_kwargs["n_classes"] = int(np.max(y)) + 1
-    full = fit_path(X, y, weights=weights, offset=offset, **path_kwargs)
+    full = fit_path(
+        X,
+        y,
+        weights=weights,
+        offset=offset,
+        penalties=penalties,
+        n_penalties=n_penalties,
+        penalty_min_ratio=penalty_min_ratio,
+        **path_kwargs,
+    )
     path_kwargs = {**path_kwargs, "penalties": full.penalties}
     if foldid is None:
         foldid = make_folds(n, n_folds, seed)
