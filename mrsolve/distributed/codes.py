@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mrsolve.solvers.sketching import SeedLike, make_generator
-from mrsolve.solvers.validation import check_choice
+from mrsolve.solvers.validation import check_choice, check_int
 
 
 def check_known(known, n: int) -> np.ndarray:
@@ -40,9 +40,8 @@ class Code(ABC):
     name = "code"
 
     def __init__(self, n: int, k: int) -> None:
-        for arg, v in (("n", n), ("k", k)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{arg} must be an int >= 1, got {v!r}")
+        check_int("n", n)
+        check_int("k", k)
         if k > n:
             raise ValueError(f"k must be <= n = {n}, got {k}")
         self.n, self.k = n, k

@@ -47,7 +47,13 @@ from mrsolve.solvers.sketching import (
     random_signs,
     randomized_hadamard,
 )
-from mrsolve.solvers.validation import check_choice, check_finite, check_positive, resolve_device
+from mrsolve.solvers.validation import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    resolve_device,
+)
 
 SECURE_SKETCHES = ("block-srht", "garbled-block-srht", "haar", "gaussian", "uncoded")
 STEPS = ("fixed", "adaptive")
@@ -180,13 +186,11 @@ def secure_lstsq(
     """
     a, b_t, was_np = _check_problem(A, b, device)
     d = a.shape[1]
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    check_int("workers", workers)
     q = max(1, workers // 2) if responders is None else responders
     if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= workers:
         raise ValueError(f"responders must be an int in [1, workers={workers}], got {q!r}")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be an int >= 1, got {iters!r}")
+    check_int("iters", iters)
     check_choice("step", step, STEPS)
     dead = check_failures(fail, workers)
     g = make_generator(seed)

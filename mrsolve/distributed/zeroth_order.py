@@ -23,7 +23,7 @@ from mrsolve.distributed.coded_run import run_coded
 from mrsolve.distributed.executors import Executor, make_executor
 from mrsolve.distributed.stragglers import DelaySpec
 from mrsolve.solvers.sketching import SeedLike, make_generator
-from mrsolve.solvers.validation import check_finite, check_positive
+from mrsolve.solvers.validation import check_finite, check_int, check_positive
 
 
 def directional_derivatives(
@@ -85,8 +85,7 @@ def coded_zeroth_order(
     check_finite("x0", x)
     lr = check_positive("lr", lr)
     mu = check_positive("mu", mu)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be an int >= 1, got {iters!r}")
+    check_int("iters", iters)
     if directions_per_block < 1:
         raise ValueError(f"directions_per_block must be >= 1, got {directions_per_block}")
     code_obj = make_code(code, workers, k, seed=0)

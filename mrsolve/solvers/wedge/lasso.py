@@ -148,10 +148,8 @@ def lasso(
         tol: relative duality gap to reach.
     """
     check_int("max_iter", max_iter)
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    tol = check_positive("tol", tol)
+    beta = check_positive("beta", beta, allow_zero=True)
     Pc, Yc, mu_phi, mu_y = _center(Phi, Y)
     P, Yn = Pc.detach().cpu().double().numpy(), Yc.detach().cpu().double().numpy()
     p, k = P.shape[1], Yn.shape[1]
