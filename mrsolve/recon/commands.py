@@ -37,6 +37,7 @@ from mrsolve.recon.methods import (
     check_request,
     load_field_map,
     reconstruct,
+    resolve_options,
 )
 from mrsolve.recon.progress import progress_callback
 from mrsolve.solvers.validation import resolve_device
@@ -146,14 +147,16 @@ def reconstruct_scan(
 
 
 def method_options(method: str, config: Path | None, flags: dict | None) -> dict:
-    """Options of ``method``: the ``[method]`` table of the TOML ``config``, then ``flags``."""
+    """Options of ``method``: the ``[method]`` table of the TOML ``config``, then ``flags``
+    (command-line values) on top, resolved once into the form the method runs with (for
+    "spectral": a typed SpectralConfig with the checkpoint settings)."""
     options = load_method_options(config, method) if config is not None else {}
     if flags and method != "spectral":
         raise ValueError(
             f"--{next(iter(flags))} applies to method 'spectral' only, got --method {method}"
         )
     options.update(flags or {})
-    return options
+    return resolve_options(method, options)
 
 
 def reconstruct_file(

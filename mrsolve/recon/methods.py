@@ -25,6 +25,7 @@ from mrsolve.propeller.pipe import pipe_reconstruct
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import echo_time
 from mrsolve.recon.spectral import reconstruct_spectral
+from mrsolve.recon.spectral.config import SpectralConfig, option_names, resolve_config
 from mrsolve.solvers.validation import check_choice
 
 
@@ -47,15 +48,54 @@ def _conjugate_phase(scan: Scan, field_map, device, callback, **options) -> Reco
     return Reconstruction(image=image)
 
 
-def _spectral(scan: Scan, field_map, device, callback, **options) -> Reconstruction:
-    return reconstruct_spectral(scan, device=device, callback=callback, **options)
+def _spectral(
+    scan: Scan,
+    field_map,
+    device,
+    callback,
+    config: SpectralConfig,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+) -> Reconstruction:
+    return reconstruct_spectral(
+        scan, config, device=device, callback=callback, checkpoint=checkpoint, resume=resume
+    )
+
+
+_SPECTRAL_RUN = ("checkpoint", "resume")  # how to run, not what to compute
+
+
+def spectral_options(options: dict) -> dict:
+    """The spectral method's options, typed: ``{"config": SpectralConfig, "checkpoint",
+    "resume"}``, the configuration resolved once from ``preset``, ``iterations`` and the
+    configuration overrides among ``options`` (None values count as not given).
+
+    Already resolved options come back unchanged. Raises ValueError naming an unknown
+    option, TypeError naming an option whose value has the wrong type.
+    """
+    if isinstance(options.get("config"), SpectralConfig):
+        extra = sorted(set(options) - {"config", *_SPECTRAL_RUN})
+        if extra:
+            raise ValueError(f"options {extra} cannot be given with a resolved spectral config")
+        return dict(options)
+    known = option_names() | {"iterations", *_SPECTRAL_RUN}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"option {unknown[0]!r} is not known to method 'spectral'; known: {sorted(known)}"
+        )
+    given = {key: value for key, value in options.items() if value is not None}
+    run = {key: given.pop(key) for key in _SPECTRAL_RUN if key in given}
+    config = resolve_config(given.pop("preset", "static"), given.pop("iterations", None), **given)
+    return {"config": config, **run}
 
 
 @dataclass(frozen=True)
 class Method:
     """A reconstruction method: ``run(scan, field_map, device, callback, **options)``.
 
-    ``target`` is the function whose keyword arguments are the method's options;
+    ``target`` is the function whose keyword arguments are the method's options, unless
+    ``resolve`` turns the options into typed ones (and validates them) first;
     ``per_frame`` methods see one static frame at a time (after prewhitening), the
     others the whole scan.
     """
@@ -64,10 +104,11 @@ class Method:
     target: Callable[..., object]
     per_frame: bool = True
     needs_field_map: bool = False
+    resolve: Callable[[dict], dict] | None = None
 
 
 METHODS: dict[str, Method] = {
-    "spectral": Method(_spectral, reconstruct_spectral, per_frame=False),
+    "spectral": Method(_spectral, reconstruct_spectral, per_frame=False, resolve=spectral_options),
     "gridding": Method(_gridding, gridding),
     "pipe": Method(_pipe, pipe_reconstruct),
     "conjugate-phase": Method(_conjugate_phase, conjugate_phase, needs_field_map=True),
@@ -76,15 +117,25 @@ DEFAULT_METHOD = "spectral"
 _RESERVED = {"scan", "device", "callback", "field_map_hz", "operator"}
 
 
+def resolve_options(method: str, options: dict) -> dict:
+    """``options`` of ``method`` in the form its ``run`` takes (typed, for the spectral
+    method; unchanged for the others)."""
+    check_choice("method", method, METHODS)
+    resolve = METHODS[method].resolve
+    return dict(options) if resolve is None else resolve(options)
+
+
 def check_request(method: str, options: dict, has_field_map: bool) -> None:
-    """Raise ValueError for an unknown method, an unknown option or a missing field map."""
+    """Raise ValueError for an unknown method, an unknown option or a missing field map
+    (TypeError for a spectral option of the wrong type)."""
     check_choice("method", method, METHODS)
     spec = METHODS[method]
     if spec.needs_field_map and not has_field_map:
         raise ValueError(f"method {method!r} needs --field-map FILE (an HDF5 with /field_map_hz)")
+    if spec.resolve is not None:
+        spec.resolve(options)
+        return
     params = inspect.signature(spec.target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # the method validates its own overrides
     allowed = sorted(set(params) - _RESERVED)
     for key in options:
         if key not in allowed:
@@ -106,6 +157,8 @@ def reconstruct(
     """
     check_request(method, options, field_map is not None)
     spec = METHODS[method]
+    if spec.resolve is not None:
+        options = spec.resolve(options)
     if not spec.per_frame:
         rec = spec.run(scan, field_map, device, callback, **options)
         rec.method = method

@@ -188,3 +188,29 @@ def test_simulate_and_run_a_multi_slice_two_echo_exam(tmp_path, capsys):
     )
     _one_error_line(capsys, "--echo-times-ms")
     assert not (tmp_path / "p.h5").exists() and not (tmp_path / "r.h5").exists()
+
+
+def test_spectral_options_reach_the_stage_as_typed_config(files, tmp_path, capsys):
+    raw, _ = files
+    cfg = tmp_path / "recon.toml"
+    cfg.write_text(
+        "[spectral]\ntv_f = 0.05\n[spectral.free]\ntv = 0.02\n[spectral.frequency]\nn_bins = 4\n"
+    )
+    out = tmp_path / "s.h5"
+    assert recon("run", raw, "-o", out, "--config", cfg, "--iterations", "3", "--seed", "4") == 0
+    config = read_result(out).config
+    assert config["free"]["tv"] == 0.02 and config["free"]["tv_f"] == 0.05
+    assert config["free"]["iterations"] == 3 and config["report"]["free"]["iterations"] == 3
+    assert config["frequency"]["n_bins"] == 4 and config["seed"] == 4
+    assert config["preset"] == "static" and config["method"] == "spectral"
+    for table, needles in [
+        ("[spectral]\nbogus = 1\n", ["bogus"]),
+        ("[spectral.free]\ntv_x = 1.0\n", ["free", "tv_x"]),
+        ('[spectral.free]\ntv = "high"\n', ["free.tv", "float", "high"]),
+        ('[spectral]\npreset = "nope"\n', ["preset", "nope"]),
+    ]:
+        cfg.write_text(table)
+        bad = tmp_path / "bad.h5"
+        assert recon("run", raw, "-o", bad, "--config", cfg) == 2
+        _one_error_line(capsys, *needles)
+        assert not bad.exists()

@@ -137,3 +137,40 @@ def test_bad_requests_raise(small):
         reconstruct_spectral(torch.zeros(3))
     assert resolve_config("static", tv_f=0.1).free.tv_f == 0.1
     assert resolve_config("fatwater", iterations=7).waterfat.iterations == 7
+
+
+def test_spectral_options_resolve_once_into_a_typed_config():
+    from mrsolve.recon.methods import check_request, spectral_options
+    from mrsolve.recon.spectral.config import SpectralConfig
+
+    opts = spectral_options(
+        {
+            "preset": "fatwater",
+            "iterations": 7,
+            "seed": None,
+            "waterfat": {"tv": 0.01},
+            "free": {"planes": {"rank": 6}},
+            "checkpoint": "c.pt",
+        }
+    )
+    cfg = opts["config"]
+    assert isinstance(cfg, SpectralConfig) and opts["checkpoint"] == "c.pt"
+    assert cfg.preset == "fatwater" and cfg.waterfat.iterations == 7 and cfg.seed == 0
+    assert cfg.waterfat.tv == 0.01 and cfg.free.planes.rank == 6
+    assert cfg.free.planes.resolution == 1  # nested sections merge, not replace
+    assert spectral_options(opts) == opts  # resolved once; passing it on changes nothing
+    with pytest.raises(ValueError, match="bogus"):
+        spectral_options({"bogus": 1})
+    with pytest.raises(ValueError, match="rnk"):
+        spectral_options({"free": {"planes": {"rnk": 6}}})
+    with pytest.raises(TypeError, match=r"free\.planes\.rank"):
+        spectral_options({"free": {"planes": {"rank": 2.5}}})
+    with pytest.raises(TypeError, match="dynamic"):
+        spectral_options({"dynamic": 1})
+    with pytest.raises(ValueError, match="sections"):  # tv is in two: ambiguous
+        spectral_options({"tv": 0.1})
+    with pytest.raises(ValueError, match="cannot be given"):
+        spectral_options({**opts, "tv_f": 0.1})
+    check_request("spectral", {"preset": None}, False)  # names alone (the GUI asks so)
+    with pytest.raises(ValueError, match="bogus"):
+        check_request("spectral", {"bogus": None}, False)

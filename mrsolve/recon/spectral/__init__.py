@@ -1,6 +1,8 @@
 """Spectral-volume reconstruction of PROPELLER k-space (arXiv:2311.13177, methods/propeller.md).
 
-One entry point, :func:`reconstruct_spectral`: it estimates coil maps from the data,
+One entry point, :func:`reconstruct` (also known as :func:`reconstruct_spectral`): from a
+preset name or a resolved :class:`~mrsolve.recon.spectral.config.SpectralConfig`, it
+estimates coil maps from the data,
 reconstructs a free spectral volume x(r, f) (presets "static" and "dynamic") and, with
 the "fatwater" preset, a parametric water / fat / field-map head, and returns a
 :class:`~mrsolve.data.results.Reconstruction`. Nothing here looks at ground truth.
@@ -20,7 +22,7 @@ from mrsolve.propeller.fat import fat_spectrum, water_fat_signal
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import echo_time
-from mrsolve.recon.spectral.config import frequency_range, resolve_config
+from mrsolve.recon.spectral.config import SpectralConfig, frequency_range, resolve_config
 from mrsolve.recon.spectral.problem import build_problem
 from mrsolve.recon.spectral.readouts import (
     fat_fraction,
@@ -33,12 +35,12 @@ from mrsolve.recon.spectral.stages.water_fat import run_water_fat
 from mrsolve.solvers.validation import resolve_device
 
 
-def reconstruct_spectral(
+def reconstruct(
     scan: Scan,
-    preset: str = "static",
+    preset: str | SpectralConfig = "static",
     iterations: int | None = None,
     device: str | torch.device = "cpu",
-    seed: int = 0,
+    seed: int | None = None,
     callback: Callable[..., None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
@@ -49,10 +51,12 @@ def reconstruct_spectral(
     Args:
         scan: the acquisition; a noise scan, if present, prewhitens it first.
         preset: "static", "fatwater" (adds the parametric head) or "dynamic" (one volume
-            per ``scan.frame``, TV along time; image (T, ny, nx)).
-        iterations: iteration budget of the last stage (None: the preset's).
+            per ``scan.frame``, TV along time; image (T, ny, nx)), or a resolved
+            :class:`~mrsolve.recon.spectral.config.SpectralConfig`.
+        iterations: iteration budget of the last stage (None: the configuration's).
         device: "cpu", "cuda" or "auto".
-        seed: seeds the held-out lines and any random initialisation.
+        seed: seeds the held-out lines and any random initialisation (None: the
+            configuration's, 0 for a preset).
         callback: ``callback(step, total, image=None, loss=...)`` after every iteration,
             ``loss`` the relative data-consistency residual of the training samples.
         checkpoint: file to save the optimizer state to after each segment.
@@ -67,7 +71,9 @@ def reconstruct_spectral(
     if not isinstance(scan, Scan):
         raise TypeError(f"scan must be a mrsolve.propeller.scan.Scan, got {type(scan).__name__}")
     start = time.perf_counter()
-    cfg = resolve_config(preset, iterations, seed=seed, **overrides)
+    if seed is not None:
+        overrides["seed"] = seed
+    cfg = resolve_config(preset, iterations, **overrides)
     dev = resolve_device(device)
     if scan.noise is not None:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
@@ -133,6 +139,10 @@ def reconstruct_spectral(
         runtime_s=time.perf_counter() - start,
         device=str(dev),
     )
+
+
+#: the name the CLI, the GUI and the benchmarks know the pipeline by
+reconstruct_spectral = reconstruct
 
 
 def _image_time(rule: str | float, scan: Scan) -> float:

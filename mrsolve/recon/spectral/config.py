@@ -97,16 +97,24 @@ def resolve_config(
     return cfg
 
 
+def option_names() -> set[str]:
+    """The names of the top-level fields, the sections and the sections' fields (an
+    override by a field name needs the name to be in one section only)."""
+    cfg = SpectralConfig()
+    inner = {f.name for section in _SECTIONS for f in fields(getattr(cfg, section))}
+    return {f.name for f in fields(SpectralConfig)} | inner
+
+
 def _override(cfg: SpectralConfig, key: str, value) -> SpectralConfig:
-    names = {f.name for f in fields(SpectralConfig)}
-    if key in names:
+    if key in {f.name for f in fields(SpectralConfig)}:
         return _merge(cfg, {key: value}, "spectral")
     owners = [s for s in _SECTIONS if key in {f.name for f in fields(getattr(cfg, s))}]
-    if len(owners) != 1:
-        known = sorted(names | {f.name for s in _SECTIONS for f in fields(getattr(cfg, s))})
+    if not owners:
+        raise ValueError(f"unknown spectral option {key!r}; known: {sorted(option_names())}")
+    if len(owners) > 1:
         raise ValueError(
-            f"unknown spectral option {key!r} (or one in several sections: {owners}; "
-            f"give it as section={{...}}); known: {known}"
+            f"spectral option {key!r} is in sections {owners}: give it as "
+            f"{owners[0]}={{{key!r}: ...}}"
         )
     return _merge(cfg, {owners[0]: {key: value}}, "spectral")
 
