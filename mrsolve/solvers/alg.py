@@ -20,6 +20,7 @@ from mrsolve.solvers.validation import (
     check_positive,
     deprecated_names,
     make_generator,
+    renamed_kwargs,
 )
 
 Callback = Callable[[int, torch.Tensor], None] | None
@@ -202,6 +203,7 @@ class AdmmResult:
     dual_residual: list[float] = field(default_factory=list)
 
 
+@renamed_kwargs(alpha="relaxation")
 def admm(
     x_update: Callable[[torch.Tensor, float], torch.Tensor],
     z_update: Callable[[torch.Tensor, float], torch.Tensor],
@@ -211,7 +213,7 @@ def admm(
     z0: torch.Tensor,
     u0: torch.Tensor | None = None,
     rho: float = 1.0,
-    alpha: float = 1.6,
+    relaxation: float = 1.6,
     max_iter: int = 1000,
     tol_abs: float = 1e-7,
     tol_rel: float = 1e-6,
@@ -227,7 +229,8 @@ def admm(
         A, AH: the constraint operator and its adjoint.
         x0, z0, u0: starting points (``u0`` is the scaled dual; zeros by default).
         rho: penalty parameter.
-        alpha: over-relaxation in (0, 2); 1 is plain ADMM.
+        relaxation: over-relaxation factor in (0, 2) (Boyd et al.'s alpha; the old keyword
+            ``alpha`` is deprecated); 1 is plain ADMM.
         max_iter: iteration budget.
         tol_abs, tol_rel: stopping tolerances on the primal and dual residuals.
         adapt_rho: balance the residuals by doubling or halving ``rho`` (He et al. 2000).
@@ -239,8 +242,8 @@ def admm(
     """
     check_int("max_iter", max_iter)
     rho = check_positive("rho", rho)
-    if not 0 < alpha < 2:
-        raise ValueError(f"alpha must lie in (0, 2), got {alpha!r}")
+    if not 0 < relaxation < 2:
+        raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
     x, z = x0, z0
     u = torch.zeros_like(z0) if u0 is None else u0.clone()
     n_iter, converged = 0, False
@@ -250,7 +253,7 @@ def admm(
     for k in range(max_iter):
         x = x_update(z - u, rho)
         ax = A(x)
-        ax_hat = alpha * ax + (1 - alpha) * z
+        ax_hat = relaxation * ax + (1 - relaxation) * z
         z_old = z
         z = z_update(ax_hat + u, rho)
         u = u + ax_hat - z

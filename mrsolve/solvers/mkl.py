@@ -7,7 +7,7 @@ Patterns ``D_i = diag(1[X g_i >= 0])`` of gates ``g_i`` give the masked feature 
     min_u 1/(2n) ||sum_i A_i u_i - y||^2 + beta sum_i ||u_i||_2
 
 is kernel ridge regression in ``K_eta`` jointly minimized over ``eta``: for fixed ``eta``,
-``alpha = (K_eta + n beta I)^(-1) y`` and ``u_i = eta_i A_i^T alpha``; for fixed ``u``,
+``c = (K_eta + n beta I)^(-1) y`` and ``u_i = eta_i A_i^T c``; for fixed ``u``,
 ``eta_i = ||u_i||``. :func:`reweight` alternates the two (a majorize-minimize scheme whose
 objective decreases to the group-lasso optimum). The NTK of the gated ReLU network is
 ``K_eta`` with ``eta_i`` the probability that a Gaussian gate gives pattern ``D_i``
@@ -104,7 +104,7 @@ def ntk_gates(
 
 
 def kernel_ridge(K: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
-    """``alpha = (K + n beta I)^(-1) y`` (the dual of the ``eta``-weighted ridge)."""
+    """Dual coefficients ``(K + n beta I)^(-1) y`` of the ``eta``-weighted ridge."""
     n = K.shape[0]
     A = K + n * beta * torch.eye(n, dtype=K.dtype, device=K.device)
     return torch.linalg.solve(A, y)
@@ -112,14 +112,15 @@ def kernel_ridge(K: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class MKLResult(RenamedAttributes):
-    """Output of :func:`reweight`: final ``eta`` ``(P,)``, dual coefficients ``alpha``,
+    """Output of :func:`reweight`: final ``eta`` ``(P,)``, dual coefficients ``dual_coef``
+    (the old name ``alpha`` is deprecated),
     group weights ``u`` ``(P, d, k)``, the group-lasso objective per iteration
     (``objectives``; the old name ``objective`` is deprecated), iterations, convergence."""
 
-    _renamed: ClassVar[dict[str, str]] = {"objective": "objectives"}
+    _renamed: ClassVar[dict[str, str]] = {"objective": "objectives", "alpha": "dual_coef"}
 
     eta: torch.Tensor
-    alpha: torch.Tensor
+    dual_coef: torch.Tensor
     u: torch.Tensor
     objectives: list[float] = field(default_factory=list)
     converged: bool = False
@@ -147,8 +148,8 @@ def reweight(
     tol: float = 1e-9,
     seed: int = 0,
 ) -> MKLResult:
-    """Iteratively reweighted kernel ridge: ``alpha = (K_eta + n beta I)^(-1) y``,
-    ``u_i = eta_i (D_i X)^T alpha``, ``eta_i = ||u_i||``; from ``eta0`` (NTK weights by
+    """Iteratively reweighted kernel ridge: ``c = (K_eta + n beta I)^(-1) y``,
+    ``u_i = eta_i (D_i X)^T c``, ``eta_i = ||u_i||``; from ``eta0`` (NTK weights by
     default). Stops when the objective decreases by less than ``tol`` relative."""
     _check(X, gates)
     beta = check_positive("beta", beta)
@@ -157,12 +158,12 @@ def reweight(
         raise ValueError(f"y must have {X.shape[0]} rows, got shape {tuple(y.shape)}")
     eta = ntk_weights(X, gates, seed=seed) if eta0 is None else eta0.to(X.dtype)
     D = gate_masks(X, gates).to(X.dtype)
-    alpha, u, used_eta = y2, torch.zeros(0), eta
+    coef, u, used_eta = y2, torch.zeros(0), eta
     objectives: list[float] = []
     converged = False
     for _ in range(max_iter):
-        alpha = kernel_ridge(masked_kernel(X, gates, eta), y2.to(X.dtype), beta)
-        u = eta[:, None, None] * torch.einsum("np,nd,nk->pdk", D, X, alpha)
+        coef = kernel_ridge(masked_kernel(X, gates, eta), y2.to(X.dtype), beta)
+        u = eta[:, None, None] * torch.einsum("np,nd,nk->pdk", D, X, coef)
         used_eta = eta
         objectives.append(group_lasso_objective(X, gates, u, y2, beta))
         eta = torch.linalg.vector_norm(u, dim=(1, 2))
@@ -171,7 +172,7 @@ def reweight(
             break
     return MKLResult(
         eta=used_eta,
-        alpha=alpha,
+        dual_coef=coef,
         u=u,
         objectives=objectives,
         converged=converged,
@@ -180,7 +181,11 @@ def reweight(
 
 
 def kernel_predict(
-    X: torch.Tensor, gates: torch.Tensor, eta: torch.Tensor, alpha: torch.Tensor, Z: torch.Tensor
+    X: torch.Tensor,
+    gates: torch.Tensor,
+    eta: torch.Tensor,
+    dual_coef: torch.Tensor,
+    Z: torch.Tensor,
 ) -> torch.Tensor:
-    """Kernel predictions ``K_eta(Z, X) alpha`` at new points ``Z`` ``(m, d)``."""
-    return masked_kernel(X, gates, eta, Z) @ alpha
+    """Kernel predictions ``K_eta(Z, X) dual_coef`` at new points ``Z`` ``(m, d)``."""
+    return masked_kernel(X, gates, eta, Z) @ dual_coef

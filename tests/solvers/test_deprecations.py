@@ -103,5 +103,24 @@ def test_result_fields_old_names():
     res = reweight(X, X[:, 0], gates, 0.1, max_iter=3)
     with pytest.warns(DeprecationWarning, match="objective"):
         assert res.objective is res.objectives
+    with pytest.warns(DeprecationWarning, match="alpha"):
+        assert res.alpha is res.dual_coef
     with pytest.warns(DeprecationWarning, match="FistaInfo"):
         assert alg.FistaInfo is alg.FistaResult
+
+
+def test_admm_alpha_is_the_relaxation():
+    # min (x - 3)^2 / 2 + |z| s.t. x = z: x = z = 2
+    args = (
+        lambda v, rho: (3 + rho * v) / (1 + rho),
+        lambda v, rho: torch.sign(v) * (v.abs() - 1 / rho).clamp_min(0),
+        lambda x: x,
+        lambda z: z,
+        torch.zeros(1, dtype=torch.float64),
+        torch.zeros(1, dtype=torch.float64),
+    )
+    with pytest.warns(DeprecationWarning, match="relaxation"):
+        x_old, _, _ = alg.admm(*args, alpha=1.2)
+    x_new, _, _ = alg.admm(*args, relaxation=1.2)
+    torch.testing.assert_close(x_old, x_new)
+    torch.testing.assert_close(x_new, torch.tensor([2.0], dtype=torch.float64), atol=1e-5, rtol=0)

@@ -80,7 +80,7 @@ def test_reweighting_from_ntk_reaches_group_lasso_optimum():
     assert obj[0] > ref.objective * (1 + 1e-3)  # the NTK kernel alone is not optimal
     D = (X @ gates.T >= 0).double()
     pred = torch.einsum("np,nd,pdk->nk", D, X, res.u)
-    torch.testing.assert_close(pred, masked_kernel(X, gates, res.eta) @ res.alpha)
+    torch.testing.assert_close(pred, masked_kernel(X, gates, res.eta) @ res.dual_coef)
     assert abs(group_lasso_objective(X, gates, res.u, y, beta) - obj[-1]) < 1e-12
 
 

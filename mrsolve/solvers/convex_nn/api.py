@@ -32,6 +32,7 @@ from mrsolve.solvers.validation import (
     deprecated_names,
     renamed_kwargs,
     resolve_device,
+    seed_to_int,
 )
 
 LOSSES = ("squared", "logistic", "multinomial")
@@ -283,7 +284,7 @@ def solve(
     init: torch.Tensor | None = None,
     certify: bool = True,
     n_fresh: int = 256,
-    seed: int = 0,
+    seed: int | np.random.Generator | torch.Generator = 0,
     device: str | torch.device = "cpu",
     callback: Callable | None = None,
     **solver_options: Any,
@@ -315,7 +316,8 @@ def solve(
         init: warm start (group weights of the same program shape; FISTA and ADMM: the
             IPM starts from its own interior point).
         certify: compute the certificate (duality gap, violation, pattern gap on
-            ``n_fresh`` fresh Gaussian gates drawn with ``seed + 1``).
+            ``n_fresh`` fresh Gaussian gates drawn with ``seed + 1``; a generator
+            ``seed`` gives an int drawn from it).
         device: "cpu", "cuda" or "auto".
         callback: passed to the iterative solver.
         solver_options: passed to CVXPY's ``solve`` (solver="cvxpy") or to ADMM (``rho``,
@@ -342,7 +344,9 @@ def solve(
     )
     cert = {}
     if certify:
-        fresh = sample_gates(program.X, n_fresh, seed=seed + 1) if n_fresh > 0 else None
+        # seed + 1: fresh gates differ from gates the caller drew with the same seed
+        fresh_seed = seed_to_int(seed) + 1
+        fresh = sample_gates(program.X, n_fresh, seed=fresh_seed) if n_fresh > 0 else None
         cert = certificate(program, res.weights, res.multipliers, fresh, dual_bound=res.dual_bound)
     return ConvexNNResult(
         weights=res.weights,
