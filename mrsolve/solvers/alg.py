@@ -15,6 +15,7 @@ import torch
 
 from mrsolve.solvers.linop import Linop
 from mrsolve.solvers.validation import (
+    SeedLike,
     check_choice,
     check_int,
     check_positive,
@@ -346,7 +347,7 @@ def power_iteration(
     x0: torch.Tensor | None = None,
     max_iter: int = 100,
     tol: float = 1e-6,
-    seed: int | torch.Generator = 0,
+    seed: SeedLike = 0,
 ) -> float:
     """Largest eigenvalue of a Hermitian positive semidefinite operator, e.g. ``A^H A``.
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mrsolve.solvers.validation import check_shape, make_generator
+from mrsolve.solvers.validation import SeedLike, check_shape, make_generator
 
 Shape = tuple[int, ...]
 
@@ -411,7 +411,7 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.vdot(a.reshape(-1), b.reshape(-1)) if a.is_complex() else (a * b).sum()
 
 
-def dot_test(op: Linop, seed: int = 0) -> float:
+def dot_test(op: Linop, seed: SeedLike = 0) -> float:
     """Relative mismatch |<A x, y> - <x, A^H y>| / (|A x| |y|) for random x, y.
 
     A correct adjoint gives a value near machine precision (about 1e-6 in float32).

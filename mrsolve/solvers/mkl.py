@@ -25,6 +25,7 @@ import torch
 from mrsolve.solvers.convex_nn.patterns import gate_masks
 from mrsolve.solvers.validation import (
     RenamedAttributes,
+    SeedLike,
     check_finite,
     check_int,
     check_positive,
@@ -61,7 +62,7 @@ def masked_kernel(
 
 
 def ntk_weights(
-    X: torch.Tensor, gates: torch.Tensor, n_samples: int = 20000, seed: int = 0
+    X: torch.Tensor, gates: torch.Tensor, n_samples: int = 20000, seed: SeedLike = 0
 ) -> torch.Tensor:
     """Monte Carlo probability that ``h ~ N(0, I)`` gives the pattern of each gate on ``X``.
 
@@ -79,7 +80,7 @@ def ntk_weights(
 
 
 def ntk_gates(
-    X: torch.Tensor, n_samples: int = 1000, seed: int = 0
+    X: torch.Tensor, n_samples: int = 1000, seed: SeedLike = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Monte Carlo NTK: ``n_samples`` Gaussian gates, one per distinct non-zero pattern,
     with ``eta`` the fraction of draws giving it, so ``K_eta ~ E_h[D_h X X^T D_h]``.
@@ -146,7 +147,7 @@ def reweight(
     eta0: torch.Tensor | None = None,
     max_iter: int = 200,
     tol: float = 1e-9,
-    seed: int = 0,
+    seed: SeedLike = 0,
 ) -> MKLResult:
     """Iteratively reweighted kernel ridge: ``c = (K_eta + n beta I)^(-1) y``,
     ``u_i = eta_i (D_i X)^T c``, ``eta_i = ||u_i||``; from ``eta0`` (NTK weights by

@@ -25,6 +25,7 @@ from mrsolve.solvers.convex_nn.patterns import sample_gates
 from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult, negative_slope
 from mrsolve.solvers.datafit import Datafit, Logistic, Multinomial, Quadratic
 from mrsolve.solvers.validation import (
+    SeedLike,
     check_choice,
     check_finite,
     check_int,
@@ -284,7 +285,7 @@ def solve(
     init: torch.Tensor | None = None,
     certify: bool = True,
     n_fresh: int = 256,
-    seed: int | np.random.Generator | torch.Generator = 0,
+    seed: SeedLike = 0,
     device: str | torch.device = "cpu",
     callback: Callable | None = None,
     **solver_options: Any,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mrsolve.solvers.datafit import Datafit
-from mrsolve.solvers.validation import make_generator
+from mrsolve.solvers.validation import SeedLike, make_generator
 
 
 class TwoLayerNet(nn.Module):
@@ -43,7 +43,7 @@ class TwoLayerNet(nn.Module):
         n_outputs: int = 1,
         kappa: float = 0.0,
         bias: bool = True,
-        seed: int = 0,
+        seed: SeedLike = 0,
         dtype: torch.dtype = torch.float64,
         scale: float = 1.0,
     ) -> TwoLayerNet:

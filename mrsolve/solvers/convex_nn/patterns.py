@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from mrsolve.solvers.validation import check_finite, check_int, make_generator
+from mrsolve.solvers.validation import SeedLike, check_finite, check_int, make_generator
 
 _MAX_SUBSETS = 500_000
 
@@ -58,7 +58,7 @@ def unique_patterns(X: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
 def sample_gates(
     X: torch.Tensor,
     n_gates: int,
-    seed: int | torch.Generator = 0,
+    seed: SeedLike = 0,
     bias_quantiles: bool = False,
 ) -> torch.Tensor:
     """Gaussian gates ``g ~ N(0, I_d)`` with distinct non-zero patterns on ``X``.
@@ -152,7 +152,7 @@ def zonotope_gates(
     X: torch.Tensor,
     rank: int = 2,
     n_draws: int = 4,
-    seed: int | torch.Generator = 0,
+    seed: SeedLike = 0,
     tol: float = 1e-9,
 ) -> torch.Tensor:
     """Gates from exact arrangements of ``n_draws`` random Gaussian projections of ``X``.

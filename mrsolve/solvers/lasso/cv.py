@@ -22,7 +22,7 @@ from mrsolve.solvers.lasso.path import (
     fit_path,
     torch_single_thread,
 )
-from mrsolve.solvers.validation import deprecated_names, make_generator, renamed_kwargs
+from mrsolve.solvers.validation import SeedLike, deprecated_names, make_generator, renamed_kwargs
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class CVPathResult:
         return self.index_min if rule == "min" else self.index_1se
 
 
-def make_folds(n: int, n_folds: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+def make_folds(n: int, n_folds: int, seed: SeedLike = 0) -> np.ndarray:
     """Balanced random fold labels ``0..n_folds-1`` for ``n`` observations."""
     if not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be in [2, n={n}], got {n_folds}")
@@ -78,7 +78,7 @@ def cv_path(
     penalty_min_ratio: float | None = None,
     n_folds: int = 10,
     foldid: np.ndarray | None = None,
-    seed: int | np.random.Generator | None = 0,
+    seed: SeedLike = 0,
     weights: np.ndarray | None = None,
     offset: np.ndarray | None = None,
     **path_kwargs,

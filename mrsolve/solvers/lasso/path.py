@@ -285,7 +285,7 @@ def _as_penalty_factor(penalty_factor, p):
     return pf
 
 
-@renamed_kwargs(**PATH_RENAMES)
+@renamed_kwargs(**PATH_RENAMES, max_sweeps="max_iter")
 @torch_single_thread()
 def fit_path(
     X: np.ndarray,
@@ -304,7 +304,7 @@ def fit_path(
     standardize: bool = False,
     n_classes: int | None = None,
     tol: float = 1e-14,
-    max_sweeps: int = 100_000,
+    max_iter: int = 100_000,
 ) -> PathResult:
     """Fit a lasso / elastic-net / group-lasso path (see the module docstring).
 
@@ -329,10 +329,10 @@ def fit_path(
             (coefficients are returned on the original scale).
         n_classes: multinomial number of classes (default: largest label + 1).
         tol: relative convergence tolerance of coordinate descent and IRLS.
-        max_sweeps: cap on coordinate-descent passes per solve.
+        max_iter: cap on coordinate-descent passes per solve.
 
-    The old keywords ``lambdas``, ``n_lambdas``, ``lambda_min_ratio`` still work for one
-    release (DeprecationWarning).
+    The old keywords ``lambdas``, ``n_lambdas``, ``lambda_min_ratio`` and ``max_sweeps``
+    still work for one release (DeprecationWarning).
     """
     lambdas = penalties
     X = np.asarray(X, dtype=np.float64)
@@ -368,7 +368,7 @@ def fit_path(
     h0, z0 = (t.numpy() for t in W.df.working(torch.from_numpy(eta0)))
     zc = z0 - (h0 * z0).sum(0) / h0.sum(0)
     tol_abs = tol * max(float((h0 * zc**2).sum()), 1e-300)
-    n_iter = W.solve(B, b0, free, 1.0, l1_ratio, tol_abs, max_sweeps)
+    n_iter = W.solve(B, b0, free, 1.0, l1_ratio, tol_abs, max_iter)
     gn = W.grad_norms(B, b0)
     null_dev = float(W.df.deviance(torch.from_numpy(W.eta(B, b0))))
     early_stop = lambdas is None
@@ -400,7 +400,7 @@ def fit_path(
         active = ever | cand
         while True:
             blocks = np.flatnonzero(active)
-            n_iter += W.solve(B, b0, blocks, lam, l1_ratio, tol_abs, max_sweeps)
+            n_iter += W.solve(B, b0, blocks, lam, l1_ratio, tol_abs, max_iter)
             gn = W.grad_norms(B, b0)
             viol = np.zeros(nb, dtype=bool)
             viol[penalized] = (~active[penalized]) & (

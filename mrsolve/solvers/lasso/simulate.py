@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrsolve.solvers.validation import make_generator
+from mrsolve.solvers.validation import SeedLike, make_generator
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def simulate_groups(
     beta_common: float = 10.0,
     beta_individual: float = 5.0,
     noise_sd: float = 20.0,
-    seed: int | np.random.Generator | None = 0,
+    seed: SeedLike = 0,
 ) -> GroupedData:
     """Draw one data set of the design above (``n`` rows split evenly over the groups)."""
     K = len(n_individual)

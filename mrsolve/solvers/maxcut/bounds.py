@@ -30,7 +30,7 @@ import torch
 
 from mrsolve.solvers.convex_nn.certificate import min_cone_norms
 from mrsolve.solvers.convex_nn.patterns import enumerate_gates
-from mrsolve.solvers.validation import make_generator
+from mrsolve.solvers.validation import SeedLike, make_generator
 
 SDP_METHODS = ("cvxpy", "burer_monteiro")
 
@@ -128,7 +128,7 @@ def maxcut_bound(
     a: torch.Tensor,
     method: str = "burer_monteiro",
     n_cuts: int = 0,
-    seed: int | np.random.Generator = 0,
+    seed: SeedLike = 0,
 ) -> tuple[float, np.ndarray]:
     """Upper bound on ``max_{z in {0,1}^n} ||X^T (a o z)||`` for ``a >= 0``, and GW cuts.
 
@@ -171,7 +171,7 @@ def relaxation_bound(
     theta: torch.Tensor,
     method: str = "burer_monteiro",
     n_cuts: int = 0,
-    seed: int = 0,
+    seed: SeedLike = 0,
 ) -> tuple[float, np.ndarray]:
     """``B >= C(theta)`` as the larger of the Max-Cut bounds of ``theta``'s positive and
     negative parts, with ``n_cuts`` GW cuts of each (``(2 n_cuts, n)``)."""

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from mrsolve.solvers.validation import check_int, make_generator
+from mrsolve.solvers.validation import SeedLike, check_int, make_generator
 
 CLASSES = ("orthogonal", "negative", "general")
 
@@ -51,7 +51,7 @@ def _cone(rng: np.random.Generator, m: int, axis: np.ndarray, half_angle: float)
 
 
 def make_dataset(
-    kind: str, n: int, d: int = 2, seed: int | np.random.Generator = 0
+    kind: str, n: int, d: int = 2, seed: SeedLike = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Data ``X`` ``(n, d)`` and labels ``y`` ``(n,)`` in ``{+1, -1}`` of class ``kind``.
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from mrsolve.solvers.sampling.targets import Target
-from mrsolve.solvers.validation import check_positive, make_generator
+from mrsolve.solvers.validation import SeedLike, check_positive, make_generator
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ def mala(
     n_chains: int,
     n_iter: int,
     step_size: float,
-    seed: int | np.random.Generator | torch.Generator = 0,
+    seed: SeedLike = 0,
     *,
     burn_in: int | None = None,
     thin: int = 1,

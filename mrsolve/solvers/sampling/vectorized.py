@@ -16,7 +16,7 @@ from mrsolve.solvers.sampling.methods import (
     make_sampler,
 )
 from mrsolve.solvers.sampling.targets import Target
-from mrsolve.solvers.validation import check_int, seed_to_int
+from mrsolve.solvers.validation import SeedLike, check_int, seed_to_int
 
 Callback = Callable[[int, int, torch.Tensor], None]
 
@@ -33,7 +33,7 @@ def run(
     graph: nx.Graph,
     n_iter: int,
     n_chains: int,
-    seed: int | np.random.Generator | torch.Generator = 0,
+    seed: SeedLike = 0,
     *,
     rho: float = 5.0,
     step_size: float | None = None,

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from mrsolve.solvers.validation import check_int, make_generator
+from mrsolve.solvers.validation import SeedLike, check_int, make_generator
 
 #: relative size below which a cross product counts as zero (degenerate subset)
 _DEGENERATE = 1e-10
@@ -42,9 +42,7 @@ def generalized_cross(A: torch.Tensor) -> torch.Tensor:
     return minors * signs
 
 
-def sample_subsets(
-    n: int, d: int, max_subsets: int | None, seed: int | np.random.Generator = 0
-) -> np.ndarray:
+def sample_subsets(n: int, d: int, max_subsets: int | None, seed: SeedLike = 0) -> np.ndarray:
     """All ``C(n, d)`` sorted index subsets when at most ``max_subsets`` (or ``None``),
     else ``max_subsets`` distinct random ones: ``(m, d)`` int array."""
     total = math.comb(n, d)
@@ -60,7 +58,7 @@ def sample_subsets(
 def wedge_neurons(
     X: torch.Tensor,
     max_features: int | None = None,
-    seed: int | np.random.Generator = 0,
+    seed: SeedLike = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The dictionary of wedge neurons of the data ``X`` ``(n, d)``.
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mrsolve.solvers.convex_nn.network import TwoLayerNet
-from mrsolve.solvers.validation import renamed_kwargs
+from mrsolve.solvers.validation import SeedLike, renamed_kwargs
 from mrsolve.solvers.wedge.features import wedge_features, wedge_neurons
 from mrsolve.solvers.wedge.lasso import PATH_RENAMES, LassoResult, lasso, lasso_path
 
@@ -55,7 +55,7 @@ def fit_wedge(
     Y: torch.Tensor,
     beta: float,
     max_features: int | None = None,
-    seed: int = 0,
+    seed: SeedLike = 0,
     **lasso_kwargs,
 ) -> WedgeModel:
     """Wedge dictionary of ``X`` ``(n, d)`` and its lasso fit to ``Y`` ``(n,)``/``(n, k)``."""
@@ -73,7 +73,7 @@ def wedge_path(
     n_penalties: int = 20,
     penalty_min_ratio: float = 1e-3,
     max_features: int | None = None,
-    seed: int = 0,
+    seed: SeedLike = 0,
     **lasso_kwargs,
 ) -> list[WedgeModel]:
     """:func:`fit_wedge` along a regularization path (largest ``beta`` first); the path

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrsolve.solvers.validation import check_int, make_generator
+from mrsolve.solvers.validation import SeedLike, check_int, make_generator
 
 
 def make_spiral(
-    n: int = 100, turns: float = 1.5, noise: float = 0.0, seed: int | np.random.Generator = 0
+    n: int = 100, turns: float = 1.5, noise: float = 0.0, seed: SeedLike = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved spirals: ``X`` ``(n, 2)`` in ``[-1, 1]^2`` and labels ``y`` in
     ``{-1, +1}`` (half each); ``turns`` revolutions, Gaussian ``noise`` (std)."""

@@ -11,7 +11,7 @@ from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, MultiTas
 from mrsolve.solvers.datafit import FAMILIES
 from mrsolve.solvers.lasso import fit_path
 
-TIGHT = dict(tol=1e-18, max_sweeps=1_000_000)
+TIGHT = dict(tol=1e-18, max_iter=1_000_000)
 
 
 def _data(n=50, p=12, seed=0):
