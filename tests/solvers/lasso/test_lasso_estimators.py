@@ -83,8 +83,9 @@ def test_multinomial_classifier_predicts_labels():
     X, _ = _data(seed=2)
     noisy = X[:, :3] + 0.5 * np.random.default_rng(0).standard_normal((60, 3))
     labels = np.array(["a", "b", "c"])[np.argmax(noisy, axis=1)]
-    est = LassoCV(family="multinomial", n_penalties=6, n_folds=3, penalty_min_ratio=0.1,
-                  tol=1e-8).fit(X, labels)  # fmt: skip
+    est = LassoCV(
+        family="multinomial", n_penalties=6, n_folds=3, penalty_min_ratio=0.1, tol=1e-8
+    ).fit(X, labels)
     assert est.score(X, labels) > 0.7
     proba = est.predict_proba(X)
     np.testing.assert_allclose(proba.sum(1), 1.0)

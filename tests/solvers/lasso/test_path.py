@@ -70,10 +70,12 @@ def test_poisson_with_offset_weights_and_factors_matches_glum():
     w = rng.uniform(0.5, 1.5, 120)
     pf = np.array([1.0, 0.5, 2.0, 1.0, 0.0, 1.0])
     lam = 0.02
-    path = fit_path(X, y, family="poisson", weights=w, offset=off, penalty_factor=pf,
-                    penalties=[lam], **TIGHT)  # fmt: skip
-    ref = GeneralizedLinearRegressor(family="poisson", alpha=lam, l1_ratio=1.0, P1=pf,
-                                     gradient_tol=1e-12, max_iter=10_000)  # fmt: skip
+    path = fit_path(
+        X, y, family="poisson", weights=w, offset=off, penalty_factor=pf, penalties=[lam], **TIGHT
+    )
+    ref = GeneralizedLinearRegressor(
+        family="poisson", alpha=lam, l1_ratio=1.0, P1=pf, gradient_tol=1e-12, max_iter=10_000
+    )
     ref.fit(X, y, sample_weight=w / w.mean(), offset=off)
     np.testing.assert_allclose(path.coef[0], ref.coef_, atol=1e-5, rtol=0)
     np.testing.assert_allclose(path.intercept[0], ref.intercept_, atol=1e-5, rtol=0)
@@ -123,9 +125,11 @@ def _kkt_residual(X, y, family, path, i, pf, groups=None, weights=None, offset=N
     eta = path.linear_predictor(X)[i]
     n_classes = eta.shape[1] if family == "multinomial" else None
     yt = np.eye(n_classes)[y] if family == "multinomial" else y
-    df = FAMILIES[family](torch.from_numpy(yt.astype(np.float64)),
-                          None if weights is None else torch.from_numpy(weights),
-                          None if offset is None else torch.from_numpy(offset))  # fmt: skip
+    df = FAMILIES[family](
+        torch.from_numpy(yt.astype(np.float64)),
+        None if weights is None else torch.from_numpy(weights),
+        None if offset is None else torch.from_numpy(offset),
+    )
     g = df.grad(torch.from_numpy(np.ascontiguousarray(eta))).numpy()
     G = X.T @ (g if g.ndim == 2 else g[:, None])
     lam = path.penalties[i]
@@ -162,8 +166,17 @@ def test_glm_paths_satisfy_kkt_with_weights_offsets_factors(family):
     w = rng.uniform(0.5, 1.5, 60)
     off = 0.2 * rng.standard_normal((60, 3) if family == "multinomial" else 60)
     pf = np.array([1.0, 0.5, 2.0, 1.0, 0.0, 1.0])
-    path = fit_path(X, y, family=family, weights=w, offset=off, penalty_factor=pf,
-                    n_penalties=8, penalty_min_ratio=0.05, tol=1e-16)  # fmt: skip
+    path = fit_path(
+        X,
+        y,
+        family=family,
+        weights=w,
+        offset=off,
+        penalty_factor=pf,
+        n_penalties=8,
+        penalty_min_ratio=0.05,
+        tol=1e-16,
+    )
     # multinomial classes take majorize-minimize steps (linear convergence): looser bound
     bound = 1e-5 if family == "multinomial" else 1e-7
     for i in range(len(path.penalties)):

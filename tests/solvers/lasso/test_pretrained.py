@@ -12,8 +12,9 @@ FAST = dict(n_penalties=20, n_folds=4, tol=1e-14)
 
 
 def _small(seed=0):
-    return simulate_groups(n=150, n_individual=(6, 4, 3), noise_sd=4.0, beta_common=3.0,
-                           beta_individual=2.0, seed=seed)  # fmt: skip
+    return simulate_groups(
+        n=150, n_individual=(6, 4, 3), noise_sd=4.0, beta_common=3.0, beta_individual=2.0, seed=seed
+    )
 
 
 def _sk_lasso(X, y, lam):
@@ -29,8 +30,9 @@ def test_alpha_one_equals_separate_group_lassos():
         lam = cv.path.penalties[cv.index_min]
         ref = _sk_lasso(d.X[rows], d.y[rows], lam)
         np.testing.assert_allclose(m.group_coef_[k], ref.coef_, atol=1e-5)
-        np.testing.assert_allclose(m.predict(d.X[rows], d.groups[rows]), ref.predict(d.X[rows]),
-                                   atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            m.predict(d.X[rows], d.groups[rows]), ref.predict(d.X[rows]), atol=1e-5
+        )
 
 
 def test_alpha_zero_refits_overall_support_with_offset():
@@ -52,8 +54,9 @@ def test_alpha_zero_refits_overall_support_with_offset():
             Xa @ m.overall_cv_.path.coef[m.overall_.index]
             + m.overall_cv_.path.intercept[m.overall_.index]
         )
-        np.testing.assert_allclose(m.predict(d.X[rows], d.groups[rows]),
-                                   overall + ref.predict(d.X[rows][:, S]), atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            m.predict(d.X[rows], d.groups[rows]), overall + ref.predict(d.X[rows][:, S]), atol=1e-5
+        )
 
 
 def test_overall_model_leaves_group_indicators_unpenalized():
@@ -111,7 +114,9 @@ def test_multinomial_targets_use_union_support_and_one_vs_rest():
     rng = np.random.default_rng(6)
     X = rng.standard_normal((90, 6))
     y = np.argmax(X[:, :3] + 0.7 * rng.standard_normal((90, 3)), axis=1)
-    m = PretrainedLasso(pretrain_alpha=0.5, family="multinomial", n_penalties=8, n_folds=3, tol=1e-8)
+    m = PretrainedLasso(
+        pretrain_alpha=0.5, family="multinomial", n_penalties=8, n_folds=3, tol=1e-8
+    )
     m.fit(X, y)
     np.testing.assert_array_equal(m.support_, np.any(m.overall_coef_ != 0, axis=1))
     assert m.group_coef_.shape == (3, 6) and m.kind_ == "classes"
