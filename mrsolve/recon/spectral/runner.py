@@ -101,9 +101,9 @@ class Tracker:
 @dataclass(frozen=True)
 class RunResult:
     """What :func:`run` did: ``best`` is the iterate at the best held-out check (the last
-    iterate without checks), on the device of the iterate."""
+    iterate without checks; None without ``iterate``), on the device of the iterate."""
 
-    best: torch.Tensor
+    best: torch.Tensor | None
     n_iter: int
     heldout_history: list[float]
     stopped_early: bool
@@ -120,7 +120,7 @@ class RunResult:
 def run(
     stepper: Stepper,
     max_iter: int,
-    iterate: Callable[[], torch.Tensor],
+    iterate: Callable[[], torch.Tensor] | None = None,
     *,
     heldout: Callable[[], float] | None = None,
     stopping: StoppingConfig | None = None,
@@ -135,7 +135,8 @@ def run(
     Args:
         stepper: the optimizer state and its update.
         max_iter: iteration budget.
-        iterate: the current iterate as a new tensor (kept as the best one).
+        iterate: the current iterate as a new tensor (kept as the best one; needed with
+            ``stopping``).
         heldout: the held-out loss of the current iterate; with ``stopping``, checked
             every ``stopping.check_every`` iterations (None: no checks, run to the end).
         stopping: the held-out rule (None: no checks).
@@ -147,6 +148,8 @@ def run(
     """
     if (heldout is None) != (stopping is None):
         raise ValueError("heldout and stopping must be given together, got one of them")
+    if stopping is not None and iterate is None:
+        raise ValueError("iterate must be given with stopping (the best iterate is kept)")
     tracker, done = Tracker(), 0
     saved = checkpointer.state(name) if checkpointer is not None and name else None
     if saved is not None:
@@ -166,8 +169,10 @@ def run(
             stopped = tracker.update(heldout(), iterate(), stopping)
         if checkpointer is not None and name:
             checkpointer.save(name, _checkpoint(stepper, done, tracker))
-    current = iterate()
-    best = current if tracker.best_state is None else tracker.best_state.to(current.device)
+    best = None
+    if iterate is not None:
+        current = iterate()
+        best = current if tracker.best_state is None else tracker.best_state.to(current.device)
     return RunResult(best, done, tracker.history, stopped)
 
 

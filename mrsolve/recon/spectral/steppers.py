@@ -166,22 +166,31 @@ class LBFGS(_ModuleStepper):
 
 class Adam(_ModuleStepper):
     """Adam on ``loss`` over ``module``'s parameters, learning rate ``lr`` annealed on a
-    cosine over ``iterations`` steps."""
+    cosine over ``iterations`` steps (``anneal=False``: constant)."""
 
     def __init__(
-        self, module: torch.nn.Module, loss: Objective, lr: float, iterations: int
+        self,
+        module: torch.nn.Module,
+        loss: Objective,
+        lr: float,
+        iterations: int,
+        anneal: bool = True,
     ) -> None:
         super().__init__(module, loss)
         self.opt = torch.optim.Adam(module.parameters(), lr=lr)
-        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, iterations)
+        self.schedule = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, iterations) if anneal else None
+        )
 
     def _parts(self) -> dict:
-        return {**super()._parts(), "schedule": self.schedule}
+        extra = {} if self.schedule is None else {"schedule": self.schedule}
+        return {**super()._parts(), **extra}
 
     def step(self) -> float:
         self.opt.zero_grad()
         total, data = self.loss()
         total.backward()
         self.opt.step()
-        self.schedule.step()
+        if self.schedule is not None:
+            self.schedule.step()
         return float(data.detach())

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mrsolve.recon.spectral.runner import run
+from mrsolve.recon.spectral.steppers import Adam
 from mrsolve.solvers.validation import make_generator
 
 # the primes of Instant-NGP's spatial hash (first one 1: coherent along the first axis)
@@ -169,17 +171,21 @@ class HashGrid(torch.nn.Module):
         out = self.decoder(feats)  # (*grid, 2)
         return torch.view_as_complex(out.contiguous()).reshape(self.shape)
 
-    def init_from_volume(self, volume: torch.Tensor, iterations: int = 100, lr: float = 0.01):
-        """Fit the grid to ``volume`` (T, F, ny, nx) by Adam on the squared error."""
+    def init_from_volume(
+        self, volume: torch.Tensor, iterations: int = 100, lr: float = 0.01
+    ) -> None:
+        """Fit the grid to ``volume`` (T, F, ny, nx) by Adam (constant ``lr``) on the
+        squared error."""
         if tuple(volume.shape) != self.shape:
             raise ValueError(f"volume must have shape {self.shape}, got {tuple(volume.shape)}")
         target = volume.detach().to(self.tables[0].device, torch.complex64)
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        for _ in range(iterations):
-            opt.zero_grad()
-            loss = (self() - target).abs().square().sum()
-            loss.backward()
-            opt.step()
+
+        def loss() -> tuple[torch.Tensor, torch.Tensor]:
+            error = (self() - target).abs().square().sum()
+            return error, error
+
+        adam = Adam(self, loss, lr, iterations, anneal=False)
+        run(adam, iterations)  # no held-out rule: every step is taken
 
 
 def _linear(fan_in: int, fan_out: int, gen: torch.Generator) -> torch.nn.Linear:

@@ -148,14 +148,7 @@ def coarse_levels(
         if level > 0:
             stepper = LBFGS(field_, _objective(problem, field_, wf))
             progress = shifted(callback, done, wf.total_iterations)
-            maps_now = lambda f=field_: _maps(f)  # noqa: E731
-            run(
-                stepper,
-                wf.level_iterations,
-                maps_now,
-                residual=problem.relative_residual,
-                callback=progress,
-            )
+            run(stepper, wf.level_iterations, residual=problem.relative_residual, callback=progress)
             done += wf.level_iterations
         with torch.no_grad():
             psi = field_.field_map()
