@@ -84,9 +84,15 @@ def ratio_rows(sizes, seeds, beta):
                     )
                 )
                 plain = mc.solve(
-                    X, y, beta, n_hyperplanes=n, n_rounds=0, bound="arrangement", solver="cvxpy",
+                    X,
+                    y,
+                    beta,
+                    n_hyperplanes=n,
+                    n_rounds=0,
+                    bound="arrangement",
+                    solver="cvxpy",
                     seed=seed,
-                )  # fmt: skip
+                )
                 acc["plain"].append(plain.objective / p_star)
                 acc["factor"].append(mc.geometric_factor(X, y))
                 acc["achieved"].append(sol.objective / p_star)
