@@ -100,7 +100,7 @@ def _run_cvxpy(program, *, init, max_iter, tol, callback, **options) -> SolverRe
 SOLVERS: dict[str, Solver] = {
     "fista": Solver(_run_fista, cones=False, takes_options=False),
     "ipm": Solver(_run_ipm, cones=True, squared_loss_only=True, takes_options=False),
-    "admm": Solver(_run_admm),
+    "admm": Solver(_run_admm, cones=True),
     "cvxpy": Solver(_run_cvxpy),
 }
 

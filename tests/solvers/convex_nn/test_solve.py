@@ -139,3 +139,37 @@ def test_bad_input_raises(kwargs, match):
     args = dict(X=X, y=y, gates=gates, beta=0.1, bias=True) | kwargs
     with pytest.raises(ValueError, match=match):
         solve(**args)
+
+
+def test_the_registry_says_what_each_solver_handles():
+    from mrsolve.solvers.convex_nn import SOLVERS
+
+    assert set(SOLVERS) == {"fista", "ipm", "admm", "cvxpy"}
+    X = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    gates = sample_gates(X, 4, seed=0)
+    for name, activation in (("fista", "relu"), ("ipm", "gated_relu"), ("admm", "gated_relu")):
+        with pytest.raises(ValueError, match=f"solver '{name}' handles"):
+            solve(X, X[:, 0], gates, 0.1, activation=activation, solver=name)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        solve(X, X[:, 0], gates, 0.1, solver="sgd")
+
+
+def test_default_path_starts_where_the_zero_network_stops_being_optimal():
+    from mrsolve.solvers.convex_nn import regularization_path
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    y = X[:, 0].clamp_min(0) - 0.5 * X[:, 1]
+    gates = sample_gates(X, 8, seed=1)
+    path = regularization_path(
+        X, y, gates, n_penalties=3, penalty_min_ratio=0.5, activation="gated_relu", tol=1e-10
+    )
+    assert [s.beta for s in path] == pytest.approx([path[0].beta * r for r in (1, 0.5**0.5, 0.5)])
+    # zero at the top (the group-lasso optimality condition ||F_g^T grad L(0)|| <= beta),
+    # up to the rounding of the one group at the boundary
+    assert float(path[0].weights.abs().max()) < 1e-12
+    assert float(path[-1].weights.abs().max()) > 0.0
+    scaled = regularization_path(
+        X, y, gates, penalties=[0.99 * path[0].beta], activation="gated_relu"
+    )
+    assert float(scaled[0].weights.abs().max()) > 0.0  # just below the top the fit is not zero
