@@ -334,7 +334,6 @@ def fit_path(
     The old keywords ``lambdas``, ``n_lambdas``, ``lambda_min_ratio`` and ``max_sweeps``
     still work for one release (DeprecationWarning).
     """
-    lambdas = penalties
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     n, p = X.shape
@@ -371,27 +370,27 @@ def fit_path(
     n_iter = W.solve(B, b0, free, 1.0, l1_ratio, tol_abs, max_iter)
     gn = W.grad_norms(B, b0)
     null_dev = float(W.df.deviance(torch.from_numpy(W.eta(B, b0))))
-    early_stop = lambdas is None
+    early_stop = penalties is None
     prev_ratio = 0.0
     mix = max(l1_ratio, 1e-3)
-    if lambdas is None:
+    if penalties is None:
         lam_max = float(np.max(gn[penalized] / (W.pf[penalized] * mix), initial=0.0))
         # (1 + 1e-13): keeps the first fit exactly zero despite rounding in the gradient
         lam_max = lam_max * (1 + 1e-13) if lam_max > 0 else 1.0
         ratio = penalty_min_ratio if penalty_min_ratio is not None else (1e-4 if n > p else 1e-2)
-        lambdas = lam_max * np.logspace(0, np.log10(ratio), n_penalties)
+        penalties = lam_max * np.logspace(0, np.log10(ratio), n_penalties)
     else:
-        lambdas = np.asarray(lambdas, dtype=np.float64)
-        if lambdas.ndim != 1 or np.any(lambdas < 0) or np.any(np.diff(lambdas) > 0):
+        penalties = np.asarray(penalties, dtype=np.float64)
+        if penalties.ndim != 1 or np.any(penalties < 0) or np.any(np.diff(penalties) > 0):
             raise ValueError(
-                f"penalties must be a 1-D non-negative decreasing sequence, got {lambdas!r}"
+                f"penalties must be a 1-D non-negative decreasing sequence, got {penalties!r}"
             )
-    coefs = np.empty((len(lambdas), p, W.k))
-    icpts = np.empty((len(lambdas), W.k))
+    coefs = np.empty((len(penalties), p, W.k))
+    icpts = np.empty((len(penalties), W.k))
     ever = np.zeros(nb, dtype=bool)
     ever[free] = True
-    lam_prev = float(lambdas[0])
-    for i, lam in enumerate(lambdas):
+    lam_prev = float(penalties[0])
+    for i, lam in enumerate(penalties):
         lam = float(lam)
         cand = np.zeros(nb, dtype=bool)
         cand[penalized] = (gn[penalized] >= mix * W.pf[penalized] * (2 * lam - lam_prev)) | (
@@ -421,14 +420,14 @@ def fit_path(
             dev = float(W.df.deviance(torch.from_numpy(W.eta(B, b0))))
             ratio = 1 - dev / null_dev if null_dev > 0 else 1.0
             if ratio > 0.999 or (i > 0 and ratio - prev_ratio < 1e-5 * max(ratio, 1e-300)):
-                lambdas, coefs, icpts = lambdas[: i + 1], coefs[: i + 1], icpts[: i + 1]
+                penalties, coefs, icpts = penalties[: i + 1], coefs[: i + 1], icpts[: i + 1]
                 break
             prev_ratio = ratio
     if W.family == "multinomial":
         icpts -= icpts.mean(1, keepdims=True)
     squeeze = W.df.y.ndim == 1
     return PathResult(
-        penalties=lambdas,
+        penalties=penalties,
         coef=coefs[..., 0] if squeeze else coefs,
         intercept=icpts[:, 0] if squeeze else icpts,
         family=family,

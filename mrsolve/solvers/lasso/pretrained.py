@@ -79,7 +79,7 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
     Attributes after ``fit``: ``tasks_`` (group labels, class labels or response
     indices), ``support_`` ``(p,)``, ``overall_coef_`` ``(p,)`` or ``(p, k)``,
     ``group_coef_`` ``(K, p)`` and ``group_intercept_`` ``(K,)`` of stage 2,
-    ``group_cv_`` (one CVPath per task), ``overall_cv_``.
+    ``group_cv_`` (one CVPathResult per task), ``overall_cv_``.
     """
 
     _renamed: ClassVar[dict[str, str]] = PRETRAIN_RENAMES
