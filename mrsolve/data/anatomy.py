@@ -208,7 +208,9 @@ def loop_coils(n: int, n_coils: int, rng: np.random.Generator) -> np.ndarray:
 
     Each loop sits at a random angle and distance (0.45-0.6 FOV from the centre, at a
     height 0.2-0.4 FOV above the slice (loop radius)): magnitude ~ (d^2 + h^2)^-1.5, phase a random
-    offset plus a smooth random linear and quadratic term. Normalized to max RSS 1.
+    offset plus a smooth random linear and quadratic term. Normalized to RSS 1 at every
+    pixel, as after a scanner's prescan normalization (a body-coil reference): the truth
+    then carries no receive shading, which no coil-map estimate could remove.
     """
     check_int("n_coils", n_coils)
     u, v = grid(n)
@@ -224,7 +226,7 @@ def loop_coils(n: int, n_coils: int, rng: np.random.Generator) -> np.ndarray:
             rng.uniform(0, 2 * np.pi) + 2 * np.pi * (g[0] * u + g[1] * v) + rng.uniform(-2, 2) * d2
         )
         maps[c] = h**3 / (d2 + h**2) ** 1.5 * np.exp(1j * phase)
-    return maps / np.sqrt((np.abs(maps) ** 2).sum(0)).max()
+    return maps / np.sqrt((np.abs(maps) ** 2).sum(0))
 
 
 def draw_anatomy(kind: str, n: int, max_offres_hz: float, rng: np.random.Generator) -> Anatomy:

@@ -39,7 +39,7 @@ from mrsolve.solvers.validation import check_int
 OVERSAMPLING = 2
 TICK_S = 2.5e-3  # ISMRMRD acquisition_time_stamp unit (Siemens convention)
 BLADE_INTERVAL_S = 0.2
-SIMULATOR_VERSION = 1  # bump when a change alters the drawn scans (invalidates caches)
+SIMULATOR_VERSION = 2  # bump when a change alters the drawn scans (invalidates caches)
 
 
 @dataclass(frozen=True)
