@@ -30,11 +30,10 @@ from mrsolve.solvers.sampling.methods import (
     agent_block,
     initial_samples,
     make_sampler,
-    resolve_seed,
 )
 from mrsolve.solvers.sampling.targets import Target
 from mrsolve.solvers.sampling.vectorized import Callback, check_counts
-from mrsolve.solvers.validation import check_choice
+from mrsolve.solvers.validation import check_choice, seed_to_int
 
 LocalTarget = Target | Callable[[], Target]
 ENGINES = ("local", "ray")
@@ -154,7 +153,7 @@ def run_agents(
     }
     sampler = make_sampler(**sampler_kwargs)
     structure = graph_structure(graph, n_agents, require_connected)
-    seed = resolve_seed(seed)
+    seed = seed_to_int(seed)
     args = [
         (
             i,

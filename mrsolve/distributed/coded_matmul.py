@@ -212,7 +212,7 @@ def coded_apply(
     blocks = mixed.reshape(kb, mixed.shape[0] // kb, *a.shape[1:])
     ex, owned = make_executor(executor)
     try:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
+        rng = make_generator(g, "numpy")
         run = run_coded(fn, blocks, code_obj, ex, extra_args, delays, fail, timeout, rng)
     finally:
         if owned:

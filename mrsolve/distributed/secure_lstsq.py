@@ -196,7 +196,7 @@ def secure_lstsq(
     g = make_generator(seed)
     enc_seed = int(torch.randint(0, 2**62, (1,), generator=g))
     blocks_a, blocks_b = encode_blocks(a, b_t, workers, sketch, enc_seed)
-    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
+    rng = make_generator(g, "numpy")
     if step == "fixed":
         eta = (
             1.0 / float(torch.linalg.matrix_norm(a, ord=2)) ** 2

@@ -90,7 +90,7 @@ def coded_zeroth_order(
         raise ValueError(f"directions_per_block must be >= 1, got {directions_per_block}")
     code_obj = make_code(code, workers, k, seed=0)
     g = make_generator(seed)
-    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
+    rng = make_generator(g, "numpy")
     report = ZerothOrderReport()
     ex, owned = make_executor(executor)
     try:

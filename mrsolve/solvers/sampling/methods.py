@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from mrsolve.solvers.sampling.targets import Target
-from mrsolve.solvers.validation import check_choice, check_positive
+from mrsolve.solvers.validation import check_choice, check_positive, deprecated_names, seed_to_int
 
 METHODS = ("dadmms", "admm", "dsgld", "dsghmc", "dula")
 State = dict[str, torch.Tensor]
@@ -257,3 +257,6 @@ def agent_block(
         n_total=n_total,
         generators=[agent_generator(seed, int(a)) for a in agents],
     )
+
+
+__getattr__ = deprecated_names(__name__, {"resolve_seed": seed_to_int})
