@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import _harness as h
 import torch
@@ -34,16 +34,16 @@ from mrsolve.propeller.geometry import BladeGeometry
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.nufft import NUFFT
 from mrsolve.propeller.timing import readout_times
-from mrsolve.recon.models import build_problem
-from mrsolve.recon.pipeline import frequency_range, resolve_config
-from mrsolve.recon.regularizers import TVProx
 from mrsolve.recon.spectral import reconstruct_spectral
-from mrsolve.recon.spectral_op import (
+from mrsolve.recon.spectral.config import frequency_range, resolve_config
+from mrsolve.recon.spectral.operator import (
     ExplicitSpectralModel,
     ShearedSpectralModel,
     SpectralEncoding,
     temporal_basis,
 )
+from mrsolve.recon.spectral.problem import build_problem
+from mrsolve.recon.spectral.regularizers import TVProx
 
 PARTS = ("normal_x", "gradient_x", "tv_prox_x", "rest_x")
 # (basis tol, coil energy): exact basis on all coils, default basis on all coils, default
@@ -202,7 +202,7 @@ def _profile(scan, n_bins, device, operator):
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
     if scan.noise is not None:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
-    problem = build_problem(scan, frange, device=device, **asdict(cfg.operator))
+    problem = build_problem(scan, frange, cfg.operator, device=device)
     coef = problem.basis.coefficients(bins).to(device)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(bins.numel(), *scan.image_shape, dtype=torch.complex64, generator=gen)
