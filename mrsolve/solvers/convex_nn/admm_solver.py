@@ -20,6 +20,7 @@ from mrsolve.solvers.convex_nn.polish import polish as polish_solution
 from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.datafit import Quadratic
 from mrsolve.solvers.prox import group_soft_threshold
+from mrsolve.solvers.validation import renamed_kwargs
 
 
 class _MajorizedStep:
@@ -101,6 +102,7 @@ class AdmmPolishResult(AdmmResult):
     polish: PolishResult | None = None
 
 
+@renamed_kwargs(u0="init")
 def solve_admm(
     p: ConvexProgram,
     init: torch.Tensor | None = None,

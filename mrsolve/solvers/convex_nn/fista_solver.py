@@ -11,7 +11,7 @@ from mrsolve.solvers.alg import FistaResult, fista, power_iteration
 from mrsolve.solvers.convex_nn.certificate import dual_bounds
 from mrsolve.solvers.convex_nn.problem import ConvexProgram, SolverResult
 from mrsolve.solvers.prox import group_soft_threshold
-from mrsolve.solvers.validation import deprecated_names, make_generator
+from mrsolve.solvers.validation import deprecated_names, make_generator, renamed_kwargs
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class GapFistaResult(FistaResult):
     dual: float = -float("inf")
 
 
+@renamed_kwargs(u0="init")
 def solve_fista(
     p: ConvexProgram,
     init: torch.Tensor | None = None,
