@@ -58,6 +58,7 @@ class FrameData:
     normal: SpectralNormal
     b: torch.Tensor
     energy: torch.Tensor  # y^H W y of the training samples
+    moments: torch.Tensor  # (2, L, L) float64 zero-lag blocks, see weight_moments
     heldout: SpectralNormal | None
     heldout_b: torch.Tensor | None  # A_h^H y_h
     heldout_energy: torch.Tensor | None  # ||y_h||^2
@@ -209,6 +210,23 @@ def build_problem(
     return SpectralProblem(basis, maps, raw, scale, (ny, nx), dev)
 
 
+def weight_moments(
+    basis: TemporalBasis, times: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """(2, L, L) float64: sum_j w_j^k conj(U[t_j, l]) U[t_j, l'] for k = 1, 2.
+
+    The zero-lag (one pixel to itself) blocks of A^H W A and A^H W^2 A per unit coil
+    energy sum_c |S_c(r)|^2 (the spatial phase cancels): what the per-pixel noise
+    analysis of :mod:`mrsolve.recon.spectral.uncertainty` needs. Real by the basis'
+    construction (:func:`~mrsolve.recon.spectral.operator.temporal_basis`).
+    """
+    idx = basis.index(times).reshape(-1).to(basis.u.device)
+    w = weights.reshape(-1).to(basis.u.device, torch.float64)
+    per_time = torch.zeros(2, basis.u.shape[0], dtype=torch.float64, device=w.device)
+    per_time.index_add_(1, idx, torch.stack([w, w * w]))
+    return torch.einsum("kt,tl,tm->klm", per_time.to(basis.u.dtype), basis.u.conj(), basis.u).real
+
+
 def _frame_data(scan, blades, weights, held, basis, maps) -> FrameData:
     traj, times = scan.traj[blades], scan.times[blades]
     y, w, h = scan.kspace[:, blades].to(torch.complex64), weights[blades], held[blades]
@@ -217,9 +235,11 @@ def _frame_data(scan, blades, weights, held, basis, maps) -> FrameData:
     normal = enc.normal(train_w)
     b = enc.H(train_w * y)
     energy = (train_w * y.abs().square()).sum()
+    moments = weight_moments(basis, times, train_w)
     if not bool(h.any()):
-        return FrameData(normal, b, energy, None, None, None)
+        return FrameData(normal, b, energy, moments, None, None, None)
     held_enc = SpectralEncoding(traj[h], times[h], basis, maps)
     held_y = y[:, h]
     held_energy = held_y.abs().square().sum(dtype=torch.float64)
-    return FrameData(normal, b, energy, held_enc.normal(), held_enc.H(held_y), held_energy)
+    held_b = held_enc.H(held_y)
+    return FrameData(normal, b, energy, moments, held_enc.normal(), held_b, held_energy)
