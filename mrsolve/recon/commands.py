@@ -200,14 +200,19 @@ def reconstruct_file(
 
 
 def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
-    """NRMSE, SSIM, fat-fraction MAE and field-map RMSE, with the all-zero predictors' scores."""
+    """NRMSE, HFEN, SSIM, fat-fraction MAE and field-map RMSE, with the all-zero
+    predictors' scores."""
     ref = truth.image_at(rec.image_time_s)
     if tuple(rec.image.shape) != tuple(ref.shape):
         raise ValueError(
             f"output image must have the truth's shape {tuple(ref.shape)}, got {tuple(rec.image.shape)}"
         )
     mask = truth.mask
-    scores = {"nrmse": metrics.nrmse(rec.image, ref), "ssim": metrics.ssim(rec.image, ref)}
+    scores = {
+        "nrmse": metrics.nrmse(rec.image, ref),
+        "hfen": metrics.hfen(rec.image, ref),
+        "ssim": metrics.ssim(rec.image, ref),
+    }
     if rec.fat_fraction is not None:
         scores["fat_fraction_mae"] = metrics.fat_fraction_mae(
             rec.fat_fraction, truth.fat_fraction, mask

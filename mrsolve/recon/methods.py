@@ -2,14 +2,16 @@
 
 Every method returns a Reconstruction. The classical ones take a prewhitened static
 scan, so dynamic scans are reconstructed frame by frame and stacked on a leading time
-axis; the spectral method models the whole scan (and its frames) itself.
+axis; the spectral method models the whole scan (and its frames) itself. The classical
+methods combine coils with ESPIRiT maps by default; ``coil_maps="rss"`` (the name a
+config file can give) asks for root-sum-of-squares.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -96,8 +98,9 @@ class Method:
 
     ``target`` is the function whose keyword arguments are the method's options, unless
     ``resolve`` turns the options into typed ones (and validates them) first;
-    ``per_frame`` methods see one static frame at a time (after prewhitening), the
-    others the whole scan.
+    ``defaults`` are options the method takes when the user gives none (where they
+    differ from ``target``'s own defaults); ``per_frame`` methods see one static frame at
+    a time (after prewhitening), the others the whole scan.
     """
 
     run: Callable[..., Reconstruction]
@@ -105,11 +108,14 @@ class Method:
     per_frame: bool = True
     needs_field_map: bool = False
     resolve: Callable[[dict], dict] | None = None
+    defaults: Mapping[str, object] = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {
     "spectral": Method(_spectral, reconstruct_spectral, per_frame=False, resolve=spectral_options),
-    "gridding": Method(_gridding, gridding),
+    # gridding()'s own default stays RSS (single blades in the GUI); a reconstruction
+    # combines with ESPIRiT maps (docs/coil_maps_design.md)
+    "gridding": Method(_gridding, gridding, defaults={"coil_maps": "espirit"}),
     "pipe": Method(_pipe, pipe_reconstruct),
     "conjugate-phase": Method(_conjugate_phase, conjugate_phase, needs_field_map=True),
 }
@@ -119,10 +125,17 @@ _RESERVED = {"scan", "device", "callback", "field_map_hz", "operator"}
 
 def resolve_options(method: str, options: dict) -> dict:
     """``options`` of ``method`` in the form its ``run`` takes (typed, for the spectral
-    method; unchanged for the others)."""
+    method; the method's defaults filled in for the others)."""
     check_choice("method", method, METHODS)
-    resolve = METHODS[method].resolve
-    return dict(options) if resolve is None else resolve(options)
+    spec = METHODS[method]
+    return {**spec.defaults, **options} if spec.resolve is None else spec.resolve(options)
+
+
+def _run_options(options: dict) -> dict:
+    """``coil_maps="rss"`` (a name a config file can hold) as the functions' None."""
+    if isinstance(options.get("coil_maps"), str) and options["coil_maps"] == "rss":
+        return {**options, "coil_maps": None}
+    return options
 
 
 def check_request(method: str, options: dict, has_field_map: bool) -> None:
@@ -157,8 +170,7 @@ def reconstruct(
     """
     check_request(method, options, field_map is not None)
     spec = METHODS[method]
-    if spec.resolve is not None:
-        options = spec.resolve(options)
+    options = resolve_options(method, options)
     if not spec.per_frame:
         rec = spec.run(scan, field_map, device, callback, **options)
         rec.method = method
@@ -166,7 +178,7 @@ def reconstruct(
     if scan.noise is not None:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
     frames = [scan.select_blades(scan.frame == t) for t in range(scan.n_frames)]
-    results = [spec.run(f, field_map, device, callback, **options) for f in frames]
+    results = [spec.run(f, field_map, device, callback, **_run_options(options)) for f in frames]
     first = results[0]
     if len(results) == 1:
         first.image = first.image.cpu()

@@ -49,6 +49,7 @@ def test_simulate_run_compare_info(files, tmp_path, capsys):
     assert recon("compare", out, truth, "--json") == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["nrmse"] == pytest.approx(metrics.nrmse(rec.image, ref.image))
+    assert scores["hfen"] == pytest.approx(metrics.hfen(rec.image, ref.image))
     assert scores["nrmse"] < 0.2  # on-resonance, no fat: gridding reproduces the object
     assert recon("info", raw) == 0
     shown = capsys.readouterr().out
@@ -63,7 +64,14 @@ def test_config_file_options_reach_the_method(files, tmp_path, capsys):
     cfg.write_text('[gridding]\ndcf = "pipe-menon"\n')
     out = tmp_path / "g.h5"
     assert recon("run", raw, "-o", out, "--method", "gridding", "--config", cfg) == 0
-    assert read_result(out).config["dcf"] == "pipe-menon"
+    config = read_result(out).config
+    assert config["dcf"] == "pipe-menon" and config["coil_maps"] == "espirit"  # the default
+    assert read_result(out).image.imag.abs().max() > 0  # SENSE-1 keeps the object's phase
+    cfg.write_text('[gridding]\ncoil_maps = "rss"\n')
+    rss = tmp_path / "rss.h5"
+    assert recon("run", raw, "-o", rss, "--method", "gridding", "--config", cfg) == 0
+    image = read_result(rss).image
+    assert image.imag.abs().max() == 0 and image.real.min() >= 0  # a magnitude: RSS
     cfg.write_text("[gridding]\nbogus = 1\n")
     assert recon("run", raw, "-o", tmp_path / "h.h5", "--method", "gridding", "--config", cfg) == 2
     _one_error_line(capsys, "bogus")
