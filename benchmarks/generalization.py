@@ -31,7 +31,6 @@ from pathlib import Path
 import _harness as h
 import numpy as np
 import torch
-from scipy import ndimage
 
 from mrsolve.data.ismrmrd_io import read_ismrmrd
 from mrsolve.data.scan_space import QUICK_SPACE, ScanSpace, read_truth_file, scan_files
@@ -45,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "generalization"))
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "generalization"
 SEEDS = {"dev": 0, "heldout": 1000}
-HFEN_SIGMA_PX = 1.5
 
 
 @dataclass
@@ -158,20 +156,13 @@ WEIGHTS_FILE = Path(__file__).resolve().parent / "generalization" / "pics_weight
 DEFAULT_PICS_WEIGHT = 0.01
 
 
-def hfen(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """NRMSE of LoG-filtered magnitudes (sigma 1.5 px), estimate scaled as for NRMSE."""
-    est = ndimage.gaussian_laplace(metrics.scale_fit(estimate, truth), HFEN_SIGMA_PX)
-    ref = ndimage.gaussian_laplace(np.abs(truth).astype(np.float64), HFEN_SIGMA_PX)
-    return float(np.linalg.norm(est - ref) / max(np.linalg.norm(ref), 1e-30))
-
-
 def score(out: Output, truth) -> dict:
     """Metrics of one output against a truth file's maps."""
     target, exact = truth.image_at(out.image_time_s)
     mask = truth.truth.mask.numpy()
     row = {
         "nrmse": metrics.nrmse(out.image, target),
-        "hfen": hfen(out.image, target),
+        "hfen": metrics.hfen(out.image, target),
         "image_time_ms": out.image_time_s * 1e3,
         "truth_exact": exact,
     }
