@@ -30,7 +30,16 @@ from mrsolve.data.results import (
 from mrsolve.data.simulate import simulate
 from mrsolve.propeller.scan import Scan
 
-_MAPS = ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume")
+_MAPS = (
+    "image",
+    "water",
+    "fat",
+    "fat_fraction",
+    "field_map_hz",
+    "spectral_volume",
+    "fat_fraction_std",
+    "field_map_std_hz",
+)
 
 
 @dataclass
@@ -169,7 +178,7 @@ def stack_results(
         if values[0] is None:
             continue
         values = [None if v is None else torch.as_tensor(v).cpu() for v in values]
-        if name == "field_map_hz" and axis != "slice":
+        if name in ("field_map_hz", "field_map_std_hz") and axis != "slice":
             # only a "slice" axis may be kept by a field map that dropped the others
             values = [None if v is None else v.expand(first.image.shape) for v in values]
         if any(v is None or v.shape != values[0].shape for v in values):

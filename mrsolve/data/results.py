@@ -6,6 +6,9 @@ One HDF5 file per reconstruction::
     /water, /fat      complex64 (optional, shape of /image)
     /fat_fraction     float32 in [0, 1] (optional)
     /field_map_hz     float32 (optional; (ny, nx) or (nt, ny, nx))
+    /fat_fraction_std, /field_map_std_hz
+                      float32 >= 0, per-pixel standard deviations in the map's unit
+                      (optional; shapes of /fat_fraction and /field_map_hz)
     /spectral_volume  (nf, ny, nx) or (nt, nf, ny, nx) complex64 with attribute frequencies_hz
     root attributes   kind, method, config (JSON), mrsolve_version, input_sha256,
                       runtime_s, device, axes (names of the image axes, e.g.
@@ -37,6 +40,15 @@ from mrsolve.data.files import atomic_output, check_hdf5, sha256_file
 from mrsolve.propeller.fat import fat_spectrum, water_fat_signal
 
 _COMPLEX = ("image", "water", "fat", "spectral_volume")
+_RESULT_MAPS = (
+    "image",
+    "water",
+    "fat",
+    "fat_fraction",
+    "field_map_hz",
+    "fat_fraction_std",
+    "field_map_std_hz",
+)
 LEADING_AXES = ("slice", "echo", "frame")
 __all__ = [
     "GroundTruth",
@@ -71,6 +83,8 @@ class Reconstruction:
         slices: the input file's slice index of each entry along a "slice" axis.
         image_time_s: the time (s, relative to the phase reference) at which ``image`` is
             read out: 0 for spin echo, the echo time for gradient echo.
+        fat_fraction_std: float32 >= 0 per-pixel std of ``fat_fraction``, its shape.
+        field_map_std_hz: float32 >= 0 per-pixel std (Hz) of ``field_map_hz``, its shape.
     """
 
     image: torch.Tensor
@@ -89,6 +103,8 @@ class Reconstruction:
     axes: tuple[str, ...] | None = None
     slices: tuple[int, ...] = ()
     image_time_s: float = 0.0
+    fat_fraction_std: torch.Tensor | None = None
+    field_map_std_hz: torch.Tensor | None = None
 
 
 @dataclass
@@ -175,7 +191,7 @@ def resolve_axes(axes, ndim: int) -> tuple[str, ...]:
 def _check_maps(maps: dict[str, np.ndarray], axes) -> tuple[str, ...]:
     image = maps["image"]
     axes = resolve_axes(axes, image.ndim)
-    for name in ("water", "fat", "fat_fraction"):
+    for name in ("water", "fat", "fat_fraction", "fat_fraction_std"):
         if name in maps and maps[name].shape != image.shape:
             raise ValueError(
                 f"{name} must have the shape of image {image.shape}, got {maps[name].shape}"
@@ -183,10 +199,14 @@ def _check_maps(maps: dict[str, np.ndarray], axes) -> tuple[str, ...]:
     allowed = [image.shape, image.shape[-2:]]
     if axes[0] == "slice":
         allowed.append((image.shape[0], *image.shape[-2:]))
-    if "field_map_hz" in maps and maps["field_map_hz"].shape not in allowed:
-        raise ValueError(
-            f"field_map_hz must have one of the shapes {allowed}, got {maps['field_map_hz'].shape}"
-        )
+    for name in ("field_map_hz", "field_map_std_hz"):
+        if name in maps and maps[name].shape not in allowed:
+            raise ValueError(
+                f"{name} must have one of the shapes {allowed}, got {maps[name].shape}"
+            )
+    for name in ("fat_fraction_std", "field_map_std_hz"):
+        if name in maps and maps[name].min() < 0:
+            raise ValueError(f"{name} must be >= 0, got a minimum of {maps[name].min():.3g}")
     ff = maps.get("fat_fraction")
     if ff is not None and (ff.min() < 0 or ff.max() > 1):
         raise ValueError(f"fat_fraction must lie in [0, 1], got [{ff.min():.3g}, {ff.max():.3g}]")
@@ -219,7 +239,7 @@ def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
     """Write ``rec`` atomically to ``path`` in the output format; returns the path."""
     if not isinstance(rec, Reconstruction):
         raise TypeError(f"rec must be a Reconstruction, got {type(rec).__name__}")
-    maps = _collect(rec, ("image", "water", "fat", "fat_fraction", "field_map_hz"), _COMPLEX)
+    maps = _collect(rec, _RESULT_MAPS, _COMPLEX)
     axes = _check_maps(maps, rec.axes)
     volume = freqs = None
     if rec.spectral_volume is not None:
@@ -289,7 +309,7 @@ def read_result(path: str | os.PathLike) -> Reconstruction:
             raise ValueError(
                 f"file {str(path)!r} has no /image dataset: not an mrsolve output file"
             )
-        maps = _read_maps(handle, ("image", "water", "fat", "fat_fraction", "field_map_hz"))
+        maps = _read_maps(handle, _RESULT_MAPS)
         if "spectral_volume" in handle:
             maps["spectral_volume"] = torch.from_numpy(handle["spectral_volume"][()])
             maps["frequencies_hz"] = torch.from_numpy(

@@ -117,7 +117,13 @@ def test_axes_validation_and_stacking(tmp_path):
     with pytest.raises(ValueError, match="axes"):
         write_result(tmp_path / "x.h5", Reconstruction(image=image, axes=("time", "y", "x")))
     recs = [
-        Reconstruction(image=image * k, field_map_hz=torch.full((4, 4), float(k))) for k in (1, 2)
+        Reconstruction(
+            image=image * k,
+            field_map_hz=torch.full((4, 4), float(k)),
+            field_map_std_hz=torch.full((4, 4), 10.0 * k),
+            fat_fraction_std=torch.full((2, 4, 4), 0.1 * k),
+        )
+        for k in (1, 2)
     ]
     stacked = stack_results(recs, "slice", [4, 9])
     assert stacked.axes == ("slice", "frame", "y", "x") and stacked.slices == (4, 9)
@@ -125,6 +131,8 @@ def test_axes_validation_and_stacking(tmp_path):
     back = read_result(tmp_path / "s.h5")
     assert back.image.shape == (2, 2, 4, 4) and back.field_map_hz.shape == (2, 4, 4)
     assert back.field_map_hz[1, 0, 0] == 2 and back.image[1, 0, 0, 0] == 2
+    assert back.field_map_std_hz.shape == (2, 4, 4) and back.field_map_std_hz[1, 0, 0] == 20
+    assert back.fat_fraction_std.shape == (2, 2, 4, 4)
     with pytest.raises(ValueError, match="before"):
         stack_results([stacked], "echo")
     assert not list(tmp_path.glob(".*.tmp"))

@@ -41,6 +41,8 @@ def _rec(dynamic=False):
         fat=fat,
         fat_fraction=ff,
         field_map_hz=torch.randn(6, 5),
+        fat_fraction_std=0.1 * ff,
+        field_map_std_hz=torch.rand(6, 5) * 20,
         spectral_volume=volume,
         frequencies_hz=torch.linspace(-600, 200, nf),
         method="spectral",
@@ -57,7 +59,10 @@ def test_result_layout_and_round_trip(tmp_path, dynamic):
     write_result(tmp_path / "out.h5", rec)
     with h5py.File(tmp_path / "out.h5", "r") as f:
         assert f["image"].dtype == np.complex64 and f["image"].shape == tuple(rec.image.shape)
-        assert f["fat_fraction"].dtype == np.float32 and f["field_map_hz"].dtype == np.float32
+        for name in ("fat_fraction", "field_map_hz", "fat_fraction_std", "field_map_std_hz"):
+            assert f[name].dtype == np.float32
+        assert f["fat_fraction_std"].shape == tuple(rec.image.shape)
+        assert f["field_map_std_hz"].shape == (6, 5)
         assert f["spectral_volume"].shape == tuple(rec.spectral_volume.shape)
         np.testing.assert_allclose(f["spectral_volume"].attrs["frequencies_hz"], rec.frequencies_hz)
         assert json.loads(f.attrs["config"]) == rec.config
@@ -66,7 +71,8 @@ def test_result_layout_and_round_trip(tmp_path, dynamic):
         assert f.attrs["runtime_s"] == 1.5
         np.testing.assert_array_equal(f["water"][()], rec.water.numpy())
     back = read_result(tmp_path / "out.h5")
-    for name in ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume"):
+    names = ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume")
+    for name in (*names, "fat_fraction_std", "field_map_std_hz"):
         torch.testing.assert_close(getattr(back, name), getattr(rec, name))
     assert back.config == rec.config and back.method == "spectral"
 
@@ -77,6 +83,7 @@ def test_image_only_and_numpy_input(tmp_path):
     assert (
         back.image.dtype == torch.complex64 and back.water is None and back.spectral_volume is None
     )
+    assert back.fat_fraction_std is None and back.field_map_std_hz is None
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
@@ -115,6 +122,18 @@ def test_write_errors(tmp_path):
     bad = _rec()
     bad.image = torch.full((6, 5), float("nan"), dtype=torch.complex64)
     with pytest.raises(ValueError, match="finite"):
+        write_result(tmp_path / "x.h5", bad)
+    bad = _rec()
+    bad.field_map_std_hz = -bad.field_map_std_hz
+    with pytest.raises(ValueError, match="field_map_std_hz must be >= 0"):
+        write_result(tmp_path / "x.h5", bad)
+    bad = _rec()
+    bad.fat_fraction_std = bad.fat_fraction_std[:2]
+    with pytest.raises(ValueError, match="fat_fraction_std must have the shape"):
+        write_result(tmp_path / "x.h5", bad)
+    bad = _rec()
+    bad.field_map_std_hz = torch.full((6, 5), float("inf"))
+    with pytest.raises(ValueError, match="field_map_std_hz must be finite"):
         write_result(tmp_path / "x.h5", bad)
     with pytest.raises(TypeError, match="Reconstruction"):
         write_result(tmp_path / "x.h5", {"image": 1})
