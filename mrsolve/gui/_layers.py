@@ -16,9 +16,21 @@ from mrsolve.propeller.scan import Scan
 from mrsolve.recon.methods import reconstruct
 
 LayerData = tuple[np.ndarray, dict, str]
-ROLES = ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume")
+ROLES = (
+    "image",
+    "water",
+    "fat",
+    "fat_fraction",
+    "field_map_hz",
+    "spectral_volume",
+    "fat_fraction_std",
+    "field_map_std_hz",
+)
 FIELD_MAP_COLORMAP = "coolwarm"  # diverging: blue below, red above resonance
 FAT_FRACTION_COLORMAP = "magma"
+STD_COLORMAP = "viridis"  # sequential, unlike the maps' own: a std is not a map value
+#: std layers: role -> name suffix
+STD_LAYERS = {"fat_fraction_std": "fat fraction std", "field_map_std_hz": "field map std (Hz)"}
 
 
 def _numpy(value) -> np.ndarray:
@@ -85,12 +97,24 @@ def spectral_layer(
     )
 
 
+def std_contrast_limits(std) -> tuple[float, float]:
+    """(0, 99th percentile of the values below the maximum): pixels without signal sit at
+    the cap (the prior's std) and would otherwise set the scale; (0, max) if all are
+    at it, (0, 1) if it is 0."""
+    values = _numpy(std).astype(np.float64).ravel()
+    top = float(values.max()) if values.size else 0.0
+    below = values[values < top]
+    high = float(np.percentile(below, 99)) if below.size else top
+    return 0.0, (high if high > 0 else top) or 1.0
+
+
 def result_layers(
     rec: Reconstruction | GroundTruth, prefix: str, info: dict | None = None
 ) -> list[LayerData]:
     """Layers of a reconstruction or ground truth: image, water, fat, fat fraction (0-1),
-    field map (Hz, diverging, symmetric limits), spectral volume (f axis in Hz); leading
-    axes are labelled from ``rec.axes`` (slice, echo, frame)."""
+    field map (Hz, diverging, symmetric limits), the stds of both (hidden until switched
+    on), spectral volume (f axis in Hz); leading axes are labelled from ``rec.axes``
+    (slice, echo, frame)."""
     info = dict(info or {})
     outer = resolve_axes(getattr(rec, "axes", None), rec.image.ndim)[:-2]
     layers = [_layer(rec.image, f"{prefix} image", "image", outer, info=info)]
@@ -123,6 +147,21 @@ def result_layers(
                 info=info,
             )
         )
+    for role, suffix in STD_LAYERS.items():
+        std = getattr(rec, role, None)  # ground truths have none
+        if std is not None:
+            layers.append(
+                _layer(
+                    std,
+                    f"{prefix} {suffix}",
+                    role,
+                    outer,
+                    colormap=STD_COLORMAP,
+                    contrast_limits=std_contrast_limits(std),
+                    visible=False,
+                    info=info,
+                )
+            )
     volume = getattr(rec, "spectral_volume", None)
     if volume is not None:
         layers.append(

@@ -31,7 +31,8 @@ def raw_file(small_sim, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def result():
-    """A result with every map; the spectral volume has 5 bins at -400, -300, ..., 0 Hz."""
+    """A result with every map; the spectral volume has 5 bins at -400, -300, ..., 0 Hz;
+    the field-map std is at its cap (115.47 Hz, no signal) in the first 8 rows."""
     rng = np.random.default_rng(0)
 
     def cplx(*shape):
@@ -39,12 +40,16 @@ def result():
         return torch.as_tensor(z, dtype=torch.complex64)
 
     water, fat, volume = cplx(32, 32), cplx(32, 32), cplx(5, 32, 32)
+    field_std = rng.uniform(1.0, 20.0, (32, 32))
+    field_std[:8] = 200 / np.sqrt(3)
     return Reconstruction(
         image=water + fat,
         water=water,
         fat=fat,
         fat_fraction=fat.abs() / (water.abs() + fat.abs()),
         field_map_hz=torch.as_tensor(rng.uniform(-80, 120, (32, 32)), dtype=torch.float32),
+        fat_fraction_std=torch.as_tensor(rng.uniform(0.0, 0.05, (32, 32)), dtype=torch.float32),
+        field_map_std_hz=torch.as_tensor(field_std, dtype=torch.float32),
         spectral_volume=volume,
         frequencies_hz=torch.arange(-400.0, 1.0, 100.0),
         method="gridding",

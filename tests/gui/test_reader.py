@@ -21,10 +21,9 @@ def _by_name(layers):
 
 def test_result_file_layers(result, result_file):
     layers = _by_name(get_reader(str(result_file))(str(result_file)))
-    assert set(layers) == {
-        f"rec {n}"
-        for n in ("image", "water", "fat", "fat fraction", "field map (Hz)", "spectral volume")
-    }
+    names = ("image", "water", "fat", "fat fraction", "field map (Hz)", "spectral volume")
+    stds = ("fat fraction std", "field map std (Hz)")
+    assert set(layers) == {f"rec {n}" for n in (*names, *stds)}
     image, kwargs, kind = layers["rec image"]
     assert kind == "image" and image.shape == (32, 32)
     np.testing.assert_allclose(image, result.image.abs().numpy(), rtol=1e-6)
@@ -35,6 +34,16 @@ def test_result_file_layers(result, result_file):
     limit = float(result.field_map_hz.abs().max())
     assert fm["colormap"] == "coolwarm" and fm["contrast_limits"] == (-limit, limit)
     np.testing.assert_allclose(fmap, result.field_map_hz.numpy())
+    for name, role in zip(stds, ("fat_fraction_std", "field_map_std_hz"), strict=True):
+        std, sk, _ = layers[f"rec {name}"]
+        expected = getattr(result, role).numpy()
+        np.testing.assert_array_equal(std, expected)
+        assert sk["visible"] is False and sk["colormap"] == "viridis"
+        assert sk["metadata"]["mrsolve"]["role"] == role
+        # the upper limit is the 99th percentile of the pixels below the cap
+        below = expected[expected < expected.max()]
+        assert sk["contrast_limits"] == (0.0, float(np.percentile(below.astype(np.float64), 99)))
+    assert layers["rec field map std (Hz)"][1]["contrast_limits"][1] < 20.0  # not the cap
     volume, vk, _ = layers["rec spectral volume"]
     assert volume.shape == (5, 32, 32)
     assert vk["scale"] == (100.0, 1.0, 1.0) and vk["translate"] == (-400.0, 0.0, 0.0)
@@ -111,7 +120,8 @@ def test_writer_round_trip(result, result_file, tmp_path):
     layers = get_reader(str(result_file))(str(result_file))
     [path] = write_layers(str(tmp_path / "copy.h5"), layers)
     back = read_result(path)
-    for name in ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume"):
+    names = ("image", "water", "fat", "fat_fraction", "field_map_hz", "spectral_volume")
+    for name in (*names, "fat_fraction_std", "field_map_std_hz"):
         np.testing.assert_array_equal(getattr(back, name).numpy(), getattr(result, name).numpy())
     np.testing.assert_allclose(back.frequencies_hz.numpy(), [-400, -300, -200, -100, 0])
     assert back.method == "gridding"

@@ -39,7 +39,8 @@ def test_viewer_opens_both_file_kinds(make_napari_viewer, result_file, raw_file)
     names = [layer.name for layer in viewer.layers]
     assert names == [
         "rec image", "rec water", "rec fat", "rec fat fraction", "rec field map (Hz)",
-        "rec spectral volume", "scan gridding", "scan blades",
+        "rec fat fraction std", "rec field map std (Hz)", "rec spectral volume",
+        "scan gridding", "scan blades",
     ]  # fmt: skip
     volume = viewer.layers["rec spectral volume"]
     np.testing.assert_allclose(volume.scale, [100.0, 1.0, 1.0])
@@ -47,6 +48,8 @@ def test_viewer_opens_both_file_kinds(make_napari_viewer, result_file, raw_file)
     assert viewer.layers["rec fat fraction"].colormap.name == "magma"
     np.testing.assert_allclose(viewer.layers["rec fat fraction"].contrast_limits, [0, 1])
     assert viewer.layers["rec field map (Hz)"].colormap.name == "coolwarm"
+    for name in ("rec fat fraction std", "rec field map std (Hz)"):
+        assert not viewer.layers[name].visible and viewer.layers[name].colormap.name == "viridis"
     assert viewer.layers["scan blades"].data.shape == (6, 32, 32)
 
 
