@@ -177,7 +177,7 @@ def conjugate_phase(
     n_segments: int | None = None,
     interpolator: str = "least-squares",
     dcf: str | torch.Tensor = "analytic",
-    coil_maps: torch.Tensor | str | None = None,
+    coil_maps: torch.Tensor | str | None = "espirit",
     n_cg: int = 0,
     operator: OperatorFactory = NUFFT,
     device: str | torch.device = "cpu",
@@ -190,7 +190,7 @@ def conjugate_phase(
         field_map_hz: psi (ny, nx) in Hz (torch or numpy).
         n_segments, interpolator: time segmentation (see :class:`TimeSegmented`).
         dcf: "analytic", "pipe-menon" or weights (B, L, M).
-        coil_maps: (C, ny, nx), "walsh"/"espirit" (estimated), or None (RSS).
+        coil_maps: (C, ny, nx), "espirit"/"walsh" (estimated), or None (RSS).
         n_cg: conjugate-gradient iterations on E^H W E x = E^H W y started from the
             conjugate-phase image (needs coil maps); 0 returns the conjugate-phase image.
         operator: NUFFT (default) or DFT factory.

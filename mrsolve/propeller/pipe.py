@@ -447,7 +447,7 @@ def pipe_reconstruct(
     max_shift_px: float | None = None,
     weight_power: float = 8.0,
     dcf: str = "analytic",
-    coil_maps: torch.Tensor | str | None = None,
+    coil_maps: torch.Tensor | str | None = "espirit",
     operator: OperatorFactory = NUFFT,
     device: str | torch.device = "cpu",
     callback: Callback | None = None,
@@ -460,10 +460,11 @@ def pipe_reconstruct(
         max_angle_deg, max_shift_px: motion search ranges.
         weight_power: exponent of :func:`correlation_weights`.
         dcf: "analytic" or "pipe-menon" density compensation for the final gridding.
-        coil_maps: None for root-sum-of-squares (the natural choice after phase
-            correction, which removes coil phases); "walsh"/"espirit" to estimate maps
-            from the corrected data for a SENSE-1 combination; or given (C, ny, nx) maps
-            (only consistent without phase correction, which removes their phase).
+        coil_maps: "espirit"/"walsh" to estimate maps from the corrected data for a
+            SENSE-1 combination (phase correction removes the coil phases, but the maps
+            still weight the coils by sensitivity: docs/coil_maps_design.md); None for
+            root-sum-of-squares; or given (C, ny, nx) maps (only consistent without
+            phase correction, which removes their phase).
         operator: NUFFT (default) or DFT factory.
         device: "cpu", "cuda" or "auto".
         callback: ``callback(step, total, image)`` after each of 6 steps (image is None

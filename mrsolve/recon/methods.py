@@ -125,10 +125,11 @@ _RESERVED = {"scan", "device", "callback", "field_map_hz", "operator"}
 
 def resolve_options(method: str, options: dict) -> dict:
     """``options`` of ``method`` in the form its ``run`` takes (typed, for the spectral
-    method; the method's defaults filled in for the others)."""
+    method; unchanged for the others, whose ``defaults`` :func:`reconstruct` fills in, so
+    that the options given name a batch job whatever the defaults are)."""
     check_choice("method", method, METHODS)
-    spec = METHODS[method]
-    return {**spec.defaults, **options} if spec.resolve is None else spec.resolve(options)
+    resolve = METHODS[method].resolve
+    return dict(options) if resolve is None else resolve(options)
 
 
 def _run_options(options: dict) -> dict:
@@ -170,7 +171,7 @@ def reconstruct(
     """
     check_request(method, options, field_map is not None)
     spec = METHODS[method]
-    options = resolve_options(method, options)
+    options = {**spec.defaults, **resolve_options(method, options)}
     if not spec.per_frame:
         rec = spec.run(scan, field_map, device, callback, **options)
         rec.method = method
