@@ -201,7 +201,8 @@ def reconstruct_file(
 
 def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
     """NRMSE, HFEN, SSIM, fat-fraction MAE and field-map RMSE, with the all-zero
-    predictors' scores."""
+    predictors' scores; with std maps, the RMS of error / std (1 when the stds are
+    calibrated, above 1 when they are optimistic)."""
     ref = truth.image_at(rec.image_time_s)
     if tuple(rec.image.shape) != tuple(ref.shape):
         raise ValueError(
@@ -220,6 +221,10 @@ def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
         scores["fat_fraction_mae_zero"] = metrics.fat_fraction_mae(
             np.zeros(tuple(truth.fat_fraction.shape)), truth.fat_fraction, mask
         )
+        if rec.fat_fraction_std is not None:
+            scores["fat_fraction_z_rms"] = _z_rms(
+                rec.fat_fraction, truth.fat_fraction, rec.fat_fraction_std, mask
+            )
     if rec.field_map_hz is not None:
         fm_true = truth.field_map_hz
         fm_est = (
@@ -234,7 +239,19 @@ def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
         scores["field_map_rmse_zero_hz"] = metrics.field_map_rmse(
             torch.zeros_like(fm_true), fm_true, water_mask
         )
+        if rec.field_map_std_hz is not None:
+            std = rec.field_map_std_hz
+            std = std.expand_as(fm_true) if fm_true.ndim > std.ndim else std
+            scores["field_map_z_rms"] = _z_rms(fm_est, fm_true, std, water_mask)
     return scores
+
+
+def _z_rms(estimate, truth, std, mask) -> float:
+    """sqrt(mean(((estimate - truth) / std)^2)) inside ``mask`` (std 0 counts as tiny)."""
+    est, ref, sd = (np.asarray(v, dtype=np.float64) for v in (estimate, truth, std))
+    m = np.broadcast_to(np.asarray(mask, dtype=bool), ref.shape)
+    z = (est[m] - ref[m]) / np.maximum(sd[m], 1e-12)
+    return float(np.sqrt(np.mean(z**2))) if z.size else float("nan")
 
 
 def compare_files(output: Path, truth: Path) -> dict[str, float]:
@@ -261,6 +278,8 @@ _HEADERS = {
     "fat_fraction_mae_zero": "FF MAE (zero)",
     "field_map_rmse_hz": "B0 RMSE Hz",
     "field_map_rmse_zero_hz": "B0 RMSE (zero)",
+    "fat_fraction_z_rms": "FF err/std",
+    "field_map_z_rms": "B0 err/std",
 }
 
 

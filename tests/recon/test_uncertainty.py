@@ -10,9 +10,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from mrsolve.data.results import GroundTruth, Reconstruction
 from mrsolve.data.simulate import simulate
 from mrsolve.propeller.density import density_compensation
 from mrsolve.propeller.fat import fat_spectrum
+from mrsolve.recon.commands import score
 from mrsolve.recon.spectral.fields import WaterFatField
 from mrsolve.recon.spectral.operator import ExplicitSpectralModel
 from mrsolve.recon.spectral.problem import OperatorConfig, build_problem
@@ -275,3 +277,31 @@ def test_water_fat_std_rejects_bad_arguments(sim):
     other = simulate(size=16, n_blades=6, n_lines=8, n_coils=3, seed=0)
     with pytest.raises(ValueError, match="image shape"):
         water_fat_std(field_, _problem(other), 1.0)
+
+
+def test_compare_scores_error_over_std():
+    """recon compare's calibration columns: RMS of error / std inside the masks."""
+    gen = torch.Generator().manual_seed(5)
+    shape = (16, 16)
+    water = torch.rand(shape, generator=gen).to(torch.complex64) + 1
+    fat = 0.5 * torch.rand(shape, generator=gen).to(torch.complex64)
+    mask = torch.zeros(shape, dtype=torch.bool)
+    mask[4:12, 4:12] = True
+    ff = torch.where(mask, fat.abs() / (water.abs() + fat.abs()), torch.zeros(shape))
+    psi = 30 * torch.randn(shape, generator=gen)
+    truth = GroundTruth(water + fat, water, fat, ff, psi, mask)
+    ff_err, psi_err = 0.01 * torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    ff_std, psi_std = 0.02 * torch.ones(shape), torch.rand(shape, generator=gen) + 0.5
+    rec = Reconstruction(
+        image=water + fat,
+        fat_fraction=(ff + ff_err).clamp(0, 1),
+        field_map_hz=psi + psi_err,
+        fat_fraction_std=ff_std,
+        field_map_std_hz=psi_std,
+    )
+    scores = score(rec, truth)
+    ff_z = ((rec.fat_fraction - ff) / ff_std)[mask]
+    psi_z = (psi_err / psi_std)[mask & (water.abs() > fat.abs())]
+    assert scores["fat_fraction_z_rms"] == pytest.approx(float(ff_z.square().mean().sqrt()))
+    assert scores["field_map_z_rms"] == pytest.approx(float(psi_z.square().mean().sqrt()))
+    assert "field_map_z_rms" not in score(Reconstruction(image=water + fat), truth)
