@@ -39,7 +39,9 @@ class OperatorConfig:
     tol: float = 1e-6  # temporal basis truncation (relative singular value)
     max_error: float | None = 8e-5  # a-priori bound on the per-sample model error; None: tol
     dcf: str = "analytic"  # density compensation method of propeller.density
-    coil_maps: str = "walsh"  # "walsh" or "espirit", estimated from the data
+    # "walsh" or "espirit", estimated from the data; Walsh inside the forward model because
+    # ESPIRiT's crop removes pixels from it (docs/coil_maps_design.md)
+    coil_maps: str = "walsh"
     coil_energy: float = 0.999  # share of k-space energy the virtual coils keep; 1: all coils
     holdout_fraction: float = 0.05  # share of k-space lines kept out of the data term
     frequency_step_hz: float = 5.0  # spacing of the frequency grid the basis is built from
