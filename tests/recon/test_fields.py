@@ -41,7 +41,7 @@ def _encoding(sim, downsample=1, parametrization="moment"):
     return enc, head
 
 
-@pytest.mark.parametrize("parametrization", ["moment", "densities"])
+@pytest.mark.parametrize("parametrization", ["common_phase", "moment", "densities"])
 def test_water_fat_head_reproduces_the_exact_simulator(sim, parametrization):
     enc, head = _encoding(sim, parametrization=parametrization)
     assert torch.allclose(head.field_map(), sim.truth.field_map_hz, atol=1e-2)
@@ -60,7 +60,7 @@ def test_frequency_bins_cover_water_and_fat_with_margin():
     assert float(bins[-1]) == pytest.approx(77.0 + 100, abs=1.0)
 
 
-@pytest.mark.parametrize("parametrization", ["moment", "densities"])
+@pytest.mark.parametrize("parametrization", ["common_phase", "moment", "densities"])
 def test_gradient_through_model_matches_finite_differences(sim, parametrization):
     enc, head = _encoding(sim, downsample=4, parametrization=parametrization)
     y = sim.scan.kspace
@@ -104,6 +104,30 @@ def test_moment_form_keeps_the_first_spectral_moment_when_the_field_map_moves(si
         assert float((head.field_map() - sim.truth.field_map_hz).abs().max()) > 20.0
         assert torch.allclose(head.water() + head.fat(), total, atol=1e-5)
     assert float((moment() - before).abs().max()) < 1e-3 * float(before.abs().max())
+
+
+def test_common_phase_keeps_fat_in_phase_with_water_and_its_share_in_range(sim):
+    _, head = _encoding(sim, downsample=4, parametrization="common_phase")
+    truth = sim.truth
+    assert float(head.share_penalty().detach()) == pytest.approx(
+        0.0, abs=1e-6
+    )  # truth: 0 <= s <= 1
+    total = truth.water + truth.fat
+    phase = torch.polar(
+        torch.ones(total.shape), torch.linspace(-3, 3, total.numel()).reshape(total.shape)
+    )
+    # fat in opposite phase to water has no in-phase share: it is projected to zero fat
+    head.set_densities(total * phase, -0.2 * total * phase)
+    assert float(head.fat().detach().abs().max()) < 1e-5
+    torch.testing.assert_close(head.water().detach(), 0.8 * total * phase)
+    # a share outside [0, 1] is penalized by |rho|^2 (s - 1)^2 (or s^2 below 0)
+    with torch.no_grad():
+        head.second.values[..., 0] += 1.5  # eta (its real part) -> share s + 1.5 > 1
+    s = head.fat_share()
+    expected = (head.first().abs().square() * torch.relu(s - 1).square()).sum()
+    assert float(head.share_penalty().detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert float(head.share_penalty().detach()) > 0
+    assert float(_encoding(sim, parametrization="moment")[1].share_penalty().detach()) == 0.0
 
 
 def test_water_fat_head_rejects_an_unknown_parametrization(sim):

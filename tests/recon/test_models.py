@@ -1,5 +1,6 @@
 """The data side of the spectral problem: quadratic data term and held-out loss."""
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -49,6 +50,21 @@ def test_heldout_loss_equals_direct_residual_of_the_heldout_lines():
         z = scale * torch.randn(enc.ishape, dtype=torch.complex64, generator=gen)
         ref = float((enc(z) - y).abs().square().sum() / y.abs().square().sum())
         assert abs(problem.heldout_loss(z) - ref) <= 1e-4 * max(ref, 1.0)
+
+
+def test_heldout_noise_var_is_the_residual_per_heldout_sample():
+    scan, problem = _problem()
+    held = heldout_lines(scan.n_blades, scan.n_lines, 0.2, 0)
+    y = scan.kspace[:, held] * problem.scale  # unit-variance noise, scaled
+    # at z = 0 the residual is the data: its mean |y|^2 per held-out sample
+    expected = float(y.abs().square().mean())
+    assert problem.heldout_noise_var(torch.zeros(problem.basis.rank, N, N)) == pytest.approx(
+        expected, rel=1e-5
+    )
+    # the data are standard complex noise: E|n|^2 = 1 before scaling
+    assert expected / problem.scale**2 == pytest.approx(1.0, rel=0.15)
+    _, none = _problem(holdout_fraction=0.0)
+    assert math.isnan(none.heldout_noise_var(torch.zeros(none.basis.rank, N, N)))
 
 
 def test_data_loss_gradient_matches_finite_differences():

@@ -15,6 +15,7 @@ from mrsolve.data.simulate import simulate
 from mrsolve.propeller.density import density_compensation
 from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.recon.commands import score
+from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.recon.spectral.fields import WaterFatField
 from mrsolve.recon.spectral.operator import ExplicitSpectralModel
 from mrsolve.recon.spectral.problem import OperatorConfig, build_problem
@@ -305,3 +306,27 @@ def test_compare_scores_error_over_std():
     assert scores["fat_fraction_z_rms"] == pytest.approx(float(ff_z.square().mean().sqrt()))
     assert scores["field_map_z_rms"] == pytest.approx(float(psi_z.square().mean().sqrt()))
     assert "field_map_z_rms" not in score(Reconstruction(image=water + fat), truth)
+
+
+def test_fatwater_writes_the_std_maps_only_when_asked():
+    small = simulate(
+        size=24, n_blades=6, n_lines=6, n_coils=3, max_offres_hz=80.0, noise=0.02, seed=4
+    )
+    fast = {"frequency": {"n_bins": 8}, "iterations": 20}
+    plain = reconstruct_spectral(small.scan, "fatwater", **fast)
+    assert plain.fat_fraction_std is None and plain.field_map_std_hz is None
+    rec = reconstruct_spectral(small.scan, "fatwater", waterfat={"std_maps": True}, **fast)
+    # the simulation has a noise scan: the noise variance is the scale^2 of the whitened data
+    report = rec.config["report"]
+    assert report["waterfat"]["noise_var"] == pytest.approx(report["scale"] ** 2)
+    for std in (rec.fat_fraction_std, rec.field_map_std_hz):
+        assert std.shape == rec.fat_fraction.shape and bool(torch.isfinite(std).all())
+        assert float(std.min()) >= 0
+    assert float(rec.fat_fraction_std.max()) <= 1 / math.sqrt(12) + 1e-6
+    cap_hz = rec.config["waterfat"]["max_abs_hz"] / math.sqrt(3)
+    assert float(rec.field_map_std_hz.max()) <= cap_hz + 1e-3
+    # outside the object (no signal) the bounds sit at the caps, inside well below them
+    outside, inside = ~small.truth.mask, small.truth.mask
+    assert float(rec.field_map_std_hz[outside].median()) > 10 * float(
+        rec.field_map_std_hz[inside].median()
+    )

@@ -75,7 +75,8 @@ def reconstruct(
         overrides["seed"] = seed
     cfg = resolve_config(preset, iterations, **overrides)
     dev = resolve_device(device)
-    if scan.noise is not None:
+    whitened = scan.noise is not None
+    if whitened:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
     image_time = _image_time(cfg.image_time, scan)
@@ -118,8 +119,13 @@ def reconstruct(
             cfg.stopping,
             callback=shifted(callback, offset, sum(totals)),
             checkpointer=ckpt,
+            # prewhitened samples have unit noise variance before the problem's scaling
+            noise_var=problem.scale**2 if whitened else None,
         )
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
+        for name in ("fat_fraction_std", "field_map_std_hz"):
+            if name in maps:
+                out[name] = maps[name].float().cpu()
         out["field_map_hz"] = maps["field_map_hz"].float().cpu()
         out["fat_fraction"] = fat_fraction(out["water"], out["fat"])
         out["image"] = water_fat_signal(

@@ -26,7 +26,7 @@ from mrsolve.recon.spectral.encodings import DenseGrid
 from mrsolve.recon.spectral.operator import TemporalBasis
 from mrsolve.solvers.validation import check_choice, check_positive
 
-PARAMETRIZATIONS = ("moment", "densities")
+PARAMETRIZATIONS = ("common_phase", "moment", "densities")
 
 
 def frequency_bins(
@@ -92,6 +92,12 @@ class WaterFatField(torch.nn.Module):
       so a quasi-Newton method can move the field map along it (with densities, it must
       move psi and the fat together through an ill-conditioned valley and stalls near
       its start).
+    - "common_phase": the moment form with water and fat in phase, as they are at t = 0
+      (the field map's phase is modelled): parameters rho (complex), a real eta and psi,
+      rho_f = s rho and rho_w = (1 - s) rho with the fat share s = eta - psi / f_bar.
+      Along the near-null direction the moment form trades a field-map offset for fat
+      of either phase; here fat in opposite phase to water is excluded and the share is
+      kept in [0, 1] by :meth:`share_penalty` (docs/spectral_design.md).
 
     Args:
         basis: temporal basis of the forward model.
@@ -101,7 +107,7 @@ class WaterFatField(torch.nn.Module):
         downsample: field-map grid is (ny, nx) / downsample (1: per pixel).
         max_abs_hz: the field map is bounded to +-max_abs_hz (tanh), keeping it in range.
         table_step_hz: spacing of the tabulated a(psi), b(psi).
-        parametrization: "moment" or "densities" (above).
+        parametrization: "common_phase", "moment" or "densities" (above).
     """
 
     def __init__(
@@ -138,10 +144,10 @@ class WaterFatField(torch.nn.Module):
         # (K, 4, L): a, step * a', b, step * b' at every tabulated psi
         self.register_buffer("table", torch.stack(rows).permute(2, 0, 1).to(torch.complex64))
         self.fat_mean_hz = float((spectrum.amplitudes * spectrum.frequencies_hz).sum())
-        if self.parametrization == "moment" and self.fat_mean_hz == 0:
+        if self.parametrization != "densities" and self.fat_mean_hz == 0:
             raise ValueError("spectrum must have a non-zero mean offset for the moment form")
         self.first = DenseGrid(water.shape, water)  # rho_w or rho
-        self.second = DenseGrid(fat.shape, fat)  # rho_f or h
+        self.second = DenseGrid(fat.shape, fat)  # rho_f or h (eta: its real part)
         coarse = tuple(max(1, math.ceil(s / downsample)) for s in self.image_shape)
         psi = torch.nn.functional.interpolate(
             field_map_hz.float()[None, None], size=coarse, mode="area"
@@ -158,6 +164,12 @@ class WaterFatField(torch.nn.Module):
             if self.parametrization == "moment":
                 total = water + fat
                 water, fat = total, fat + self.field_map() * total / self.fat_mean_hz
+            elif self.parametrization == "common_phase":
+                total = water + fat
+                # the share of the fat along the common phase, clamped to [0, 1]
+                share = (fat * total.conj()).real / total.abs().square().clamp_min(1e-30)
+                eta = share.clamp(0, 1) + self.field_map() / self.fat_mean_hz
+                water, fat = total, eta.to(torch.complex64)
             self.first.values.copy_(torch.view_as_real(water))
             self.second.values.copy_(torch.view_as_real(fat))
 
@@ -167,8 +179,25 @@ class WaterFatField(torch.nn.Module):
             return self.first(), self.second()
         psi = self.field_map() if psi is None else psi
         total = self.first()
-        fat = self.second() - psi * total / self.fat_mean_hz
+        if self.parametrization == "common_phase":
+            fat = self.fat_share(psi) * total
+        else:
+            fat = self.second() - psi * total / self.fat_mean_hz
         return total - fat, fat
+
+    def fat_share(self, psi: torch.Tensor | None = None) -> torch.Tensor:
+        """s = eta - psi / f_bar (ny, nx), the fat share of "common_phase"."""
+        psi = self.field_map() if psi is None else psi
+        return self.second().real - psi / self.fat_mean_hz
+
+    def share_penalty(self) -> torch.Tensor:
+        """sum |rho|^2 (min(s, 0)^2 + max(s - 1, 0)^2): keeps "common_phase"'s fat share in
+        [0, 1] (0 for the other parametrizations)."""
+        if self.parametrization != "common_phase":
+            return torch.zeros((), device=self.psi_raw.device)
+        s = self.fat_share()
+        outside = torch.relu(-s).square() + torch.relu(s - 1).square()
+        return (self.first().abs().square() * outside).sum()
 
     def water(self) -> torch.Tensor:
         """rho_w (ny, nx) complex."""

@@ -64,6 +64,7 @@ class FrameData:
     heldout: SpectralNormal | None
     heldout_b: torch.Tensor | None  # A_h^H y_h
     heldout_energy: torch.Tensor | None  # ||y_h||^2
+    heldout_samples: int = 0  # complex samples (coils included) on the held-out lines
 
 
 @dataclass
@@ -96,6 +97,13 @@ class SpectralProblem:
                 num += max(quad - 2 * float(cross) + float(fr.heldout_energy), 0.0)
                 den += float(fr.heldout_energy)
         return num / den if den > 0 else math.nan
+
+    def heldout_noise_var(self, z: torch.Tensor) -> float:
+        """||A_h z - y_h||^2 per held-out complex sample (scaled units): the noise variance
+        plus the model error at ``z`` (nan without held-out lines)."""
+        count = sum(fr.heldout_samples for fr in self.frames)
+        energy = sum(float(fr.heldout_energy) for fr in self.frames if fr.heldout_samples)
+        return self.heldout_loss(z) * energy / count if count else math.nan
 
     def relative_residual(self, loss: float) -> float:
         """sqrt(2 f / y^H W y): the training data-consistency loss in relative units."""
@@ -244,4 +252,6 @@ def _frame_data(scan, blades, weights, held, basis, maps) -> FrameData:
     held_y = y[:, h]
     held_energy = held_y.abs().square().sum(dtype=torch.float64)
     held_b = held_enc.H(held_y)
-    return FrameData(normal, b, energy, moments, held_enc.normal(), held_b, held_energy)
+    return FrameData(
+        normal, b, energy, moments, held_enc.normal(), held_b, held_energy, held_y.numel()
+    )

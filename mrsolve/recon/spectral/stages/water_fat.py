@@ -11,6 +11,7 @@ the fit work, and the figures, are in docs/spectral_design.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -22,6 +23,7 @@ from mrsolve.recon.spectral.problem import SpectralProblem
 from mrsolve.recon.spectral.regularizers import smooth_tv, smoothness
 from mrsolve.recon.spectral.runner import Callback, Checkpointer, StoppingConfig, run, shifted
 from mrsolve.recon.spectral.steppers import LBFGS, Adam
+from mrsolve.recon.spectral.uncertainty import water_fat_std
 from mrsolve.solvers.alg import cg
 
 
@@ -51,7 +53,12 @@ class WaterFatConfig:
     max_abs_hz: float = 200.0
     levels: int = 3
     level_iterations: int = 30
-    parametrization: str = "moment"  # WaterFatField's "moment" or "densities"
+    parametrization: str = "common_phase"  # WaterFatField's "common_phase", "moment" or "densities"
+    share_penalty: float = 1.0  # weight keeping "common_phase"'s fat share in [0, 1]
+    # write the per-pixel noise-only lower bounds of uncertainty.water_fat_std; off by
+    # default: on the development set the errors were 6-2000x these bounds (they leave out
+    # the field-map / fat ambiguity), docs/uncertainty_design.md
+    std_maps: bool = False
     min_patience: int = 6  # held-out checks without improvement, at least
 
     @property
@@ -89,6 +96,7 @@ def _objective(problem: SpectralProblem, field_: WaterFatField, wf: WaterFatConf
         water, fat = field_.densities()
         reg = wf.tv * (smooth_tv(water) + smooth_tv(fat))
         reg = reg + wf.psi_smooth * smoothness(field_.field_map())
+        reg = reg + wf.share_penalty * field_.share_penalty()
         return data + reg, data
 
     return loss_fn
@@ -164,8 +172,15 @@ def run_water_fat(
     *,
     callback: Callback = None,
     checkpointer: Checkpointer | None = None,
+    noise_var: float | None = None,
 ) -> tuple[dict, dict]:
-    """Stage 2: {"water", "fat", "field_map_hz"} (unscaled) and a report."""
+    """Stage 2: {"water", "fat", "field_map_hz"} (unscaled), with ``wf.std_maps`` also
+    "fat_fraction_std" and "field_map_std_hz"
+    (:func:`~mrsolve.recon.spectral.uncertainty.water_fat_std`), and a report.
+
+    ``noise_var``: noise variance per complex k-space sample in the problem's scaled
+    units (None: measured on the held-out lines at the fit; no stds without them).
+    """
     if not isinstance(wf.levels, int) or wf.levels < 1:
         raise ValueError(f"waterfat levels must be a positive integer, got {wf.levels!r}")
     if not isinstance(wf.min_patience, int) or wf.min_patience < 1:
@@ -205,4 +220,15 @@ def run_water_fat(
     )
     best = result.best
     out = {"water": best[0] / problem.scale, "fat": best[1] / problem.scale}
-    return {**out, "field_map_hz": best[2].real}, result.report()
+    out["field_map_hz"] = best[2].real
+    report = result.report()
+    if wf.std_maps:
+        fitted = _field(problem, spectrum, wf, wf.downsample, (best[0], best[1], best[2].real))
+        if noise_var is None:
+            with torch.no_grad():
+                noise_var = problem.heldout_noise_var(fitted())
+        if math.isfinite(noise_var) and noise_var > 0:
+            stds = water_fat_std(fitted, problem, noise_var)
+            out["fat_fraction_std"], out["field_map_std_hz"] = stds
+            report["noise_var"] = noise_var
+    return out, report
