@@ -80,3 +80,28 @@ def water_fat_signal(
     phase = 2 * math.pi * float(time_s) * field_map_hz.double()
     rotation = torch.polar(torch.ones_like(phase), phase).to(water.dtype)
     return (water + fat * fat_t) * rotation
+
+
+def fat_separation(
+    times_s: torch.Tensor,
+    center_sample: int,
+    echo: torch.Tensor | None,
+    spectrum: FatSpectrum,
+) -> tuple[float, float]:
+    """What the sampling gives to tell fat from an offset of the field map: (cycles, px).
+
+    ``cycles``: how far the fat's mean offset f_bar = sum_p a_p f_p turns between the
+    k-space centres of the first and the last echo, |f_bar| (TE_last - TE_first) (0 for
+    one echo); ``px``: how far fat moves along one readout, |f_bar| M dt pixels (M dt the
+    readout's duration). Low spatial frequencies are sampled only near each echo, so the
+    echoes' spread is what separates fat by its phase in every pixel; a single echo
+    separates it only by the blur of fine detail along each blade.
+    """
+    if times_s.ndim != 3:
+        raise ValueError(f"times_s must have shape (B, L, M), got {tuple(times_s.shape)}")
+    mean_hz = abs(float((spectrum.amplitudes * spectrum.frequencies_hz).sum()))
+    centres = times_s[..., center_sample]
+    echo = torch.zeros(times_s.shape[0], dtype=torch.int64) if echo is None else echo.cpu()
+    te = [float(centres[echo.to(centres.device) == e].median()) for e in echo.unique().tolist()]
+    duration = float((times_s[..., -1] - times_s[..., 0]).abs().median())
+    return mean_hz * (max(te) - min(te)), mean_hz * duration

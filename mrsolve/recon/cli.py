@@ -129,6 +129,9 @@ def run(
         slices=commands.parse_slices(slices),
     )
     console.print(f"wrote [bold]{output}[/] ({rec.method}, {rec.runtime_s:.1f} s on {rec.device})")
+    warning = commands.separation_warning(rec)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

@@ -199,6 +199,19 @@ def reconstruct_file(
     return rec
 
 
+def separation_warning(rec: Reconstruction) -> str | None:
+    """A one-line warning when the water / fat fit reports that the sampling cannot
+    separate fat from the field map (the report's ``fat_separation``), else None."""
+    sep = rec.config.get("report", {}).get("waterfat", {}).get("fat_separation")
+    if sep is None or sep["resolvable"]:
+        return None
+    return (
+        f"fat is not resolvable from the field map in these data (echo spread "
+        f"{sep['echo_cycles']:.2f} fat cycles, readout shift {sep['readout_shift_px']:.2f} px): "
+        "fat fraction and field map are unreliable"
+    )
+
+
 def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
     """NRMSE, HFEN, SSIM, fat-fraction MAE and field-map RMSE, with the all-zero
     predictors' scores; with std maps, the RMS of error / std (1 when the stds are

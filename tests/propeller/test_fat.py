@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from mrsolve.propeller.fat import fat_signal, fat_spectrum, ppm_to_hz, water_fat_signal
+from mrsolve.propeller.fat import (
+    fat_separation,
+    fat_signal,
+    fat_spectrum,
+    ppm_to_hz,
+    water_fat_signal,
+)
+from mrsolve.propeller.timing import readout_times
 
 
 def test_single_peak_matches_methods_note():
@@ -68,3 +75,20 @@ def test_water_fat_signal_against_the_signal_equation():
         water_fat_signal(water, fat, psi, spec, t).numpy(), expected, atol=1e-5
     )
     assert torch.equal(water_fat_signal(water, fat, psi, spec, 0.0), water + fat)
+
+
+def test_fat_separation_of_one_echo_and_of_several():
+    spec = fat_spectrum(3.0)
+    mean = abs(float((spec.amplitudes.double() * spec.frequencies_hz.double()).sum()))
+    m, c, dwell = 64, 32, 20e-6
+    one = readout_times(m, c, dwell, "spin_echo").expand(4, 3, m)
+    cycles, px = fat_separation(one, c, None, spec)
+    assert cycles == 0.0
+    assert px == pytest.approx(mean * (m - 1) * dwell, rel=1e-5)
+    tes = [1.2e-3, 2.2e-3, 3.2e-3]
+    lines = torch.stack([readout_times(m, c, dwell, "gradient_echo", te) for te in tes])
+    echo = torch.tensor([2, 0, 1, 2, 0, 1])
+    times = lines[echo][:, None].expand(6, 3, m)
+    cycles, px = fat_separation(times, c, echo, spec)
+    assert cycles == pytest.approx(mean * 2.0e-3, rel=1e-4)
+    assert px == pytest.approx(mean * (m - 1) * dwell, rel=1e-5)

@@ -15,6 +15,7 @@ import torch
 from mrsolve.data.simulate import simulate
 from mrsolve.propeller.fat import fat_signal, fat_spectrum
 from mrsolve.propeller.gridding import gridding
+from mrsolve.recon.commands import separation_warning
 from mrsolve.recon.metrics import fat_fraction_mae, field_map_rmse, nrmse
 from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.recon.spectral.fields import WaterFatField
@@ -181,3 +182,22 @@ def test_bad_levels_and_patience_raise():
         reconstruct_spectral(sim.scan, "fatwater", waterfat={"levels": 0})
     with pytest.raises(ValueError, match="min_patience"):
         reconstruct_spectral(sim.scan, "fatwater", waterfat={"min_patience": 0})
+
+
+@pytest.mark.parametrize(("dwell_s", "resolvable"), [(4e-6, False), (60e-6, True)])
+def test_fatwater_reports_whether_fat_is_resolvable(dwell_s, resolvable):
+    """One echo: fat moves |f_bar| M dt px per readout (3 T, 48 samples: 0.07 or 1.1 px)."""
+    sim = simulate(size=24, n_blades=6, n_lines=6, n_coils=3, dwell_s=dwell_s, seed=1)
+    rec = reconstruct_spectral(
+        sim.scan,
+        "fatwater",
+        iterations=5,
+        frequency={"n_bins": 8},
+        waterfat={"levels": 1, "min_readout_shift_px": 1.0},
+    )
+    sep = rec.config["report"]["waterfat"]["fat_separation"]
+    assert sep["echo_cycles"] == 0.0 and sep["resolvable"] is resolvable
+    warning = separation_warning(rec)
+    assert (warning is None) is resolvable
+    if not resolvable:
+        assert "not resolvable" in warning and f"{sep['readout_shift_px']:.2f} px" in warning

@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 import torch
 
 from mrsolve.data.results import Reconstruction
-from mrsolve.propeller.fat import fat_spectrum, water_fat_signal
+from mrsolve.propeller.fat import fat_separation, fat_spectrum, water_fat_signal
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import echo_time
@@ -122,6 +122,13 @@ def reconstruct(
             # prewhitened samples have unit noise variance before the problem's scaling
             noise_var=problem.scale**2 if whitened else None,
         )
+        cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
+        report["waterfat"]["fat_separation"] = {
+            "echo_cycles": cycles,
+            "readout_shift_px": shift,
+            "resolvable": cycles >= cfg.waterfat.min_echo_cycles
+            or shift >= cfg.waterfat.min_readout_shift_px,
+        }
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
         for name in ("fat_fraction_std", "field_map_std_hz"):
             if name in maps:

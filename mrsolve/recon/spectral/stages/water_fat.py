@@ -59,6 +59,11 @@ class WaterFatConfig:
     # default: on the development set the errors were 6-2000x these bounds (they leave out
     # the field-map / fat ambiguity), docs/uncertainty_design.md
     std_maps: bool = False
+    # fat is reported resolvable from field when the echoes' k-space centres spread the fat
+    # phase by min_echo_cycles, or one readout moves fat by min_readout_shift_px; chosen on
+    # the development set (docs/spectral_design.md), see propeller.fat.fat_separation
+    min_echo_cycles: float = 0.25
+    min_readout_shift_px: float = 2.5
     min_patience: int = 6  # held-out checks without improvement, at least
 
     @property
