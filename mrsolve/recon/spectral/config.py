@@ -58,7 +58,11 @@ PRESETS: dict[str, dict] = {
     "fatwater": {"waterfat": {"enabled": True}, "free": {"enabled": False}},
     # TV along time couples the frames: its warm-started prox needs more inner steps
     # (docs/spectral_design.md)
-    "dynamic": {"dynamic": True, "free": {"tv_time": 0.5, "iterations": 100, "prox_iterations": 5}},
+    # dynamic scans keep the spatial weight they were tuned with (no dynamic development set)
+    "dynamic": {
+        "dynamic": True,
+        "free": {"tv": 0.01, "tv_time": 0.5, "iterations": 100, "prox_iterations": 5},
+    },
 }
 _SECTIONS = ("frequency", "operator", "free", "waterfat", "stopping")
 
