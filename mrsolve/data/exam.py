@@ -21,6 +21,7 @@ import torch
 from mrsolve.data.files import atomic_output
 from mrsolve.data.ismrmrd_io import write_exam
 from mrsolve.data.results import (
+    ARRAYS,
     LEADING_AXES,
     GroundTruth,
     Reconstruction,
@@ -29,17 +30,6 @@ from mrsolve.data.results import (
 )
 from mrsolve.data.simulate import simulate
 from mrsolve.propeller.scan import Scan
-
-_MAPS = (
-    "image",
-    "water",
-    "fat",
-    "fat_fraction",
-    "field_map_hz",
-    "spectral_volume",
-    "fat_fraction_std",
-    "field_map_std_hz",
-)
 
 
 @dataclass
@@ -173,7 +163,7 @@ def stack_results(
     if lead and LEADING_AXES.index(axis) >= LEADING_AXES.index(lead[0]):
         raise ValueError(f"cannot stack on {axis!r} before the existing axes {list(axes)}")
     maps = {}
-    for name in _MAPS:
+    for name in ARRAYS:
         values = [getattr(r, name) for r in recs]
         if values[0] is None:
             continue

@@ -49,6 +49,8 @@ _RESULT_MAPS = (
     "fat_fraction_std",
     "field_map_std_hz",
 )
+#: every array a Reconstruction may hold (the maps, then the spectral volume)
+ARRAYS = (*_RESULT_MAPS, "spectral_volume")
 LEADING_AXES = ("slice", "echo", "frame")
 __all__ = [
     "GroundTruth",

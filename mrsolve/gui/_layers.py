@@ -16,16 +16,6 @@ from mrsolve.propeller.scan import Scan
 from mrsolve.recon.methods import reconstruct
 
 LayerData = tuple[np.ndarray, dict, str]
-ROLES = (
-    "image",
-    "water",
-    "fat",
-    "fat_fraction",
-    "field_map_hz",
-    "spectral_volume",
-    "fat_fraction_std",
-    "field_map_std_hz",
-)
 FIELD_MAP_COLORMAP = "coolwarm"  # diverging: blue below, red above resonance
 FAT_FRACTION_COLORMAP = "magma"
 STD_COLORMAP = "viridis"  # sequential, unlike the maps' own: a std is not a map value
