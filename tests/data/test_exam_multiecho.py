@@ -16,9 +16,18 @@ FAST = {"frequency": {"n_bins": 16}, "waterfat": {"init_cg_iterations": 8}}
 
 def test_joint_echoes_beat_each_single_echo_on_fat_fraction():
     sim = simulate_exam(
-        n_slices=1, echo_times_s=[0.00115, 0.0023], seed=0, size=24, n_blades=6, n_lines=12,
-        n_coils=2, noise=0.01, sequence="gradient_echo", max_offres_hz=60.0, dwell_s=1 / (1000 * 48),
-    )  # fmt: skip
+        n_slices=1,
+        echo_times_s=[0.00115, 0.0023],
+        seed=0,
+        size=24,
+        n_blades=6,
+        n_lines=12,
+        n_coils=2,
+        noise=0.01,
+        sequence="gradient_echo",
+        max_offres_hz=60.0,
+        dwell_s=1 / (1000 * 48),
+    )
     scan, truth = sim.slices[0][0], sim.truth
     assert (
         scan.n_echoes == 2 and scan.times[scan.echo == 1].min() > scan.times[scan.echo == 0].min()
