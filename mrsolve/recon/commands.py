@@ -286,6 +286,7 @@ def scores_table(rows: dict[str, dict[str, float]]) -> Table:
 
 _HEADERS = {
     "nrmse": "NRMSE",
+    "hfen": "HFEN",
     "ssim": "SSIM",
     "fat_fraction_mae": "FF MAE",
     "fat_fraction_mae_zero": "FF MAE (zero)",
