@@ -271,7 +271,7 @@ def figure(results: dict, images: dict, methods, out: Path | None) -> None:
     plt = h.pyplot()
     montage = list(images)[:3]
     cols = ["truth", "gridding", "spectral", "fatwater ff", "truth ff"]
-    fig = plt.figure(figsize=(12, 3.2 + 2.4 * len(montage)))
+    fig = plt.figure(figsize=(12, 3.6 + 2.4 * len(montage)), layout="constrained")
     grid = fig.add_gridspec(1 + len(montage), len(cols), height_ratios=[1.3] + [1] * len(montage))
     ax = fig.add_subplot(grid[0, :])
     names = list(results)
@@ -286,7 +286,10 @@ def figure(results: dict, images: dict, methods, out: Path | None) -> None:
         ax.plot(x + 0.08 * i, vals, "o", label=method)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x, names, rotation=30, ha="right")
+    short = [
+        n.replace("heldout ", "held-out ").replace("scan", "").replace(" 0", " ") for n in names
+    ]
+    ax.set_xticks(x, short, rotation=30, ha="right")
     ax.set_ylabel("NRMSE / gridding")
     ax.legend(ncol=4)
     for r, name in enumerate(montage):
