@@ -56,4 +56,3 @@ def test_projections():
     torch.testing.assert_close(project_box(x, lo, 2.0), torch.tensor([-2.0, 0.0, 0.5, 2.0]))
     with pytest.raises(ValueError, match="lower"):
         project_box(x, 1.0, -1.0)
-
