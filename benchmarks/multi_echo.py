@@ -27,8 +27,13 @@ ECHOES_S = (0.00115, 0.0023)
 
 
 def scores(scan, truth, iterations: int, options: dict) -> dict:
+    # The simulator's truth image is water + fat at t = 0 (in phase); a gradient-echo
+    # reconstruction reads its image out at the first echo's TE by default, where fat is
+    # opposed at 3 T, so the NRMSE needs the image at t = 0 too.
     rec, wall = h.timed(
-        lambda: reconstruct_spectral(scan, preset="fatwater", iterations=iterations, **options)
+        lambda: reconstruct_spectral(
+            scan, preset="fatwater", iterations=iterations, image_time="zero", **options
+        )
     )
     mask = truth.mask
     water = mask & (truth.water.abs() > truth.fat.abs())
@@ -115,7 +120,11 @@ def main() -> None:
     zero_fm = np.mean([z["field_map_rmse_hz"] for z in zeros])
     rows.append(["all-zero predictor", f"{zero_ff:.4g}", f"{zero_fm:.4g}", "-", "-", "-"])
     print(title)
-    h.write_doc("batch_multi_echo", title, h.table(rows, header), out=out)
+    note = (
+        "NRMSE: |image| at t = 0 (image_time 'zero', water and fat in phase) against the "
+        "simulator's truth image, after a least-squares scale fit."
+    )
+    h.write_doc("batch_multi_echo", title, note, h.table(rows, header), out=out)
     fig, axes = h.pyplot().subplots(1, 2, figsize=(8, 3.2))
     names = [*results, "zero"]
     for ax, key, zero in (
