@@ -54,6 +54,34 @@ def test_fista_stepper_follows_solvers_fista():
     assert torch.allclose(stepper.x, ref, rtol=0, atol=1e-12)
 
 
+def test_fista_restarted_every_step_is_proximal_gradient():
+    f, a, b, step = _lasso(2)
+    x = torch.zeros(12, dtype=torch.float64)
+    stepper = FISTA(f, _L1(0.4), x, step, restart_every=1)
+    for _ in range(25):  # ISTA: x <- prox(x - step grad f(x)), no momentum
+        x = soft_threshold(x - step * (a.T @ (a @ x - b)), step * 0.4)
+        stepper.step()
+    assert torch.allclose(stepper.x, x, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="restart_every"):
+        FISTA(f, _L1(0.4), x, step, restart_every=-1)
+
+
+def test_fista_fixed_restart_resumes_mid_cycle():
+    f, _, _, step = _lasso(3)
+    x0 = torch.zeros(12, dtype=torch.float64)
+    straight = FISTA(f, _L1(0.2), x0, step, restart_every=4)
+    for _ in range(15):
+        straight.step()
+    first = FISTA(f, _L1(0.2), x0, step, restart_every=4)
+    for _ in range(6):  # stops halfway through a restart cycle
+        first.step()
+    second = FISTA(f, _L1(0.2), x0, step, restart_every=4)
+    second.load_state_dict(first.state_dict())
+    for _ in range(9):
+        second.step()
+    assert torch.equal(second.x, straight.x)
+
+
 def test_fista_state_round_trip_continues_the_same_iterates():
     f, _, _, step = _lasso(1)
     x0 = torch.zeros(12, dtype=torch.float64)

@@ -56,12 +56,18 @@ class SpectralConfig:
 PRESETS: dict[str, dict] = {
     "static": {},
     "fatwater": {"waterfat": {"enabled": True}, "free": {"enabled": False}},
-    # TV along time couples the frames: its warm-started prox needs more inner steps
-    # (docs/spectral_design.md)
-    # dynamic scans keep the spatial weight they were tuned with (no dynamic development set)
+    # TV along time couples the frames: its warm-started prox needs more inner steps, and
+    # FISTA's momentum a restart every 10 steps; dynamic scans keep the spatial weight they
+    # were tuned with (no dynamic development set); docs/spectral_design.md
     "dynamic": {
         "dynamic": True,
-        "free": {"tv": 0.01, "tv_time": 0.5, "iterations": 100, "prox_iterations": 5},
+        "free": {
+            "tv": 0.01,
+            "tv_time": 0.5,
+            "iterations": 100,
+            "prox_iterations": 5,
+            "restart_every": 10,
+        },
     },
 }
 _SECTIONS = ("frequency", "operator", "free", "waterfat", "stopping")

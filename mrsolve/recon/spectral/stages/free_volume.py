@@ -42,6 +42,7 @@ class FreeVolumeConfig:
     l1_f: float = 0.0
     tv_time: float = 0.0
     prox_iterations: int = 2  # warm-started inner TV steps per FISTA step
+    restart_every: int = 0  # FISTA momentum restart every this many steps (0: adaptive only)
     warm_start: int = 10  # dense FISTA iterations that start a learned encoding (0: random)
     planes: PlanesConfig = field(default_factory=PlanesConfig)
     hash_grid: HashGridConfig = field(default_factory=HashGridConfig)
@@ -105,7 +106,7 @@ def fit_dense(
     # a safety margin over a short power iteration keeps the fixed step below 1 / L
     lip = power_iteration(_hessian_product(loss, x0), x0=torch.ones_like(x0), max_iter=12, tol=1e-2)
     step = 1.0 / (1.25 * lip)
-    fista = FISTA(loss, _penalty(free, dynamic), x0, step)
+    fista = FISTA(loss, _penalty(free, dynamic), x0, step, restart_every=free.restart_every)
     result = run(
         fista,
         free.iterations,
