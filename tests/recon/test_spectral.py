@@ -174,3 +174,14 @@ def test_spectral_options_resolve_once_into_a_typed_config():
     check_request("spectral", {"preset": None}, False)  # names alone (the GUI asks so)
     with pytest.raises(ValueError, match="bogus"):
         check_request("spectral", {"bogus": None}, False)
+
+
+def test_flat_encoding_names_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match=r"free\.plane_rank .*free\.planes\.rank"):
+        cfg = resolve_config(plane_rank=8)
+    assert cfg.free.planes.rank == 8
+    with pytest.warns(DeprecationWarning, match="hash_lr"):
+        cfg = resolve_config(free={"hash_lr": 0.01, "tv": 0.02})
+    assert cfg.free.hash_grid.lr == 0.01 and cfg.free.tv == 0.02
+    with pytest.warns(DeprecationWarning, match="plane_warm_start"):
+        assert resolve_config(free={"plane_warm_start": 3}).free.warm_start == 3

@@ -14,6 +14,7 @@ Each section is the config dataclass beside the code it configures:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import torch
@@ -115,7 +116,38 @@ def option_names() -> set[str]:
     return {f.name for f in fields(SpectralConfig)} | inner
 
 
+#: FreeVolumeConfig's flat names before the encodings had their own sections (deprecated)
+_RENAMED_FREE = {
+    "plane_rank": ("planes", "rank"),
+    "plane_lr": ("planes", "lr"),
+    "plane_resolution": ("planes", "resolution"),
+    "plane_warm_start": (None, "warm_start"),
+    "hash_levels": ("hash_grid", "levels"),
+    "hash_log2_table": ("hash_grid", "log2_table"),
+    "hash_features": ("hash_grid", "features"),
+    "hash_hidden": ("hash_grid", "hidden"),
+    "hash_lr": ("hash_grid", "lr"),
+}
+
+
+def _renamed_free(values: dict) -> dict:
+    """``values`` of the free section with the deprecated flat names moved to their
+    nested places (a DeprecationWarning each)."""
+    out = {k: v for k, v in values.items() if k not in _RENAMED_FREE}
+    for old in set(values) & set(_RENAMED_FREE):
+        section, name = _RENAMED_FREE[old]
+        new = f"free.{section}.{name}" if section else f"free.{name}"
+        warnings.warn(f"option free.{old} is deprecated; use {new}", DeprecationWarning, 3)
+        if section is None:
+            out[name] = values[old]
+        else:
+            out[section] = {**out.get(section, {}), name: values[old]}
+    return out
+
+
 def _override(cfg: SpectralConfig, key: str, value) -> SpectralConfig:
+    if key in _RENAMED_FREE:
+        return _merge(cfg, {"free": {key: value}}, "spectral")
     if key in {f.name for f in fields(SpectralConfig)}:
         return _merge(cfg, {key: value}, "spectral")
     owners = [s for s in _SECTIONS if key in {f.name for f in fields(getattr(cfg, s))}]
@@ -134,6 +166,8 @@ _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": t
 
 def _merge(section, values: dict, path: str):
     """``section`` (a config dataclass) with ``values``; dicts merge into nested sections."""
+    if path == "free":
+        values = _renamed_free(values)
     known = {f.name: f for f in fields(section)}
     bad = sorted(set(values) - set(known))
     if bad:
