@@ -15,12 +15,19 @@ and field-map RMSE (water mask) next to the all-zero predictors, wall time. Clas
 methods see the first echo of a multi-echo scan. Writes docs/generalization.md and
 docs/generalization.png.
 
+Two image truths: the box average of the fine object (what it holds inside each pixel,
+detail beyond the sampled band included), and the resolution-matched image (what a
+noiseless, blur-free, fully sampled Cartesian scan at N px would give:
+``scan_space.resolution_matched_image``). The "band-limit oracle" row is the latter
+scored against the former: the error no reconstruction at N px avoids.
+
     .venv/bin/python benchmarks/generalization.py [--set dev|heldout|both] [--n 8]
         [--quick] [--methods gridding,spectral,fatwater] [--threads 2] [--out docs/]
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -33,7 +40,13 @@ import numpy as np
 import torch
 
 from mrsolve.data.ismrmrd_io import read_ismrmrd
-from mrsolve.data.scan_space import QUICK_SPACE, ScanSpace, read_truth_file, scan_files
+from mrsolve.data.scan_space import (
+    QUICK_SPACE,
+    ScanSpace,
+    read_truth_file,
+    resolution_matched_image,
+    scan_files,
+)
 from mrsolve.propeller.noise import prewhiten
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import echo_time
@@ -154,15 +167,20 @@ METHODS: dict[str, Callable] = {
 DEFAULT_METHODS = tuple(METHODS)
 WEIGHTS_FILE = Path(__file__).resolve().parent / "generalization" / "pics_weights.json"
 DEFAULT_PICS_WEIGHT = 0.01
+ORACLE = "band-limit oracle"
+IMAGE_METRICS = ("nrmse", "hfen", "nrmse_matched", "hfen_matched")
 
 
-def score(out: Output, truth) -> dict:
-    """Metrics of one output against a truth file's maps."""
+def score(out: Output, truth, matched: Callable[[float], np.ndarray]) -> dict:
+    """Metrics of one output against a truth file's maps (``matched(t)``: the
+    resolution-matched image at time t)."""
     target, exact = truth.image_at(out.image_time_s)
     mask = truth.truth.mask.numpy()
     row = {
         "nrmse": metrics.nrmse(out.image, target),
         "hfen": metrics.hfen(out.image, target),
+        "nrmse_matched": metrics.nrmse(out.image, matched(out.image_time_s)),
+        "hfen_matched": metrics.hfen(out.image, matched(out.image_time_s)),
         "image_time_ms": out.image_time_s * 1e3,
         "truth_exact": exact,
     }
@@ -195,13 +213,17 @@ def run_scan(raw: Path, truth_path: Path, methods, device) -> tuple[dict, dict]:
             np.zeros(mask.shape), truth.truth.field_map_hz, truth.water_mask
         ),
     }
+    matched = functools.cache(lambda t: resolution_matched_image(truth.params, t))
     rows, images = {}, {"truth": np.abs(truth.truth.image.numpy())}
     for name in methods:
         out, seconds = h.timed(lambda name=name: METHODS[name](scan, truth, device), device=device)
-        rows[name] = {**score(out, truth), "time_s": seconds}
+        rows[name] = {**score(out, truth, matched), "time_s": seconds}
         images[name] = np.abs(out.image)
         if out.fat_fraction is not None:
             images[f"{name} ff"] = out.fat_fraction
+    t_image = next(iter(rows.values()))["image_time_ms"] * 1e-3 if rows else 0.0
+    oracle = Output(matched(t_image), t_image)
+    rows[ORACLE] = {**score(oracle, truth, matched), "time_s": float("nan")}
     images["truth ff"] = truth.truth.fat_fraction.numpy()
     return {"zero": zero, "methods": rows, "params": truth.params}, images
 
@@ -214,6 +236,8 @@ def per_scan_table(name: str, result: dict) -> str:
                 "method": method,
                 "NRMSE": r["nrmse"],
                 "HFEN": r["hfen"],
+                "NRMSE (matched)": r["nrmse_matched"],
+                "HFEN (matched)": r["hfen_matched"],
                 "image t (ms)": r["image_time_ms"],
                 "FF MAE": r.get("ff_mae", float("nan")),
                 "field RMSE (Hz)": r.get("field_rmse", float("nan")),
@@ -234,12 +258,12 @@ def per_scan_table(name: str, result: dict) -> str:
 
 def ratios(results: dict, method: str) -> dict[str, list[float]]:
     """Per scan: NRMSE and HFEN over gridding's, FF MAE and field RMSE over the zero predictor."""
-    out = {"nrmse": [], "hfen": [], "ff_mae": [], "field_rmse": []}
+    out = {key: [] for key in (*IMAGE_METRICS, "ff_mae", "field_rmse")}
     for res in results.values():
         r, grid = res["methods"].get(method), res["methods"].get("gridding")
         if r is None:
             continue
-        for key in ("nrmse", "hfen"):
+        for key in IMAGE_METRICS:
             if grid is not None:
                 out[key].append(r[key] / grid[key])
         for key in ("ff_mae", "field_rmse"):
@@ -250,19 +274,21 @@ def ratios(results: dict, method: str) -> dict[str, list[float]]:
 
 def summary_table(results: dict, methods) -> str:
     rows = []
-    for method in methods:
+    for method in (*methods, ORACLE):
         ratio = ratios(results, method)
         row = {"method": method}
         for key, label in (
             ("nrmse", "NRMSE / gridding"),
             ("hfen", "HFEN / gridding"),
+            ("nrmse_matched", "NRMSE / gridding (matched)"),
+            ("hfen_matched", "HFEN / gridding (matched)"),
             ("ff_mae", "FF MAE / zero"),
             ("field_rmse", "field RMSE / zero"),
         ):
             v = ratio[key]
             row[label] = f"{np.median(v):.3g} (worst {max(v):.3g})" if v else ""
         times = [res["methods"][method]["time_s"] for res in results.values()]
-        row["median time (s)"] = float(np.median(times))
+        row["median time (s)"] = "" if method == ORACLE else float(np.median(times))
         rows.append(row)
     return h.table(rows, spec=".3g")
 
@@ -276,14 +302,15 @@ def figure(results: dict, images: dict, methods, out: Path | None) -> None:
     ax = fig.add_subplot(grid[0, :])
     names = list(results)
     x = np.arange(len(names))
-    for i, method in enumerate(m for m in methods if m != "gridding"):
+    for i, method in enumerate([*(m for m in methods if m != "gridding"), ORACLE]):
         vals = [
             res["methods"][method]["nrmse"] / res["methods"]["gridding"]["nrmse"]
             if method in res["methods"] and "gridding" in res["methods"]
             else np.nan
             for res in results.values()
         ]
-        ax.plot(x + 0.08 * i, vals, "o", label=method)
+        style = {"marker": "_", "color": "k", "ms": 14} if method == ORACLE else {"marker": "o"}
+        ax.plot(x + 0.08 * i, vals, ls="none", label=method, **style)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     short = [

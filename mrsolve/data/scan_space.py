@@ -332,9 +332,38 @@ def truth_maps(anatomy, coils: np.ndarray, params: ScanParams) -> dict:
     }
 
 
+def _scan_rng(params: ScanParams) -> np.random.Generator:
+    return np.random.default_rng([params.seed, 18, 1])
+
+
+def band_limit(image: np.ndarray, size: int) -> np.ndarray:
+    """(n, n) fine-grid image -> (size, size): its spectrum cut to the size x size band
+    |k| < size / 2 (cycles/FOV, both axes), on the coarse grid's pixel centres (coarse
+    pixel j at fine pixel (n / size) j, the convention of :func:`box_average`)."""
+    n = image.shape[-1]
+    spectrum = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=(-2, -1))), axes=(-2, -1))
+    lo = n // 2 - size // 2
+    band = spectrum[..., lo : lo + size, lo : lo + size]
+    coarse = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(band, axes=(-2, -1))), axes=(-2, -1))
+    return coarse * (size / n) ** 2
+
+
+def resolution_matched_image(params: ScanParams, t_s: float = 0.0) -> np.ndarray:
+    """(N, N) complex: the object at time ``t_s`` as a noiseless, blur-free, fully sampled
+    Cartesian scan at N px sees it (:func:`band_limit` of the fine-grid object).
+
+    This is the best any reconstruction at N px can do from band-limited data; the
+    box-averaged truth also holds detail beyond that band (the ``upsample`` grid's).
+    """
+    n, s = params.size, params.upsample
+    anatomy = draw_anatomy(params.anatomy, n * s, params.max_offres_hz, _scan_rng(params))
+    obj = image_at(anatomy.water, anatomy.fat, anatomy.field_map_hz, t_s, params.field_strength_t)
+    return band_limit(obj, n)
+
+
 def simulate_scan(params: ScanParams) -> SimulatedScan:
     """Simulate the scan ``params`` describes (anatomy, coils and noise from its seed)."""
-    rng = np.random.default_rng([params.seed, 18, 1])
+    rng = _scan_rng(params)
     n_fine = params.size * params.upsample
     anatomy = draw_anatomy(params.anatomy, n_fine, params.max_offres_hz, rng)
     coils = loop_coils(n_fine, params.n_coils, rng)

@@ -7,10 +7,12 @@ import torch
 from mrsolve.data.ismrmrd_io import read_ismrmrd
 from mrsolve.data.scan_space import (
     ScanSpace,
+    band_limit,
     box_average,
     draw_params,
     explicit_kspace,
     read_truth_file,
+    resolution_matched_image,
     scan_files,
     simulate_scan,
     write_raw,
@@ -122,6 +124,29 @@ def test_box_average_is_exact_on_linear_ramps_and_keeps_the_total():
     blob[8:15, 6:17] = np.random.default_rng(0).uniform(size=(7, 11))
     assert box_average(blob, 2).sum() * 4 == pytest.approx(blob.sum())
     assert box_average(blob, 3).sum() * 9 == pytest.approx(blob.sum())
+
+
+def test_band_limit_is_the_explicit_dft_restricted_to_the_coarse_band():
+    rng = np.random.default_rng(3)
+    n, size = 24, 8
+    fine = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+    x = (np.arange(n) - n // 2) * size / n  # fine pixel centres in coarse pixels
+    k = np.arange(size) - size // 2  # the coarse band, cycles/FOV
+    kernel = np.exp(-2j * np.pi * np.outer(k, x) / size)  # (k, x_fine)
+    spectrum = kernel @ fine @ kernel.T
+    xc = np.arange(size) - size // 2
+    back = np.exp(2j * np.pi * np.outer(xc, k) / size)
+    expected = back @ spectrum @ back.T / n**2  # mean over the fine pixels of a coarse one
+    np.testing.assert_allclose(band_limit(fine, size), expected, atol=1e-12)
+
+
+def test_resolution_matched_image_is_the_drawn_object():
+    params = draw_params(5, TINY)
+    truth = simulate_scan(params).truth["image"]
+    matched = resolution_matched_image(params)
+    assert metrics.nrmse(matched, truth) < 0.25
+    other = resolution_matched_image(draw_params(6, TINY))
+    assert metrics.nrmse(other, truth) > 0.5
 
 
 @pytest.mark.parametrize("gradient_echo", [False, True])
