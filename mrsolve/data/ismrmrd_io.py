@@ -47,6 +47,7 @@ DEFAULT_FIELD_T = 3.0  # when the header gives neither field strength nor H1 fre
 PROPELLER_IDS = ("propeller", "propellor")
 ACCEPTED_TRAJECTORIES = ("other", "radial", "cartesian")
 DEFAULT_THICKNESS_MM = 5.0  # when the header gives no field of view z
+DEFAULT_DWELL_US = 10.0  # when the lines leave sample_time_us at 0 (unset)
 #: header sections copied to ``Scan.extra["source_header"]`` (for DICOM export)
 SOURCE_SECTIONS = (
     "subjectInformation",
@@ -285,6 +286,12 @@ def write_exam(
     rows = _rows(heads, data, trajs)
     n_sets = int(_blade_sets(first.frame.cpu().numpy(), first.echo.cpu().numpy()).max()) + 1
     xml = _header_xml(first, n_sets, len(groups), len(groups[0]), title)
+    return write_records(path, xml, rows)
+
+
+def write_records(path: str | os.PathLike, xml: str, rows: np.ndarray) -> Path:
+    """Write an XML header and acquisition records (``acquisition_dtype``) as an ISMRMRD 1
+    HDF5 file, atomically."""
     with atomic_output(path) as tmp:
         with ismrmrd.Dataset(str(tmp), "dataset", mode="w") as dset:
             dset.write_xml_header(xml)
@@ -609,7 +616,11 @@ def slices_from_records(
     scans = {}
     for index in sorted(set(wanted)):
         lines = imaging[heads["idx"]["slice"][imaging] == index]
-        scan = _assemble(_blades(rows, lines), noise, facts, dwell, centre)
+        scan = _assemble(
+            _blades(rows, lines), noise, facts, dwell or DEFAULT_DWELL_US * 1e-6, centre
+        )
+        if not dwell:
+            scan.extra["assumed"].append(f"dwell {DEFAULT_DWELL_US} us")
         scan.geometry = _slice_geometry(rows, lines, facts, index)
         scan.extra.update(slice=index, slices_in_file=in_file, source_header=source)
         scans[index] = scan

@@ -21,7 +21,6 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 import ismrmrd.xsd as xsd
@@ -254,11 +253,67 @@ def write_mrd2(target: str | os.PathLike | BinaryIO, xml: str, rows: np.ndarray)
         write(target)
 
 
-def mrd2_path(path: str | os.PathLike) -> Path:
-    """``path`` as a Path; FileNotFoundError if missing, ValueError if not MRD 2."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"file {str(p)!r} does not exist")
-    if not is_mrd2(p):
-        raise ValueError(f"file {str(p)!r} is not an MRD 2 stream (no yardl magic bytes)")
-    return p
+def image_items(rec, complex_images: bool = False) -> Iterator:
+    """The maps of a Reconstruction as MRD 2 image stream items, one per slice / echo /
+    frame of each map, with image headers (geometry, indices, series index per map) and
+    meta (``mrsolve_map``, ``unit``, ``method``).
+
+    Images are float magnitudes (what image tools downstream expect); with
+    ``complex_images`` the image, water and fat are complex instead.
+    """
+    import mrd
+
+    from mrsolve.data.export_maps import export_maps, slice_affines
+
+    maps = export_maps(rec)
+    affines = slice_affines(rec, maps[0].values.shape[0])
+    index = 0
+    for series, item in enumerate(maps, start=1):
+        values = item.values
+        if complex_images and item.name in ("image", "water", "fat"):
+            values = np.asarray(getattr(rec, item.name)).reshape(values.shape)
+        s_count, e_count, f_count, ny, nx = values.shape
+        for s in range(s_count):
+            affine = affines[s]
+            steps = np.linalg.norm(affine[:3, :3], axis=0)
+            position = affine @ np.array([nx // 2, ny // 2, 0, 1])
+            for e in range(e_count):
+                for f in range(f_count):
+                    pixels = values[s, e, f][None, None]
+                    head = mrd.ImageHeader(
+                        image_type=(
+                            mrd.ImageType.COMPLEX
+                            if np.iscomplexobj(pixels)
+                            else mrd.ImageType.REAL
+                            if item.name == "field_map_hz"
+                            else mrd.ImageType.MAGNITUDE
+                        ),
+                        field_of_view=np.array(
+                            [steps[0] * nx, steps[1] * ny, steps[2]], np.float32
+                        ),
+                        position=position[:3].astype(np.float32),
+                        col_dir=(affine[:3, 0] / steps[0]).astype(np.float32),
+                        line_dir=(affine[:3, 1] / steps[1]).astype(np.float32),
+                        slice_dir=(affine[:3, 2] / steps[2]).astype(np.float32),
+                        slice=s,
+                        contrast=e,
+                        repetition=f,
+                        image_index=index,
+                        image_series_index=series,
+                    )
+                    index += 1
+                    meta = {
+                        "mrsolve_map": [mrd.ImageMetaValue.String(item.name)],
+                        "unit": [mrd.ImageMetaValue.String(item.unit)],
+                        "method": [mrd.ImageMetaValue.String(str(rec.method))],
+                    }
+                    if np.iscomplexobj(pixels):
+                        image = mrd.Image[np.complex64](
+                            head=head, data=pixels.astype(np.complex64), meta=meta
+                        )
+                        yield mrd.StreamItem.ImageComplexFloat(image)
+                    else:
+                        image = mrd.Image[np.float32](
+                            head=head, data=pixels.astype(np.float32), meta=meta
+                        )
+                        yield mrd.StreamItem.ImageFloat(image)
