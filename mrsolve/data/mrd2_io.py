@@ -227,7 +227,8 @@ def read_mrd2(source: str | os.PathLike | BinaryIO) -> tuple[str, np.ndarray]:
                 for item in reader.read_data()
                 if isinstance(item, mrd.StreamItem.Acquisition)
             ]
-    except (RuntimeError, EOFError) as err:
+    # a truncated or corrupt stream fails inside the generated decoder in many ways
+    except (RuntimeError, EOFError, BufferError, ValueError, IndexError, KeyError) as err:
         raise ValueError(f"input is not a readable MRD 2 stream: {err}") from err
     if header is None:
         raise ValueError("MRD 2 stream has no header")
