@@ -101,9 +101,7 @@ def _base_dataset(rec: Reconstruction, anonymize: bool):
     ds.SoftwareVersions = mrsolve.__version__
     if anonymize:
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = (
-            "mrsolve export --anonymize: patient, study and site fields emptied"
-        )
+        ds.DeidentificationMethod = "mrsolve --anonymize: patient, study, site fields emptied"
     return ds
 
 

@@ -77,7 +77,9 @@ def _mrd_stream(path, scan):
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate(size=16, n_blades=4, n_lines=6, n_coils=2, noise=0.01, n_noise_samples=256, seed=3)
+    return simulate(
+        size=16, n_blades=4, n_lines=6, n_coils=2, noise=0.01, n_noise_samples=256, seed=3
+    )
 
 
 def test_mrd2_from_mrd_python_reconstructs_like_ismrmrd1(sim, tmp_path):
