@@ -179,9 +179,15 @@ def stack_results(
         if any(f.shape != freqs[0].shape or not np.allclose(f, freqs[0]) for f in freqs):
             raise ValueError("every result must use the same frequencies_hz to be stacked")
     slices = tuple(int(i) for i in indices) if indices is not None and axis == "slice" else ()
+    affines = [r.affine_lps for r in recs]
+    if axis == "slice" and first.affine_lps is not None:  # one affine per slice
+        affines = None if any(a is None for a in affines) else np.stack(affines)
+    else:
+        affines = first.affine_lps
     return replace(
         first,
         **maps,
+        affine_lps=affines,
         axes=(axis, *axes),
         slices=slices or first.slices,
         runtime_s=float(sum(r.runtime_s for r in recs)),

@@ -8,10 +8,16 @@ of the slice's Scan with ``Scan.echo``), ``idx.average`` = average (the averages
 line are combined by their complex mean);
 ``traj`` (samples, 2) in cycles/FOV as (kx, ky); ``sample_time_us`` = dwell;
 ``center_sample`` = echo centre; ``acquisition_time_stamp`` in ticks of 2.5 ms (the
-Siemens convention). Noise scans carry ACQ_IS_NOISE_MEASUREMENT and become
+Siemens convention); ``position`` and ``read_dir`` / ``phase_dir`` give the slice's place
+in the scanner (``Scan.geometry``, propeller/scanner_geometry.py: the directions rotate
+with each blade, or stay fixed at the image axes), the header's field of view z its
+thickness. Noise scans carry ACQ_IS_NOISE_MEASUREMENT and become
 ``Scan.noise``, never data. Header: trajectory ``other`` with identifier ``propeller``
 (``propellor`` and ``radial`` are accepted on input), TE in ms, sequence type,
-field strength, matrix size and field of view.
+field strength, matrix size and field of view. Cartesian files without per-sample
+trajectories are read as one blade (k-space positions from the sample and line
+indices, image in the recon space). Files are ISMRMRD 1 HDF5 or MRD 2 streams
+(``mrd2_io``), told apart by their first bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -30,14 +36,26 @@ import torch
 from ismrmrd.hdf5 import acquisition_dtype, acquisition_header_dtype
 
 from mrsolve.data.files import atomic_output, check_hdf5
+from mrsolve.data.mrd2_io import is_mrd2, read_mrd2
 from mrsolve.propeller.fat import GYROMAGNETIC_HZ_PER_T
 from mrsolve.propeller.scan import Scan
+from mrsolve.propeller.scanner_geometry import SliceGeometry, blade_directions, slice_affine
 from mrsolve.propeller.timing import readout_times
 
 TICK_S = 2.5e-3  # acquisition_time_stamp unit
 DEFAULT_FIELD_T = 3.0  # when the header gives neither field strength nor H1 frequency
 PROPELLER_IDS = ("propeller", "propellor")
-ACCEPTED_TRAJECTORIES = ("other", "radial")
+ACCEPTED_TRAJECTORIES = ("other", "radial", "cartesian")
+DEFAULT_THICKNESS_MM = 5.0  # when the header gives no field of view z
+DEFAULT_DWELL_US = 10.0  # when the lines leave sample_time_us at 0 (unset)
+#: header sections copied to ``Scan.extra["source_header"]`` (for DICOM export)
+SOURCE_SECTIONS = (
+    "subjectInformation",
+    "studyInformation",
+    "measurementInformation",
+    "acquisitionSystemInformation",
+    "sequenceParameters",
+)
 _SEQUENCE_NAMES = {"spin_echo": "SpinEcho", "gradient_echo": "GradientEcho"}
 _SKIPPED_FLAGS = (
     "ACQ_IS_NAVIGATION_DATA",
@@ -63,17 +81,36 @@ class HeaderFacts:
     n_repetitions: int | None
     parser: str
     echo_te_s: tuple[float, ...] = ()
+    slice_thickness_mm: float | None = None
+    recon_matrix_size: tuple[int, int] | None = None  # (ny, nx)
+    recon_fov_mm: tuple[float, float] | None = None  # (fov_y, fov_x)
+    line_center: int | None = None  # encodingLimits.kspace_encoding_step_1.center
 
 
 # -- writing ---------------------------------------------------------------------------
 
 
+def scan_geometry(scan: Scan, slice_index: int | None = None) -> SliceGeometry:
+    """The scan's geometry or, when unknown, an axial slice at the isocentre, slice i at
+    z = i * 5 mm (``slice_index`` None: ``scan.extra["slice"]``, else 0)."""
+    if scan.geometry is not None:
+        return scan.geometry
+    index = scan.extra.get("slice", 0) if slice_index is None else slice_index
+    return SliceGeometry(position_mm=(0.0, 0.0, index * DEFAULT_THICKNESS_MM))
+
+
+def scan_affine(scan: Scan) -> np.ndarray:
+    """(4, 4) voxel-to-LPS affine of the scan's image (see :func:`scan_geometry`)."""
+    return slice_affine(scan_geometry(scan), scan.image_shape, scan.fov_mm)
+
+
 def _header_xml(scan: Scan, n_sets: int, n_slices: int, n_averages: int, title: str) -> str:
     ny, nx = scan.image_shape
     fov_y, fov_x = scan.fov_mm
+    thickness = scan_geometry(scan, 0).slice_thickness_mm
     space = xsd.encodingSpaceType(
         matrixSize=xsd.matrixSizeType(x=nx, y=ny, z=1),
-        fieldOfView_mm=xsd.fieldOfViewMm(x=float(fov_x), y=float(fov_y), z=5.0),
+        fieldOfView_mm=xsd.fieldOfViewMm(x=float(fov_x), y=float(fov_y), z=thickness),
     )
     limits = xsd.encodingLimitsType(
         kspace_encoding_step_0=xsd.limitType(
@@ -176,10 +213,11 @@ def _image_records(scan: Scan, slice_index: int, average: int) -> tuple[np.ndarr
     img["idx"]["contrast"] = echo[blade]
     img["idx"]["slice"] = slice_index
     img["idx"]["average"] = average
-    c, s = np.cos(angles[blade]), np.sin(angles[blade])
-    img["read_dir"] = np.stack([c, s, 0 * c], -1)
-    img["phase_dir"] = np.stack([-s, c, 0 * c], -1)
-    img["slice_dir"][:, 2] = 1.0
+    geometry = scan_geometry(scan, slice_index)
+    read, phase = blade_directions(geometry, angles)
+    img["read_dir"], img["phase_dir"] = read[blade], phase[blade]
+    img["slice_dir"] = geometry.normal
+    img["position"] = geometry.position_mm
     img["flags"] = np.where(line == 0, _flag("ACQ_FIRST_IN_ENCODE_STEP1"), 0) | np.where(
         line == scan.n_lines - 1, _flag("ACQ_LAST_IN_ENCODE_STEP1"), 0
     )
@@ -248,6 +286,12 @@ def write_exam(
     rows = _rows(heads, data, trajs)
     n_sets = int(_blade_sets(first.frame.cpu().numpy(), first.echo.cpu().numpy()).max()) + 1
     xml = _header_xml(first, n_sets, len(groups), len(groups[0]), title)
+    return write_records(path, xml, rows)
+
+
+def write_records(path: str | os.PathLike, xml: str, rows: np.ndarray) -> Path:
+    """Write an XML header and acquisition records (``acquisition_dtype``) as an ISMRMRD 1
+    HDF5 file, atomically."""
     with atomic_output(path) as tmp:
         with ismrmrd.Dataset(str(tmp), "dataset", mode="w") as dset:
             dset.write_xml_header(xml)
@@ -286,6 +330,8 @@ def _facts_from_ismrmrd(xml: str) -> HeaderFacts:
     seq = hdr.sequenceParameters
     system = hdr.acquisitionSystemInformation
     h1 = hdr.experimentalConditions.H1resonanceFrequency_Hz
+    recon = enc.reconSpace
+    limits = enc.encodingLimits
     return HeaderFacts(
         trajectory=enc.trajectory.value,
         identifier=desc.identifier if desc is not None else None,
@@ -303,6 +349,14 @@ def _facts_from_ismrmrd(xml: str) -> HeaderFacts:
         n_repetitions=_limit(enc.encodingLimits, "repetition"),
         parser="ismrmrd",
         echo_te_s=tuple(float(te) * 1e-3 for te in (seq.TE if seq is not None else None) or ()),
+        slice_thickness_mm=float(space.fieldOfView_mm.z) or None,
+        recon_matrix_size=(int(recon.matrixSize.y), int(recon.matrixSize.x)),
+        recon_fov_mm=(float(recon.fieldOfView_mm.y), float(recon.fieldOfView_mm.x)),
+        line_center=(
+            int(limits.kspace_encoding_step_1.center)
+            if limits is not None and limits.kspace_encoding_step_1 is not None
+            else None
+        ),
     )
 
 
@@ -358,6 +412,11 @@ def _facts_from_etree(xml: str) -> HeaderFacts:
         value = _text(enc, "encodingLimits", name, "maximum", cast=int)
         return None if value is None else value + 1
 
+    rx = _text(enc, "reconSpace", "matrixSize", "x", cast=int)
+    ry = _text(enc, "reconSpace", "matrixSize", "y", cast=int)
+    rfov_x = _text(enc, "reconSpace", "fieldOfView_mm", "x", cast=float)
+    rfov_y = _text(enc, "reconSpace", "fieldOfView_mm", "y", cast=float)
+
     return HeaderFacts(
         trajectory=(_text(enc, "trajectory") or "").lower(),
         identifier=_text(enc, "trajectoryDescription", "identifier"),
@@ -371,7 +430,38 @@ def _facts_from_etree(xml: str) -> HeaderFacts:
         n_repetitions=limit("repetition"),
         parser="etree",
         echo_te_s=tuple(te * 1e-3 for te in all_te_ms),
+        slice_thickness_mm=_text(enc, "encodedSpace", "fieldOfView_mm", "z", cast=float) or None,
+        recon_matrix_size=(ry, rx) if rx and ry else None,
+        recon_fov_mm=(rfov_y, rfov_x) if rfov_x and rfov_y else None,
+        line_center=_text(enc, "encodingLimits", "kspace_encoding_step_1", "center", cast=int),
     )
+
+
+def source_header(xml: str | bytes) -> dict[str, dict[str, str | list[str]]]:
+    """The header's patient, study, measurement, system and sequence fields as text
+    ({section: {field: text, or a list of texts when repeated}}; sections it lacks are absent)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as err:
+        raise ValueError(f"ISMRMRD XML header is not well-formed XML: {err}") from err
+    out: dict[str, dict] = {}
+    for section in SOURCE_SECTIONS:
+        node = _child(root, section)
+        if node is None:
+            continue
+        fields: dict[str, str | list[str]] = {}
+        for child in node:
+            if child.text is None or not child.text.strip() or len(child):
+                continue
+            name, text = _local(child.tag), child.text.strip()
+            if name in fields:
+                previous = fields[name]
+                fields[name] = [*previous, text] if isinstance(previous, list) else [previous, text]
+            else:
+                fields[name] = text
+        if fields:
+            out[section] = fields
+    return out
 
 
 def parse_header(xml: str | bytes) -> HeaderFacts:
@@ -406,17 +496,50 @@ def _dataset_name(path: Path) -> str:
     )
 
 
-def _open_records(path: str | os.PathLike) -> tuple[Path, HeaderFacts, str]:
+def raw_format(path: str | os.PathLike) -> str:
+    """ "mrd2" (an MRD 2 stream) or "ismrmrd" (ISMRMRD 1 HDF5), from the file's content.
+
+    Raises FileNotFoundError for a missing file and ValueError for anything else.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"file {str(p)!r} does not exist")
+    if is_mrd2(p):
+        return "mrd2"
+    if not h5py.is_hdf5(p):
+        raise ValueError(f"file {str(p)!r} is not an HDF5 file (ISMRMRD 1) nor an MRD 2 stream")
+    return "ismrmrd"
+
+
+def read_records(path: str | os.PathLike, heads_only: bool = False) -> tuple[str, np.ndarray]:
+    """(XML header, acquisition records) of an ISMRMRD 1 or MRD 2 file, in the
+    ``ismrmrd.hdf5.acquisition_dtype`` layout (only the ``head`` field with ``heads_only``)."""
+    if raw_format(path) == "mrd2":
+        xml, rows = read_mrd2(path)
+        return xml, rows["head"] if heads_only else rows
     p = check_hdf5(path)
     name = _dataset_name(p)
     with ismrmrd.Dataset(str(p), name, mode="r") as dset:
-        facts = parse_header(dset.read_xml_header())
+        xml = dset.read_xml_header()
+    xml = xml.decode("utf-8", errors="replace") if isinstance(xml, bytes) else str(xml)
+    # One bulk read of the acquisition records: Dataset.read_acquisition re-indexes the
+    # file per line, ~10 ms each here.
+    with h5py.File(p, "r") as f:
+        if "data" not in f[name]:
+            rows = np.empty(0, acquisition_dtype)
+            return xml, rows["head"] if heads_only else rows
+        data = f[name]["data"]
+        return xml, data.fields("head")[()] if heads_only else data[()]
+
+
+def _checked_facts(xml: str) -> HeaderFacts:
+    facts = parse_header(xml)
     if facts.trajectory not in ACCEPTED_TRAJECTORIES:
         raise ValueError(
             f"ISMRMRD trajectory must be one of {list(ACCEPTED_TRAJECTORIES)} "
             f"(PROPELLER: 'other' with identifier 'propeller'), got {facts.trajectory!r}"
         )
-    return p, facts, name
+    return facts
 
 
 def _imaging(heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -431,43 +554,45 @@ def _imaging(heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def list_slices(path: str | os.PathLike) -> list[int]:
     """The slice indices (``idx.slice``) of a file's imaging lines, sorted; reads headers only."""
-    p, _, name = _open_records(path)
-    with h5py.File(p, "r") as f:
-        if "data" not in f[name]:
-            raise ValueError(f"file {str(p)!r} has no imaging acquisitions (no 'data')")
-        heads = f[name]["data"].fields("head")[()]
+    xml, heads = read_records(path, heads_only=True)
+    _checked_facts(xml)
     _, imaging = _imaging(heads)
     if imaging.size == 0:
         raise ValueError(
-            f"file {str(p)!r} has no imaging acquisitions (empty, or noise scans only)"
+            f"file {str(path)!r} has no imaging acquisitions (empty, or noise scans only)"
         )
     return sorted(set(heads["idx"]["slice"][imaging].tolist()))
 
 
 def read_slices(path: str | os.PathLike, slices: Sequence[int] | None = None) -> dict[int, Scan]:
-    """Read the slices of an ISMRMRD file: {slice index: Scan}, in slice order.
+    """Read the slices of an ISMRMRD 1 or MRD 2 file: {slice index: Scan}, in slice order.
 
     Per slice, blades are the (repetition, contrast, set) triples in order of first
     appearance (``Scan.frame`` = repetition, ``Scan.echo`` = contrast, each echo's
     sample times from its own TE); lines are sorted by ``kspace_encode_step_1``; the
     averages of a line are combined by their complex mean. ``slices`` = None reads
     them all. Raises FileNotFoundError for a missing file and ValueError naming the
-    problem for everything else (not HDF5, no ISMRMRD dataset, unsupported trajectory,
-    wrong trajectory dimensions, NaN or empty data, blades inconsistent with the
-    header, a requested slice not in the file).
+    problem for everything else (not HDF5 or MRD 2, no ISMRMRD dataset, unsupported
+    trajectory, wrong trajectory dimensions, NaN or empty data, blades inconsistent
+    with the header, a requested slice not in the file).
     """
-    p, facts, name = _open_records(path)
-    # One bulk read of the acquisition records (ismrmrd.hdf5.acquisition_dtype layout):
-    # Dataset.read_acquisition re-indexes the file per line, ~10 ms each here.
-    with h5py.File(p, "r") as f:
-        rows = f[name]["data"][()] if "data" in f[name] else np.empty(0, acquisition_dtype)
+    xml, rows = read_records(path)
+    return slices_from_records(xml, rows, str(path), slices)
+
+
+def slices_from_records(
+    xml: str, rows: np.ndarray, label: str = "stream", slices: Sequence[int] | None = None
+) -> dict[int, Scan]:
+    """:func:`read_slices` on a header and records already in memory (``label`` names
+    their source in messages)."""
+    facts = _checked_facts(xml)
     heads = rows["head"]
     noise_idx, imaging = _imaging(heads)
     noise = [_samples(rows[i]) for i in noise_idx]
     if imaging.size == 0:
-        raise ValueError(
-            f"file {str(p)!r} has no imaging acquisitions (empty, or noise scans only)"
-        )
+        raise ValueError(f"file {label!r} has no imaging acquisitions (empty, or noise scans only)")
+    if facts.trajectory == "cartesian":
+        facts = _cartesian_trajectories(rows, imaging, facts)
     dims = heads["trajectory_dimensions"][imaging]
     if not np.isin(dims, (2, 3)).all():
         bad = int(imaging[~np.isin(dims, (2, 3))][0])
@@ -484,16 +609,97 @@ def read_slices(path: str | os.PathLike, slices: Sequence[int] | None = None) ->
     wanted = in_file if slices is None else [int(s) for s in slices]
     missing = sorted(set(wanted) - set(in_file))
     if missing:
-        raise ValueError(f"slices {missing} are not in {str(p)!r}, which holds slices {in_file}")
+        raise ValueError(f"slices {missing} are not in {label!r}, which holds slices {in_file}")
     first = heads[imaging[0]]
     dwell, centre = float(dwells[0]) * 1e-6, int(first["center_sample"])
+    source = source_header(xml)
     scans = {}
     for index in sorted(set(wanted)):
         lines = imaging[heads["idx"]["slice"][imaging] == index]
-        scan = _assemble(_blades(rows, lines), noise, facts, dwell, centre)
-        scan.extra.update(slice=index, slices_in_file=in_file)
+        scan = _assemble(
+            _blades(rows, lines), noise, facts, dwell or DEFAULT_DWELL_US * 1e-6, centre
+        )
+        if not dwell:
+            scan.extra["assumed"].append(f"dwell {DEFAULT_DWELL_US} us")
+        scan.geometry = _slice_geometry(rows, lines, facts, index)
+        scan.extra.update(slice=index, slices_in_file=in_file, source_header=source)
         scans[index] = scan
     return scans
+
+
+def _cartesian_trajectories(rows: np.ndarray, imaging: np.ndarray, facts: HeaderFacts):
+    """Give Cartesian lines their k-space positions in cycles per recon field of view
+    (readout oversampling shrinks the readout step); the image is the recon space."""
+    heads = rows["head"]
+    if (heads["trajectory_dimensions"][imaging] != 0).any():
+        raise ValueError(
+            f"ISMRMRD trajectory must be one of {list(ACCEPTED_TRAJECTORIES)}, with 'cartesian' "
+            "only for lines without per-sample trajectories, got 'cartesian' with trajectories"
+        )
+    matrix = facts.recon_matrix_size or facts.matrix_size
+    fov = facts.recon_fov_mm or facts.fov_mm
+    step = (fov[1] / facts.fov_mm[1], fov[0] / facts.fov_mm[0])  # (kx, ky) per index
+    centre = (
+        facts.line_center
+        if facts.line_center is not None
+        else facts.n_lines // 2
+        if facts.n_lines
+        else 0
+    )
+    for i in imaging:
+        head = heads[i]
+        u = np.arange(int(head["number_of_samples"])) - int(head["center_sample"])
+        ky = (int(head["idx"]["kspace_encode_step_1"]) - centre) * step[1]
+        rows[i]["traj"] = (
+            np.stack([u * step[0], np.full(u.size, ky)], -1).astype(np.float32).ravel()
+        )
+    heads["trajectory_dimensions"][imaging] = 2
+    rows["head"] = heads
+    return replace(facts, matrix_size=matrix, fov_mm=fov)
+
+
+def _slice_geometry(
+    rows: np.ndarray, lines: np.ndarray, facts: HeaderFacts, index: int
+) -> SliceGeometry | None:
+    """The slice's plane from its lines' position and read / phase directions (None when
+    the file leaves the directions zero)."""
+    heads = rows["head"][lines]
+    read = heads["read_dir"].astype(np.float64)
+    phase = heads["phase_dir"].astype(np.float64)
+    if not (read.any() or phase.any()):
+        return None
+    theta = np.empty(len(lines))
+    for k, i in enumerate(lines):  # each line's readout angle, from its own trajectory
+        n, d = (
+            int(rows[i]["head"]["number_of_samples"]),
+            int(rows[i]["head"]["trajectory_dimensions"]),
+        )
+        t = rows[i]["traj"].reshape(n, d)
+        theta[k] = np.arctan2(t[-1, 1] - t[0, 1], t[-1, 0] - t[0, 0])
+    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    x, y = c * read - s * phase, s * read + c * phase
+
+    def fixed(a, b):
+        return np.abs(a - a[0]).max() < 1e-3 and np.abs(b - b[0]).max() < 1e-3
+
+    if fixed(x, y):  # directions rotate with each blade (PROPELLER)
+        x_dir, y_dir = x[0], y[0]
+    elif fixed(read, phase):  # directions are the image axes
+        x_dir, y_dir = read[0], phase[0]
+    else:
+        raise ValueError(
+            f"slice {index}: acquisition read_dir / phase_dir must rotate with each line's "
+            "readout angle or stay the same for every line, got neither"
+        )
+    try:
+        return SliceGeometry(
+            position_mm=tuple(heads["position"][0]),
+            x_dir=tuple(x_dir),
+            y_dir=tuple(y_dir),
+            slice_thickness_mm=facts.slice_thickness_mm or DEFAULT_THICKNESS_MM,
+        )
+    except ValueError as err:
+        raise ValueError(f"slice {index}: acquisition geometry is invalid: {err}") from err
 
 
 def read_ismrmrd(path: str | os.PathLike, slice: int | None = None) -> Scan:

@@ -10,10 +10,14 @@ One HDF5 file per reconstruction::
                       float32 >= 0, per-pixel standard deviations in the map's unit
                       (optional; shapes of /fat_fraction and /field_map_hz)
     /spectral_volume  (nf, ny, nx) or (nt, nf, ny, nx) complex64 with attribute frequencies_hz
+    /affine_lps       (4, 4) float64, or (S, 4, 4) with a "slice" axis: voxel (column,
+                      row, 0, 1) -> LPS patient coordinates in mm, third column the slice
+                      normal times the thickness (propeller/scanner_geometry.py; optional)
     root attributes   kind, method, config (JSON), mrsolve_version, input_sha256,
                       runtime_s, device, axes (names of the image axes, e.g.
                       ["slice", "frame", "y", "x"]), slices (the file's slice indices
-                      along a "slice" axis)
+                      along a "slice" axis), source_header (JSON of the raw header's
+                      patient / study / measurement / system / sequence fields)
 
 Whole exams add leading axes, in the order slice, echo, frame (each optional), before
 (y, x); every map has the leading axes of /image (the field map may drop all but
@@ -87,6 +91,10 @@ class Reconstruction:
             read out: 0 for spin echo, the echo time for gradient echo.
         fat_fraction_std: float32 >= 0 per-pixel std of ``fat_fraction``, its shape.
         field_map_std_hz: float32 >= 0 per-pixel std (Hz) of ``field_map_hz``, its shape.
+        affine_lps: (4, 4) or, with a leading "slice" axis, (S, 4, 4) voxel-to-LPS affines
+            of the slices (None: the geometry is unknown).
+        source_header: the raw header's patient / study / measurement / system / sequence
+            fields as text ({section: {field: text}}), for exports.
     """
 
     image: torch.Tensor
@@ -107,6 +115,8 @@ class Reconstruction:
     image_time_s: float = 0.0
     fat_fraction_std: torch.Tensor | None = None
     field_map_std_hz: torch.Tensor | None = None
+    affine_lps: np.ndarray | None = None
+    source_header: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -237,12 +247,25 @@ def _collect(obj, names, complex_names) -> dict[str, np.ndarray]:
     return maps
 
 
+def _check_affine(affine, shape: tuple[int, ...], axes: tuple[str, ...]) -> np.ndarray | None:
+    if affine is None:
+        return None
+    affine = np.asarray(affine, dtype=np.float64)
+    want = (shape[0], 4, 4) if axes[0] == "slice" else (4, 4)
+    if affine.shape != want or not np.isfinite(affine).all():
+        raise ValueError(f"affine_lps must be finite with shape {want}, got shape {affine.shape}")
+    if not np.allclose(affine[..., 3, :], [0, 0, 0, 1]):
+        raise ValueError("affine_lps must have a last row of (0, 0, 0, 1)")
+    return affine
+
+
 def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
     """Write ``rec`` atomically to ``path`` in the output format; returns the path."""
     if not isinstance(rec, Reconstruction):
         raise TypeError(f"rec must be a Reconstruction, got {type(rec).__name__}")
     maps = _collect(rec, _RESULT_MAPS, _COMPLEX)
     axes = _check_maps(maps, rec.axes)
+    affine = _check_affine(rec.affine_lps, maps["image"].shape, axes)
     volume = freqs = None
     if rec.spectral_volume is not None:
         volume = _numpy("spectral_volume", rec.spectral_volume, np.complex64)
@@ -270,6 +293,8 @@ def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
         if volume is not None:
             handle.create_dataset("spectral_volume", data=volume)
             handle["spectral_volume"].attrs["frequencies_hz"] = freqs
+        if affine is not None:
+            handle.create_dataset("affine_lps", data=affine)
         handle.attrs.update(
             kind="reconstruction",
             method=str(rec.method),
@@ -280,6 +305,7 @@ def write_result(path: str | os.PathLike, rec: Reconstruction) -> Path:
             device=str(rec.device),
             axes=list(axes),
             slices=[int(i) for i in rec.slices],
+            source_header=json.dumps(rec.source_header, sort_keys=True),
         )
 
     return _atomic_write(path, fill)
@@ -328,6 +354,8 @@ def read_result(path: str | os.PathLike) -> Reconstruction:
             axes=_axes(handle),
             slices=tuple(int(i) for i in handle.attrs.get("slices", ())),
             image_time_s=float(handle["image"].attrs.get("image_time_s", 0.0)),
+            affine_lps=handle["affine_lps"][()] if "affine_lps" in handle else None,
+            source_header=json.loads(_attr(handle, "source_header", "{}")),
         )
 
 

@@ -51,7 +51,9 @@ def read_layers(path: str | os.PathLike) -> list[LayerData]:
     stem = Path(path).stem
     if kind == "reconstruction":
         rec = read_result(path)
-        return result_layers(rec, stem, {"method": rec.method, "source": str(path)})
+        info = {"method": rec.method, "source": str(path), "axes": rec.axes}
+        info.update(affine_lps=rec.affine_lps, source_header=rec.source_header)  # for exports
+        return result_layers(rec, stem, info)
     if kind == "truth":
         return result_layers(read_truth(path), f"{stem} truth", {"source": str(path)})
     if kind == "raw":

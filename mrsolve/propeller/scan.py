@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from mrsolve.propeller.scanner_geometry import SliceGeometry
 from mrsolve.propeller.timing import SEQUENCES
 from mrsolve.solvers.validation import check_choice, check_finite
 
@@ -38,6 +39,8 @@ class Scan:
             Each echo's TE is already in ``times`` (gradient echo); the per-echo TEs
             are ``echo_te_s``.
         echo_te_s: TE of each echo in seconds; () -> (te_s,).
+        geometry: where the slice sits in the scanner (LPS), or None when the raw file
+            does not say (exports then assume an axial slice at the isocentre).
     """
 
     kspace: torch.Tensor
@@ -56,6 +59,7 @@ class Scan:
     extra: dict = field(default_factory=dict)
     echo: torch.Tensor | None = None
     echo_te_s: tuple[float, ...] = ()
+    geometry: SliceGeometry | None = None
 
     def __post_init__(self) -> None:
         if self.kspace.ndim != 4:
@@ -86,6 +90,10 @@ class Scan:
         if len(self.echo_te_s) < n_echoes:
             raise ValueError(
                 f"echo_te_s must give a TE for each of the {n_echoes} echoes, got {self.echo_te_s}"
+            )
+        if self.geometry is not None and not isinstance(self.geometry, SliceGeometry):
+            raise TypeError(
+                f"geometry must be a SliceGeometry or None, got {type(self.geometry).__name__}"
             )
 
     @property

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mrsolve.recon import commands
+from mrsolve.recon import commands, interop_commands
 
 app = typer.Typer(
     name="recon",
@@ -89,7 +89,7 @@ def info(file: Annotated[Path, typer.Argument(help="Raw ISMRMRD or mrsolve outpu
 
 @app.command()
 def run(
-    raw: Annotated[Path, typer.Argument(help="ISMRMRD raw file.")],
+    raw: Annotated[Path, typer.Argument(help="ISMRMRD 1 (HDF5) or MRD 2 raw file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 file.")],
     method: Annotated[str, typer.Option(help=f"One of {', '.join(commands.METHODS)}.")] = (
         commands.DEFAULT_METHOD
@@ -111,8 +111,13 @@ def run(
     slices: Annotated[
         str | None, typer.Option(help="Slices to reconstruct, e.g. 0,3-5 (default: all).")
     ] = None,
+    export: Annotated[
+        str | None, typer.Option(help="Also write nifti and/or dicom (e.g. nifti,dicom).")
+    ] = None,
+    anonymize: Annotated[bool, typer.Option(help="--export dicom: no patient fields.")] = False,
 ) -> None:
     """Reconstruct a raw file and write the output format (spectral volume by default)."""
+    formats = interop_commands.parse_formats(export) if export is not None else []
     flags = {"preset": preset, "iterations": iterations, "seed": seed, "checkpoint": checkpoint}
     flags = {k: v for k, v in flags.items() if v is not None}
     if resume:
@@ -129,6 +134,10 @@ def run(
         slices=commands.parse_slices(slices),
     )
     console.print(f"wrote [bold]{output}[/] ({rec.method}, {rec.runtime_s:.1f} s on {rec.device})")
+    if formats:
+        folder = output.with_name(f"{output.stem}_export")
+        files = interop_commands.export_reconstruction(rec, formats, folder, anonymize)
+        console.print(f"exported {len(files)} file(s) to [bold]{folder}[/]")
     warning = commands.separation_warning(rec)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
@@ -200,6 +209,49 @@ def batch(
         console.print(f"[red]failed[/] {where}: {record['error']}")
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Argument(help="mrsolve output file (recon run).")],
+    format: Annotated[str, typer.Option("--format", help="nifti, dicom or nifti,dicom.")],
+    folder: Annotated[Path, typer.Option("-o", "--out-dir", help="Folder to write into.")],
+    anonymize: Annotated[bool, typer.Option(help="DICOM without patient fields.")] = False,
+) -> None:
+    """Export a reconstruction as NIfTI and/or DICOM, in scanner coordinates."""
+    files = interop_commands.export_result_file(output, format, folder, anonymize)
+    console.print(f"wrote {len(files)} file(s) to [bold]{folder}[/]")
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="ISMRMRD 1 (HDF5) or MRD 2 raw file.")],
+    target: Annotated[Path, typer.Argument(help="File to write, in the other format.")],
+) -> None:
+    """Convert raw data between ISMRMRD 1 (HDF5) and MRD 2 (either direction)."""
+    kind = interop_commands.convert_file(source, target)
+    console.print(f"wrote [bold]{target}[/] ({'MRD 2' if kind == 'mrd2' else 'ISMRMRD 1'})")
+
+
+@app.command()
+def stream(
+    method: Annotated[str, typer.Option(help=f"One of {', '.join(commands.METHODS)}.")] = (
+        commands.DEFAULT_METHOD
+    ),
+    preset: Annotated[
+        str | None, typer.Option(help="spectral: static, fatwater or dynamic.")
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(help="spectral: iteration budget.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    config: Annotated[Path | None, typer.Option(help="TOML file of method options.")] = None,
+    complex_images: Annotated[
+        bool, typer.Option("--complex", help="Complex image, water and fat (else magnitudes).")
+    ] = False,
+) -> None:
+    """MRD 2 acquisitions on stdin -> MRD 2 images (image, water, fat, maps) on stdout."""
+    flags = {k: v for k, v in {"preset": preset, "iterations": iterations}.items() if v is not None}
+    options = commands.method_options(method, config, flags)
+    interop_commands.stream(method, options, device, complex_images)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from mrsolve.data.exam import simulate_exam_to_files, stack_results
 from mrsolve.data.files import atomic_output, sha256_file
-from mrsolve.data.ismrmrd_io import read_slices, write_ismrmrd
+from mrsolve.data.ismrmrd_io import read_slices, scan_affine, write_ismrmrd
 from mrsolve.data.results import (
     GroundTruth,
     Reconstruction,
@@ -132,7 +132,8 @@ def reconstruct_scan(
     options: dict,
     callback=None,
 ) -> Reconstruction:
-    """Reconstruct one slice; classical methods see each echo separately ("echo" axis)."""
+    """Reconstruct one slice; classical methods see each echo separately ("echo" axis).
+    The result carries the slice's scanner geometry and the raw header's patient fields."""
     if scan.n_echoes > 1 and METHODS[method].per_frame:
         recs = [
             reconstruct(
@@ -140,10 +141,14 @@ def reconstruct_scan(
             )
             for e in range(scan.n_echoes)
         ]
-        return stack_results(recs, "echo")
-    return reconstruct(
-        scan, method, field_map=field_map, device=device, callback=callback, **options
-    )
+        rec = stack_results(recs, "echo")
+    else:
+        rec = reconstruct(
+            scan, method, field_map=field_map, device=device, callback=callback, **options
+        )
+    rec.affine_lps = scan_affine(scan)
+    rec.source_header = scan.extra.get("source_header", {})
+    return rec
 
 
 def method_options(method: str, config: Path | None, flags: dict | None) -> dict:

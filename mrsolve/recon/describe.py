@@ -11,13 +11,15 @@ import numpy as np
 from rich.table import Table
 
 from mrsolve.data.files import check_hdf5
-from mrsolve.data.ismrmrd_io import list_slices, read_ismrmrd
+from mrsolve.data.ismrmrd_io import list_slices, raw_format, read_ismrmrd, read_records
 
 _NOISE_FLAG = np.uint64(1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1))
 
 
 def describe_file(path: Path) -> Table:
-    """A table describing a raw ISMRMRD file, an output file or a ground-truth file."""
+    """A table describing a raw ISMRMRD 1 or MRD 2 file, an output file or a ground-truth file."""
+    if raw_format(path) == "mrd2":
+        return _describe_raw(Path(path))
     p = check_hdf5(path)
     with h5py.File(p, "r") as f:
         is_raw = any(isinstance(g, h5py.Group) and "xml" in g for g in f.values())
@@ -40,9 +42,7 @@ def _table(title: str) -> Table:
 
 def _count_averages(path: Path) -> int:
     """Distinct ``idx.average`` values of the imaging lines (reads the headers only)."""
-    with h5py.File(path, "r") as f:
-        group = next(g for g in f.values() if isinstance(g, h5py.Group) and "data" in g)
-        heads = group["data"].fields("head")[()]
+    _, heads = read_records(path, heads_only=True)
     imaging = (heads["flags"].astype(np.uint64) & _NOISE_FLAG) == 0
     return len(set(heads["idx"]["average"][imaging].tolist()))
 
@@ -50,7 +50,8 @@ def _count_averages(path: Path) -> int:
 def _describe_raw(path: Path) -> Table:
     slices = list_slices(path)
     scan = read_ismrmrd(path, slice=slices[0])  # slices of one file share their geometry
-    table = _table(f"{path.name}: ISMRMRD PROPELLER raw data")
+    kind = "MRD 2" if raw_format(path) == "mrd2" else "ISMRMRD"
+    table = _table(f"{path.name}: {kind} PROPELLER raw data")
     dk = scan.traj[0, 0, 1] - scan.traj[0, 0, 0]
     tes = ", ".join(f"{te * 1e3:.3g}" for te in scan.echo_te_s)
     rows = {
@@ -68,6 +69,9 @@ def _describe_raw(path: Path) -> Table:
         "readout duration (ms)": f"{scan.n_readout * scan.dwell_s * 1e3:.3g}",
         "field strength (T)": scan.field_strength_t,
         "noise scan samples": 0 if scan.noise is None else scan.noise.shape[-1],
+        "slice centre, x / y axes (LPS)": "unknown (axial at the isocentre assumed)"
+        if scan.geometry is None
+        else f"{scan.geometry.position_mm}, {scan.geometry.x_dir} / {scan.geometry.y_dir}",
     }
     for key, value in rows.items():
         table.add_row(key, str(value))
