@@ -35,7 +35,6 @@ from mrsolve.solvers.convex_nn import (
     ConvexNNRegressor,
     ConvexProgram,
     add_bias,
-    certificate,
     make_datafit,
     sample_gates,
     solve,
@@ -92,13 +91,11 @@ def ours(X, Y, gates, beta, act, tol):
     return t, est.solution_.weights
 
 
-def reference(prog, Xa, Y, gates, beta, act):
+def reference(Xa, Y, gates, beta, act):
     """The optimum's value (gated ReLU: CVXPY) or a certified lower bound (ReLU: IPM)."""
     if act == "gated_relu":
         return solve(Xa, Y, gates, beta, activation=act, solver="cvxpy", certify=False).objective
-    sol = solve(Xa, Y, gates, beta, activation=act, tol=1e-8, certify=False)
-    cert = certificate(prog, sol.weights, sol.multipliers, dual_bound=sol.dual_bound)
-    return cert["dual"]
+    return solve(Xa, Y, gates, beta, activation=act, tol=1e-8, n_fresh=0).certificate["dual"]
 
 
 def run_set(name, X, y, kind, args, curves, progress, task):
@@ -113,7 +110,7 @@ def run_set(name, X, y, kind, args, curves, progress, task):
     for act in args.activations.split(","):
         kappa = None if act == "gated_relu" else 0.0
         prog = ConvexProgram(torch.from_numpy(Xa), torch.from_numpy(gates), kappa, c, df, beta)
-        opt = reference(prog, Xa, Y, gates, beta, act) if curves else float("nan")
+        opt = reference(Xa, Y, gates, beta, act) if curves else float("nan")
 
         def measure(pkg, tol, act=act, prog=prog, opt=opt, kappa=kappa):
             if pkg == "ours":
