@@ -9,19 +9,23 @@ Classes are one-hot targets of the squared loss (+-1 for two classes), as pyscnn
 Each set also gets time-to-accuracy curves: the relative objective gap to the optimum
 versus wall time for several tolerances of both packages. The optimum is CVXPY's
 (Clarabel) for gated ReLU; for ReLU it is the certified lower bound of our IPM at
-``tol=1e-8`` (exact polish below its reach), a proven bound on the optimum, since CVXPY
-on ``2 P n`` cone rows takes minutes here (pyscnn's ReLU points violate the cones, so
-their gap may be negative: plotted at its absolute value, marked hollow).
+``tol=1e-8`` (exact polish below its reach), a proven bound on the optimum, so the gaps
+are upper bounds (CVXPY with its ``2 P n`` cone rows, up to 480,000 here, was not run;
+pyscnn's ReLU points violate the cones, so their gap may be negative: plotted at its
+absolute value, marked hollow).
 
 ``--sets unseen`` (default): seven sets of different shapes that chose nothing;
 ``--sets dev``: the two sets the defaults were chosen on (friedman1 1500 x 10, breast
 cancer 569 x 30). ``--quick``: two small sets, default settings only, no curves.
+``--datasets a,b`` runs a subset, ``--no-curves`` the default-settings table only.
 pyscnn (PyPI ``pyscnn``, import ``scnn``) must be on ``PYTHONPATH``.
 
 Writes docs/<--name>.md and .png (default convex_nn_unseen or convex_nn_dev).
 """
 
 from __future__ import annotations
+
+import argparse
 
 import _harness as h
 import numpy as np
@@ -201,6 +205,13 @@ def main() -> None:
     ap.add_argument("--gates", type=int, default=120)
     ap.add_argument("--lam", type=float, default=1e-3, help="pyscnn's lambda (beta = c lambda)")
     ap.add_argument("--activations", default="gated_relu,relu")
+    ap.add_argument("--datasets", default=None, help="comma-separated subset of --sets")
+    ap.add_argument(
+        "--curves",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time-to-accuracy curves (default: on, off with --quick)",
+    )
     ap.add_argument("--name", default=None, help="stem of the table and figure")
     args = ap.parse_args()
     h.setup(args)
@@ -212,7 +223,12 @@ def main() -> None:
     if set(acts) - {"gated_relu", "relu"}:
         ap.error(f"--activations: choose from gated_relu,relu, got {acts}")
     sets = (unseen_sets if args.sets == "unseen" else dev_sets)(args.quick, args.seed)
-    curves = not args.quick
+    if args.datasets:
+        keep = args.datasets.split(",")
+        if set(keep) - set(sets):
+            ap.error(f"--datasets: unknown {sorted(set(keep) - set(sets))}; from {sorted(sets)}")
+        sets = {k: v for k, v in sets.items() if k in keep}
+    curves = not args.quick if args.curves is None else args.curves
     per_act = 2 + (len(OURS_TOLS) - 1 if curves else 0)
     total = sum(per_act + (len(PYSCNN_TOLS[a]) - 1 if curves else 0) for a in acts) * len(sets)
     rows, points = [], []
