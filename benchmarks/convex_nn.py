@@ -77,8 +77,10 @@ def targets(y: np.ndarray, kind: str) -> np.ndarray:
     return (y[:, None] == classes[None]).astype(float)
 
 
-def pyscnn_solve(Xa, Y, gates, lam, relu, max_iter):
-    """pyscnn on the same (bias-augmented) data and gates; returns (time, u, gates used)."""
+def pyscnn_solve(Xa, Y, gates, lam, relu, max_iter=None, tol=None):
+    """pyscnn on the same (bias-augmented) data and gates; returns (time, u, gates used).
+    ``max_iter`` (R-FISTA's budget) and ``tol`` (R-FISTA's or the AL's tolerance) None
+    keep pyscnn's defaults."""
     from scnn.metrics import Metrics
     from scnn.models import ConvexGatedReLU, ConvexReLU
     from scnn.optimize import optimize_model
@@ -87,7 +89,10 @@ def pyscnn_solve(Xa, Y, gates, lam, relu, max_iter):
 
     c = Y.shape[1]
     model = (ConvexReLU if relu else ConvexGatedReLU)(gates.T, c=c)
-    solver = AL(model) if relu else RFISTA(model, max_iters=max_iter)
+    options = {} if tol is None else {"tol": tol}
+    if not relu and max_iter is not None:
+        options["max_iters"] = max_iter
+    solver = (AL if relu else RFISTA)(model, **options)
     fitted, elapsed = h.timed(
         lambda: optimize_model(
             model,

@@ -111,28 +111,43 @@ def min_cone_norms(
     Returns:
         norms ``(2, k, P)`` (``(k, P)`` without cones) and the multipliers used.
     """
-    g = torch.einsum("nk,np,nd->kpd", theta, weight, X)
+    n, d = X.shape
+    k, P = theta.shape[1], weight.shape[1]
+    Xt = X.T.contiguous()
+    # plain GEMMs on (n, 2kP) / (2kP, d) matrices: a 3-operand einsum ran ~20x slower
+    g = (Xt @ (theta[:, :, None] * weight[:, None, :]).reshape(n, -1)).T.reshape(k, P, d)
     if sign is None:
         return torch.linalg.vector_norm(g, dim=-1), None
     target = torch.stack([g, -g])  # (2, k, P, d)
 
-    def residual(mu):
-        return target - torch.einsum("njkp,np,nd->jkpd", mu, sign, X)
+    def cone_t(mu):  # (n, 2, k, P) -> sum_i s_i mu_i x_i, (2, k, P, d)
+        return (Xt @ (mu * sign[:, None, None, :]).reshape(n, -1)).T.reshape(target.shape)
 
-    def f(mu):
-        return 0.5 * (residual(mu) ** 2).sum()
+    def cone(r):  # adjoint of cone_t: (2, k, P, d) -> (n, 2, k, P)
+        return (X @ r.reshape(-1, d).T).reshape(n, 2, k, P) * sign[:, None, None, :]
 
-    def grad(mu):
-        return -torch.einsum("jkpd,nd,np->njkp", residual(mu), X, sign)
+    def f(mu, a):
+        return 0.5 * ((target - a) ** 2).sum()
+
+    def grad(mu, a):
+        return -cone(target - a)
 
     step = 1.0 / max(float(torch.linalg.matrix_norm(X, ord=2)) ** 2, 1e-30)
-    mu = torch.zeros((X.shape[0], *target.shape[:-1]), dtype=X.dtype, device=X.device)
+    mu = torch.zeros((n, 2, k, P), dtype=X.dtype, device=X.device)
     mu = mu if mu0 is None else project_nonneg(mu0)
     if n_iter > 0:
         mu, _ = fista(
-            f, grad, lambda v, t: project_nonneg(v), mu, step, n_iter, 0.0, backtrack=False
+            f,
+            grad,
+            lambda v, t: project_nonneg(v),
+            mu,
+            step,
+            n_iter,
+            0.0,
+            backtrack=False,
+            forward=cone_t,
         )
-    return torch.linalg.vector_norm(residual(mu), dim=-1), mu
+    return torch.linalg.vector_norm(target - cone_t(mu), dim=-1), mu
 
 
 def certificate(
@@ -150,7 +165,8 @@ def certificate(
         u: group weights.
         mu: cone multipliers ``(n, 2, k, P)`` from the solver (improved here), if any.
         fresh_gates: ``(Q, d)`` gates not in the program for the pattern gap.
-        n_iter: projected-gradient iterations for the cone multipliers.
+        n_iter: projected-gradient iterations for the cone multipliers (for ``mu`` only
+            when no ``dual_bound`` is given; always for the fresh patterns).
         dual_bound: a lower bound on the optimum known from elsewhere (the solver's best
             dual value, e.g. ``info.dual`` of :func:`.fista_solver.solve_fista`); the
             larger of it and the bound computed here is reported.
@@ -166,7 +182,10 @@ def certificate(
     p = program
     eta = p.forward(u)
     theta = p.datafit.grad(eta)
-    norms, _ = min_cone_norms(p.X, p.weight, p.sign if p.constrained else None, theta, mu, n_iter)
+    # a solver's own bound (the IPM's, from its multipliers) is reported when larger: the
+    # projected-gradient refinement of those multipliers would only re-derive it
+    refine = 0 if dual_bound is not None and mu is not None else n_iter
+    norms, _ = min_cone_norms(p.X, p.weight, p.sign if p.constrained else None, theta, mu, refine)
     primal = p.objective(u)
     dual = scaled_dual(p.datafit, eta, norms, p.beta)
     dual = dual if dual_bound is None else max(dual, float(dual_bound))

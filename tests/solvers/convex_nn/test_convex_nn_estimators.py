@@ -59,3 +59,19 @@ def test_estimator_bad_parameters(params, match):
         ConvexNNRegressor(**params).fit(X, X[:, 0])
     with pytest.raises(ValueError, match=r"NaN|infinity"):
         ConvexNNRegressor().fit(np.full((10, 2), np.nan), X[:, 0])
+
+
+@pytest.mark.parametrize(("activation", "tol"), [("gated_relu", 1e-2), ("relu", 1e-3)])
+def test_default_tol_certifies_its_gap_against_cvxpy(activation, tol):
+    # tol=None: a certified relative gap of 1e-2 (gated, FISTA) / 1e-3 (ReLU, IPM)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 4))
+    y = np.abs(X[:, 0]) - np.maximum(X[:, 1], 0)
+    est = ConvexNNRegressor(activation=activation, n_gates=12, beta=1e-2, random_state=0)
+    est.fit(X, y)
+    assert est.tol is None
+    ref = solve(X, y, est.gates_, 1e-2, activation=activation, bias=True, solver="cvxpy")
+    gap = (est.objective_ - ref.objective) / ref.objective
+    assert -1e-6 <= gap <= tol
+    assert est.certificate_["relative_gap"] <= tol * 1.2  # the final iterate's own bound
+    assert est.certificate_["relative_gap"] >= gap - 1e-6  # a certificate bounds the gap
