@@ -108,11 +108,13 @@ def cd_residual(Xt, h, R, B, b0, starts, ends, lips, l1, l2, fit_intercept, n_ep
 
 
 @numba.njit(cache=True)
-def cd_gram(Q, G, B, starts, ends, lips, l1, l2, n_epochs, tol):
+def cd_gram(C, rows, cols, G, B, starts, ends, lips, l1, l2, n_epochs, tol):
     """Up to ``n_epochs`` passes over all blocks in covariance form.
 
     Args:
-        Q: Gram matrix ``X^T H X`` ``(m, m)``.
+        C, rows, cols: the Gram matrix ``Q = X^T H X`` ``(m, m)`` of the working set
+            is ``C[rows][:, cols]``: ``C`` holds cached Gram columns (Fortran order, so a
+            column is contiguous), read in place rather than gathered.
         G: correlation ``X^T H R`` ``(m, k)``; B ``(m, k)``: both updated in place.
         starts, ends, lips, l1, l2, n_epochs, tol: as for :func:`cd_residual`.
 
@@ -149,8 +151,9 @@ def cd_gram(Q, G, B, starts, ends, lips, l1, l2, n_epochs, tol):
                     if dj != 0.0:
                         B[j, c] += dj
                         change += dj * dj
+                        col = C[:, cols[j]]
                         for i in range(m):
-                            G[i, c] -= Q[j, i] * dj  # Q symmetric: row j is contiguous
+                            G[i, c] -= col[rows[i]] * dj
             dmax = max(dmax, L * change)
         if dmax < tol:
             break
@@ -167,4 +170,19 @@ def column_lips(Xt, h):
         for i in range(n):
             acc += h[i] * Xt[j, i] * Xt[j, i]
         out[j] = acc
+    return out
+
+
+@numba.njit(cache=True)
+def gram_matmul(C, rows, cols, B):
+    """``C[rows][:, cols] @ B`` without gathering: ``(m, k)``."""
+    m, k = B.shape
+    out = np.zeros((m, k))
+    for j in range(m):
+        col = C[:, cols[j]]
+        for c in range(k):
+            b = B[j, c]
+            if b != 0.0:
+                for i in range(m):
+                    out[i, c] += col[rows[i]] * b
     return out

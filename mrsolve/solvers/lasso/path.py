@@ -111,8 +111,9 @@ def family_datafit(
 
 def _blocks(feature_groups, pf: np.ndarray, p: int):
     """Column order, block ranges and per-block penalty factors (times sqrt(size))."""
-    if feature_groups is None:
-        labels = np.arange(p)
+    if feature_groups is None:  # one block per feature
+        starts = np.arange(p, dtype=np.int64)
+        return np.arange(p), starts, starts + 1, pf.copy()
     else:
         labels = np.asarray(feature_groups)
         if labels.shape != (p,):

@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrsolve.solvers.lasso.coordinate_descent import cd_gram, cd_residual, column_lips
+from mrsolve.solvers.lasso.coordinate_descent import (
+    cd_gram,
+    cd_residual,
+    column_lips,
+    gram_matmul,
+)
 from mrsolve.solvers.lasso.design import Design
 from mrsolve.solvers.lasso.glm import Family
 
@@ -40,6 +45,8 @@ _STALL = 1e-24
 
 def _block_norms(M: np.ndarray, starts: np.ndarray, single: bool, per_class: bool):
     """Norms of the row blocks of ``M`` ``(m, k)``: ``(nb, k)`` per class, else ``(nb, 1)``."""
+    if single and (per_class or M.shape[1] == 1):
+        return np.abs(M)
     sq = M * M if per_class else np.einsum("ij,ij->i", M, M)[:, None]
     if not single:
         sq = np.add.reduceat(sq, starts, axis=0)
@@ -106,9 +113,17 @@ class PathSolver:
             self.cached &= self.p * min(self.n, self.p) <= _GRAM_BUDGET
             if self.cached:
                 self.pos = np.full(self.p, -1)
-                self.C = np.empty((self.p, 0), order="F")
+                self.cached_feats = np.zeros(0, dtype=np.int64)
+                self._C = np.empty((self.p, 16), order="F")  # capacity doubles
             else:
                 self.R = self.r0.copy()
+        if self.gaussian and self.cached and not design.sparse and self.n >= self.p:
+            # n >= p: the path ends with (nearly) every feature active; one symmetric
+            # product beats growing the cache in many thin passes over X
+            Xw = np.sqrt(self.w)[:, None] * design.X
+            self._C = (Xw.T @ Xw).T  # symmetric: the transpose is the Fortran-order copy
+            self.pos = np.arange(self.p)
+            self.cached_feats = np.arange(self.p)
         self.XF = design.columns(self.free)  # (n, f) unpenalized feature columns
         self.ws_size = _WS_MIN
         #: scale of the objective (the null deviance once known) for the stall test
@@ -146,21 +161,35 @@ class PathSolver:
         new = feats[self.pos[feats] < 0]
         if len(new) == 0:
             return
-        m0 = self.C.shape[1]
-        block = self.D.gram_columns(new, self.w)
-        self.C = np.asfortranarray(np.hstack([self.C, block]))
+        m0 = len(self.cached_feats)
+        if m0 + len(new) > self._C.shape[1]:
+            grown = np.empty((self.p, max(2 * self._C.shape[1], m0 + len(new))), order="F")
+            grown[:, :m0] = self._C[:, :m0]
+            self._C = grown
+        self._C[:, m0 : m0 + len(new)] = self.D.gram_columns(new, self.w)
         self.pos[new] = m0 + np.arange(len(new))
+        self.cached_feats = np.r_[self.cached_feats, new]
+
+    @property
+    def C(self) -> np.ndarray:
+        """Cached Gram columns ``Xs^T W Xs[:, cached_feats]`` ``(p, n_cached)`` (a view)."""
+        return self._C[:, : len(self.cached_feats)]
 
     # -- the dual gap --------------------------------------------------------------
     def _scale_and_nu(self, V, pf, lam, starts):
         """Dual scaling ``s`` (lasso part) and the scaled block norms of ``X^T theta``."""
         nu = _block_norms(V, starts, self.single, self.per_class)
-        pen = (pf > 0) & np.isfinite(pf)
         s = 1.0
         if self.a == 1.0 and np.isfinite(lam):
+            top = nu.max(1) if nu.shape[1] > 1 else nu[:, 0]
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratios = lam * pf[pen] / nu[pen].max(1)
-            s = float(min(1.0, np.min(ratios, initial=np.inf)))
+                worst = float(
+                    np.max(top / (lam * pf), initial=0.0)
+                )  # pf = 0: inf or nan, excluded below
+            if not worst <= 1.0:  # also NaN / inf from unpenalized blocks: use the mask
+                pen = (pf > 0) & np.isfinite(pf)
+                worst = float((top[pen] / (lam * pf[pen])).max()) if pen.any() else 0.0
+            s = 1.0 / worst if worst > 1.0 else 1.0
         return s, nu * s
 
     def _conj_penalty(self, nu, pf, lam):
@@ -221,8 +250,9 @@ class PathSolver:
         B_nrm = _block_norms(self.B, self.starts, self.single, self.per_class)
         if self.gaussian:
             if self.cached:
-                nz = np.flatnonzero(np.any(self.B != 0, axis=1))
-                V0 = self.qfull - self.C[:, self.pos[nz]] @ self.B[nz] if len(nz) else self.qfull
+                # every nonzero is cached: one contiguous product, no column gather
+                V0 = self.qfull - self.C @ self.B[self.cached_feats]
+                self._V0 = V0
             else:
                 V0 = self.D.rmatmat(self.w[:, None] * self.R)
             self.CF_S = self.CF
@@ -274,11 +304,12 @@ class PathSolver:
                 return gap, epochs, True
             if epochs >= max_epochs:
                 return gap, epochs, False
-            keep = np.flatnonzero(~zero | (self.pf == 0))
-            n_add = max(self.ws_size - len(keep), 1)
+            in_ws = ~zero | (self.pf == 0)
+            n_add = max(self.ws_size - int(in_ws.sum()), 1)
             if len(viol) > n_add:
                 viol = viol[np.argpartition(-score[viol], n_add - 1)[:n_add]]
-            ws = np.union1d(keep, viol)
+            in_ws[viol] = True
+            ws = np.flatnonzero(in_ws)
             self.ws_size *= 2
             target = max(_INNER_FRACTION * gap, 0.5 * tol_abs)
             done, stalled = self._inner(ws, lam, target, tol_abs, max_epochs - epochs)
@@ -293,18 +324,19 @@ class PathSolver:
         self._free_S = fpos
         return feats, ends
 
-    def _lips_blocks(self, M_or_Xt, h, starts, ends, gram: bool):
+    def _lips_blocks(self, Xt, h, starts, ends):
+        """Block curvature bounds ``||X_g^T H X_g||_2`` from the working-set columns."""
         if self.single:
-            return np.diag(M_or_Xt).copy() if gram else column_lips(M_or_Xt, h)
-        out = np.empty(len(starts))
-        for g, (s, e) in enumerate(zip(starts, ends, strict=True)):
-            if gram:
-                Qg = M_or_Xt[s:e, s:e]
-            else:
-                Xg = M_or_Xt[s:e]
-                Qg = (Xg * h) @ Xg.T
-            out[g] = np.linalg.eigvalsh(Qg)[-1]
-        return out
+            return column_lips(Xt, h)
+        blocks = [(Xt[s:e] * h) @ Xt[s:e].T for s, e in zip(starts, ends, strict=True)]
+        return np.array([np.linalg.eigvalsh(Q)[-1] for Q in blocks])
+
+    def _lips_gram(self, C, rows, cols, starts, ends):
+        """Block curvature bounds from the cached Gram columns."""
+        if self.single:
+            return C[rows, cols].copy()
+        blocks = [C[np.ix_(rows[s:e], cols[s:e])] for s, e in zip(starts, ends, strict=True)]
+        return np.array([np.linalg.eigvalsh(Q)[-1] for Q in blocks])
 
     def _inner(self, ws, lam, target, tol_abs, max_epochs):
         feats, ends = self._ws_setup(ws)
@@ -319,14 +351,14 @@ class PathSolver:
         Bw = np.ascontiguousarray(self.B[feats])
         if self.cached:
             self._ensure_gram(feats)
-            Q = np.ascontiguousarray(self.C[np.ix_(feats, self.pos[feats])])
-            G = self.qfull[feats] - Q @ Bw
-            lips = self._lips_blocks(Q, None, starts, ends, gram=True)
+            C, cols = self.C, self.pos[feats]
+            G = self._V0[feats]  # B has not moved since the full gap
+            lips = self._lips_gram(C, feats, cols, starts, ends)
         else:
             Xw = self.D.columns(feats)
             Xt = Xw.T
             R = self.R
-            lips = self._lips_blocks(Xt, self.w, starts, ends, gram=False)
+            lips = self._lips_blocks(Xt, self.w, starts, ends)
             empty_b0 = np.zeros(self.k)
         self.CF_S = self.CF[feats]
         hist = [Bw.ravel().copy()]
@@ -338,9 +370,10 @@ class PathSolver:
             return 0.5 * rr + self._penalty(nrm, pf, lam)
 
         while epochs < max_epochs:
-            n_ep = min(_ANDERSON_K, max_epochs - epochs)
+            # covariance form: the gap costs O(m), so check it after every pass
+            n_ep = 1 if self.cached and len(feats) >= 200 else min(_ANDERSON_K, max_epochs - epochs)
             if self.cached:
-                done, dmax = cd_gram(Q, G, Bw, starts, ends, lips, l1, l2, n_ep, 0.0)
+                done, dmax = cd_gram(C, feats, cols, G, Bw, starts, ends, lips, l1, l2, n_ep, 0.0)
             else:
                 done, dmax = cd_residual(
                     Xt, self.w, R, Bw, empty_b0, starts, ends, lips, l1, l2, False, n_ep, 0.0
@@ -355,7 +388,7 @@ class PathSolver:
                 if acc is not None:
                     Ba = acc.reshape(Bw.shape)
                     if self.cached:
-                        Ga = self.qfull[feats] - Q @ Ba
+                        Ga = self.qfull[feats] - gram_matmul(C, feats, cols, Ba)
                     else:
                         Ra = self.r0 - Xw @ Ba
                         Ga = Xt @ (self.w[:, None] * Ra)
@@ -397,7 +430,7 @@ class PathSolver:
                 Bc = np.array(Bw[:, cols], order="C")  # a copy: Bw moves by the line search
                 b0c = self.b0[cols].copy()
                 B_old, b0_old = Bc.copy(), b0c.copy()
-                lips = self._lips_blocks(Xt, h1, starts, ends, gram=False)
+                lips = self._lips_blocks(Xt, h1, starts, ends)
                 done, _ = cd_residual(
                     Xt,
                     h1,
