@@ -1,0 +1,65 @@
+"""The centered, standardized design of a path fit, dense or scipy.sparse.
+
+Columns are permuted so that feature groups are contiguous (``order``), centered with
+the weighted mean (when an intercept is fitted) and divided by the weighted sd (when
+standardizing). A sparse ``X`` is never densified: centering is applied implicitly in
+products, and only the working-set columns are materialized.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class Design:
+    """``Xs = (X[:, order] - xbar) / scale`` with products and column gathers.
+
+    Args:
+        X: ``(n, p)`` dense array or scipy.sparse matrix (float64).
+        w: observation weights summing to 1 ``(n,)``.
+        order: column permutation ``(p,)``.
+        center: subtract the weighted column means; standardize: divide by the weighted sd.
+    """
+
+    def __init__(self, X, w: np.ndarray, order: np.ndarray, center: bool, standardize: bool):
+        self.sparse = sp.issparse(X)
+        n, p = X.shape
+        self.shape = (n, p)
+        if self.sparse:
+            Xo = sp.csc_matrix(X, dtype=np.float64)[:, order]
+            Xo.sort_indices()
+            self.xbar = np.asarray(Xo.T @ w).ravel() if center else np.zeros(p)
+            sq = np.asarray(Xo.multiply(Xo).T @ w).ravel() - self.xbar**2
+        else:
+            Xo = np.asarray(X, dtype=np.float64)[:, order]
+            self.xbar = w @ Xo if center else np.zeros(p)
+            Xo = Xo - self.xbar
+            sq = w @ Xo**2
+        sd = np.sqrt(np.maximum(sq, 0.0))
+        self.scale = np.where(sd > 0, sd, 1.0) if standardize else np.ones(p)
+        if self.sparse:
+            self.X = Xo @ sp.diags(1.0 / self.scale)
+            self.X = sp.csc_matrix(self.X)
+            self.shift = self.xbar / self.scale  # Xs = X - 1 shift^T
+        else:
+            Xo /= self.scale
+            self.X = np.asfortranarray(Xo)
+        #: sum_i w_i Xs_ij^2 (p,)
+        self.sqnorm = sq / self.scale**2
+
+    def rmatmat(self, U: np.ndarray) -> np.ndarray:
+        """``Xs^T U`` for ``U`` ``(n, r)``: ``(p, r)``."""
+        if self.sparse:
+            return np.asarray(self.X.T @ U) - np.outer(self.shift, U.sum(0))
+        return self.X.T @ U
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """Dense copy of the columns ``idx``: ``(n, len(idx))``, Fortran order."""
+        if self.sparse:
+            return np.asfortranarray(self.X[:, idx].toarray() - self.shift[idx])
+        return np.asfortranarray(self.X[:, idx])
+
+    def gram_columns(self, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``Xs^T W Xs[:, idx]``: ``(p, len(idx))``."""
+        return self.rmatmat(w[:, None] * self.columns(idx))
