@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mrsolve.recon.spectral.runner import Checkpointer, StoppingConfig, run
-from mrsolve.recon.spectral.steppers import FISTA, LBFGS, Adam
+from mrsolve.recon.spectral.steppers import FISTA, LBFGS, Adam, RestartingLBFGS
 from mrsolve.solvers.alg import fista
 from mrsolve.solvers.prox import soft_threshold
 
@@ -140,6 +140,57 @@ def test_module_steppers_match_torch_and_resume(kind):
     for _ in range(6):
         later.step()
     assert torch.equal(later_module.weight, module.weight)
+
+
+def _least_squares(n_features=4, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(30, n_features, generator=gen).double()
+    b = torch.randn(30, generator=gen).double()
+    x = torch.nn.Parameter(torch.zeros(n_features, dtype=torch.float64))
+    module = torch.nn.Module()
+    module.x = x
+    count = [0]
+
+    def loss():
+        count[0] += 1
+        value = (a @ module.x - b).square().sum()
+        return value, value
+
+    return module, loss, count, torch.linalg.lstsq(a, b[:, None]).solution[:, 0]
+
+
+def test_lbfgs_reuses_the_line_search_evaluation_without_changing_the_iterates():
+    module, loss, count, _ = _least_squares()
+    stepper = LBFGS(module, loss)
+    ref_module, ref_loss, ref_count, _ = _least_squares()
+    ref = RestartingLBFGS(ref_module.parameters())
+
+    def closure():
+        ref.zero_grad()
+        value = ref_loss()[0]
+        value.backward()
+        return value
+
+    for _ in range(3):
+        stepper.step()
+        ref.step(closure)
+        assert torch.equal(module.x, ref_module.x)
+    # torch evaluates at the start of every step what the last line search evaluated
+    assert ref_count[0] == 6
+    assert count[0] == 4
+
+
+def test_lbfgs_converges_to_the_closed_form_and_the_runner_stops_there():
+    module, loss, _, solution = _least_squares()
+    stepper = LBFGS(module, loss)
+    result = run(stepper, 200, lambda: module.x.detach().clone())
+    torch.testing.assert_close(result.best, solution, rtol=0, atol=1e-6)
+    assert stepper.converged and result.n_iter < 200
+    # at the minimum already: two steps that cannot move, then the run ends
+    with torch.no_grad():
+        module.x.copy_(solution)
+    stuck = LBFGS(module, loss)
+    assert run(stuck, 200).n_iter == 2 and stuck.converged
 
 
 class _Scripted:

@@ -4,7 +4,8 @@
 ``check_every`` iterations. After every iteration it reports progress; after every
 segment it measures the held-out data-consistency loss, keeps the best iterate, writes a
 checkpoint of the full stepper state and stops after ``patience`` segments without
-improvement (never looking at the truth). A resumed run restores the stepper state and
+improvement (never looking at the truth), or as soon as a stepper with a ``converged``
+attribute says it is. A resumed run restores the stepper state and
 the held-out history, so it ends where an uninterrupted run ends.
 """
 
@@ -34,7 +35,8 @@ class StoppingConfig:
 
 
 class Stepper(Protocol):
-    """One iteration per :meth:`step`; its whole state round-trips through a dict."""
+    """One iteration per :meth:`step`; its whole state round-trips through a dict (an
+    optional ``converged`` attribute ends the run when True)."""
 
     def step(self) -> float:
         """One iteration; returns the data loss (scaled units) it evaluated."""
@@ -165,8 +167,11 @@ def run(
             if callback is not None:
                 image = preview() if preview is not None else None
                 callback(done, max_iter, image=image, loss=residual(loss))
+            if getattr(stepper, "converged", False):
+                break
         if stopping is not None:
             stopped = tracker.update(heldout(), iterate(), stopping)
+        stopped = stopped or getattr(stepper, "converged", False)
         if checkpointer is not None and name:
             checkpointer.save(name, _checkpoint(stepper, done, tracker))
     best = None

@@ -155,24 +155,67 @@ class _ModuleStepper:
 
 
 class LBFGS(_ModuleStepper):
-    """:class:`RestartingLBFGS` on ``loss`` over ``module``'s parameters."""
+    """:class:`RestartingLBFGS` on ``loss`` over ``module``'s parameters.
+
+    torch's L-BFGS evaluates the objective at the start of every ``step()``, where the
+    previous step's line search has just evaluated it: the objective, its data term and
+    the gradients of that last evaluation are kept and reused when the parameters still
+    hold the same values, which halves the evaluations of one-iteration steps.
+
+    ``converged`` turns True after two steps in a row that leave the parameters exactly
+    where they were: the second started afresh from steepest descent, so every later
+    step would repeat it.
+    """
 
     def __init__(self, module: torch.nn.Module, loss: Objective) -> None:
         super().__init__(module, loss)
         self.opt = RestartingLBFGS(module.parameters())
+        self._params = [p for p in module.parameters() if p.requires_grad]
+        self._last: tuple | None = None  # (parameter values, total, data, gradients)
+        self.still_steps = 0  # consecutive steps that did not move the parameters
+
+    @property
+    def converged(self) -> bool:
+        return self.still_steps >= 2
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "still_steps": self.still_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.still_steps = state.get("still_steps", 0)
+
+    def _cached(self) -> tuple[torch.Tensor, float] | None:
+        if self._last is None:
+            return None
+        values, total, data, grads = self._last
+        if not all(torch.equal(p, v) for p, v in zip(self._params, values, strict=True)):
+            return None
+        for p, g in zip(self._params, grads, strict=True):
+            p.grad = g
+        return total, data
 
     def step(self) -> float:
         """One line-searched iteration; returns the data loss of its last evaluation."""
         last = [math.nan]
 
         def closure():
+            hit = self._cached()
+            if hit is not None:
+                last[0] = hit[1]
+                return hit[0]
             self.opt.zero_grad()
             total, data = self.loss()
             total.backward()
             last[0] = float(data.detach())
+            values = [p.detach().clone() for p in self._params]
+            self._last = (values, total.detach(), last[0], [p.grad for p in self._params])
             return total
 
+        before = [p.detach().clone() for p in self._params]
         self.opt.step(closure)
+        moved = not all(torch.equal(p, b) for p, b in zip(self._params, before, strict=True))
+        self.still_steps = 0 if moved else self.still_steps + 1
         return last[0]
 
 
