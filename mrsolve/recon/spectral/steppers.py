@@ -113,10 +113,21 @@ class RestartingLBFGS(torch.optim.LBFGS):
     a direction that is not a descent direction (torch then returns without a step). A
     restart from steepest descent keeps decreasing the objective
     (docs/spectral_design.md).
+
+    ``max_eval`` must be given: torch's default (5/4 of ``max_iter``, i.e. 1) leaves the
+    line search no evaluation beyond its first trial, which it then takes if it lowers
+    the objective at all and otherwise rejects (step 0, the same trial every restart).
     """
 
-    def __init__(self, params) -> None:
-        super().__init__(params, lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+    def __init__(self, params, max_line_search: int = 25) -> None:
+        super().__init__(
+            params,
+            lr=1.0,
+            max_iter=1,
+            max_eval=1 + max_line_search,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
         self._last_loss = math.inf
 
     def step(self, closure):
