@@ -52,8 +52,8 @@ from mrsolve.data.files import sha256_file
 from mrsolve.data.ismrmrd_io import list_slices, read_ismrmrd
 from mrsolve.data.results import read_result, write_result
 from mrsolve.distributed.executors import Executor, WorkerFailure, wait_futures
-from mrsolve.recon.methods import check_request
-from mrsolve.solvers.validation import resolve_device
+from mrsolve.recon.methods import METHODS, check_request
+from mrsolve.solvers.validation import check_choice, resolve_device
 
 EXECUTOR_NAMES = ("local", "ray")
 MANIFEST = "manifest.jsonl"
@@ -396,6 +396,12 @@ def run_batch(
             whose first attempt kills its worker process.
     """
     options = dict(options or {})
+    check_choice("method", method, METHODS)
+    if METHODS[method].needs_field_map:
+        raise ValueError(
+            f"method {method!r} needs a field map for each file, which recon batch does not "
+            f"take; reconstruct such files one by one with recon run --field-map FILE"
+        )
     check_request(method, options, False)
     if not isinstance(executor, Executor) and executor not in EXECUTOR_NAMES:
         raise ValueError(f"--executor must be one of {list(EXECUTOR_NAMES)}, got {executor!r}")

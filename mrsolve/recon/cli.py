@@ -66,7 +66,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=_Group,
 )
-console = Console()  # results: stdout
+console = Console(soft_wrap=True)  # results: stdout, lines never wrapped (scripts parse them)
 diagnostics = Console(stderr=True)  # progress bars, warnings, failures: stderr
 
 _METHOD_HELP = f"One of {', '.join(METHOD_NAMES)}."
