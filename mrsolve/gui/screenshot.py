@@ -21,7 +21,7 @@ from mrsolve.gui.launch import view
 from mrsolve.recon.methods import reconstruct
 
 
-def save_screenshot(out: Path, size: int = 64, iterations: int = 60) -> Path:
+def save_screenshot(out: Path, size: int = 64, iterations: int = 200) -> Path:
     """Reconstruct a simulated phantom and save the viewer window to ``out``."""
     sim = simulate(size=size, n_coils=4, n_blades=12, n_lines=16, noise=0.01, seed=0)
     rec = reconstruct(sim.scan, "spectral", preset="fatwater", iterations=iterations)
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args()
     print(save_screenshot(args.out, args.size, args.iterations))
 

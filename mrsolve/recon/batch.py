@@ -407,6 +407,8 @@ def run_batch(
         raise ValueError(f"--executor must be one of {list(EXECUTOR_NAMES)}, got {executor!r}")
     if gpus_per_task < 0:
         raise ValueError(f"--gpus-per-task must be >= 0, got {gpus_per_task}")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"--workers must be >= 1, got {workers!r}")
     if not inputs:
         raise ValueError("inputs must name at least one ISMRMRD file, got none")
     out = Path(out_dir)

@@ -227,6 +227,8 @@ def _check_checkpoint(options: dict, raw: Path) -> None:
     every segment; failing at the first save would lose that work)."""
     path = options.get("checkpoint")
     if path is None:
+        if options.get("resume"):
+            raise ValueError("--resume needs --checkpoint FILE (the checkpoint to continue from)")
         return
     path = _check_output(Path(path), "--checkpoint", inputs=(raw,))
     if path.exists() and not os.access(path, os.W_OK):

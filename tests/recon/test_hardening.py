@@ -349,3 +349,18 @@ def test_run_writes_nothing_on_stdout_but_results_under_a_pipe(scans, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [done.stdout.strip()] and "wrote" in done.stdout
     assert h5py.is_hdf5(tmp_path / "p.h5")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["batch", "{a}", "-o", "{tmp}/bo", "--workers", "0"], "--workers must be >= 1"),
+        (["run", "{a}", "-o", "{tmp}/o.h5", "--resume"], "--resume needs --checkpoint"),
+    ],
+)
+def test_found_while_writing_the_reliability_table(args, needle, scans, tmp_path, capsys):
+    """--workers 0 ran on every CPU; --resume alone blamed checkpoint=None."""
+    filled = [a.format(a=scans["a"], tmp=tmp_path) for a in args]
+    assert recon(*filled) == 2
+    _error(capsys, needle)
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "bo").exists()

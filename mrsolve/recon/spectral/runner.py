@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,8 +137,13 @@ class Checkpointer:
         try:
             # on the CPU: a checkpoint written on a GPU resumes anywhere (the steppers move it)
             data = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # any unreadable file: truncated, not torch, unsafe pickle
-            first = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+        except pickle.UnpicklingError:  # weights_only refused an object: it could run code
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} holds objects other than tensors, lists, dicts "
+                "and numbers; not loaded (loading it could run code)"
+            ) from None
+        except Exception as err:  # any other unreadable file: truncated, not torch
+            first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
             raise ValueError(
                 f"checkpoint {str(self.path)!r} cannot be read as an mrsolve checkpoint "
                 f"({type(err).__name__}: {first})"
