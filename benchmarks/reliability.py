@@ -245,7 +245,11 @@ def cases(d: Path) -> list[tuple[str, list, Path | None]]:
     ]
 
 
-R, G, S = "tests/recon/test_hardening.py", "tests/gui/test_hardening.py", "test_batch_signals.py"
+R, G, S = (
+    "tests/recon/test_hardening.py",
+    "tests/gui/test_gui_hardening.py",
+    "test_batch_signals.py",
+)
 ISSUE_20 = [
     ("1 resume from another scan / options", "refused, names what differs", R),
     ("2 kill -KILL of batch", "workers + forkserver die with it; workers record their slice", S),

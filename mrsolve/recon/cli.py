@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -313,10 +314,12 @@ def view(
     ],
 ) -> None:
     """Open a file in napari with the mrsolve widgets (needs the gui extra)."""
-    try:
-        import napari  # noqa: F401  (only to tell a missing extra from other errors)
-    except ImportError:
-        _fail("recon view needs the gui extra: pip install 'mrsolve[gui]'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # napari's use of old pydantic
+        try:
+            import napari  # noqa: F401  (only to tell a missing extra from other errors)
+        except ImportError:
+            _fail("recon view needs the gui extra: pip install 'mrsolve[gui]'")
     from mrsolve.gui.launch import view as launch_view
 
     launch_view(file)

@@ -210,8 +210,9 @@ def reconstruct_file(
     recs = []
     for index, scan in scans.items():
         label = method if len(scans) == 1 else f"{method} slice {index}"
+        slice_options = options if len(scans) == 1 else _slice_checkpoint(options, index)
         with progress_callback(label, console) as callback:
-            recs.append(reconstruct_scan(scan, method, fmap, dev, options, callback))
+            recs.append(reconstruct_scan(scan, method, fmap, dev, slice_options, callback))
     multi = len(first.extra.get("slices_in_file", [0])) > 1
     rec = stack_results(recs, "slice", list(scans)) if multi else recs[0]
     rec.runtime_s = time.perf_counter() - start
@@ -233,6 +234,16 @@ def _check_checkpoint(options: dict, raw: Path) -> None:
     path = _check_output(Path(path), "--checkpoint", inputs=(raw,))
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"--checkpoint {str(path)!r} is not writable")
+
+
+def _slice_checkpoint(options: dict, index: int) -> dict:
+    """One checkpoint file per slice (``run.ckpt`` -> ``run.slice0003.ckpt``): a checkpoint
+    belongs to one slice's data, and the slices run one after the other."""
+    path = options.get("checkpoint")
+    if path is None:
+        return options
+    path = Path(path)
+    return {**options, "checkpoint": path.with_name(f"{path.stem}.slice{index:04d}{path.suffix}")}
 
 
 def _check_frames(scan: Scan, config, warn: Callable[[str], None]) -> None:

@@ -364,3 +364,19 @@ def test_found_while_writing_the_reliability_table(args, needle, scans, tmp_path
     assert recon(*filled) == 2
     _error(capsys, needle)
     assert not (tmp_path / "o.h5").exists() and not (tmp_path / "bo").exists()
+
+
+def test_each_slice_of_a_multi_slice_file_has_its_own_checkpoint(tmp_path, capsys):
+    """One file for all slices made a resume continue slice 0 from slice 1's state."""
+    raw, truth, out = tmp_path / "exam.h5", tmp_path / "t.h5", tmp_path / "o.h5"
+    assert recon("simulate", raw, "--truth", truth, *TINY, "--size", "24", "--n-slices", "2") == 0
+    ckpt = tmp_path / "run.ckpt"
+    args = ["run", raw, "-o", out, "--iterations", "10", "--checkpoint", ckpt]
+    assert recon(*args) == 0
+    assert sorted(p.name for p in tmp_path.glob("run*.ckpt")) == [
+        "run.slice0000.ckpt",
+        "run.slice0001.ckpt",
+    ]
+    first = read_result(out).image
+    assert recon(*args, "--resume") == 0  # both slices resume from their own state
+    torch.testing.assert_close(read_result(out).image, first)

@@ -59,10 +59,12 @@ def test_reconstruction_widget_uses_the_preset_budget_like_the_cli(make_napari_v
 
 def test_recon_view_prints_no_deprecation_warnings(result_file):
     root = Path(__file__).resolve().parents[2]
-    code = (
-        "from mrsolve.gui.launch import view\n"
-        f"viewer = view({str(result_file)!r}, block=False)\n"
-        "viewer.close()\n"
+    code = (  # what `recon view FILE` runs, without the blocking event loop
+        "from mrsolve.recon import cli\n"
+        "import mrsolve.gui.launch as launch\n"
+        "opened = launch.view\n"
+        "launch.view = lambda path: opened(path, block=False).close()\n"
+        f"cli.main(['view', {str(result_file)!r}])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, env=os.environ
