@@ -36,12 +36,20 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def check_hdf5(path: str | os.PathLike) -> Path:
-    """Return ``path`` as a Path; FileNotFoundError if missing, ValueError if not HDF5."""
+    """Return ``path`` as a Path; FileNotFoundError if missing, ValueError for a folder,
+    a file that is not HDF5, or one h5py cannot open (truncated, damaged)."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a folder, expected an HDF5 file")
     if not p.is_file():
         raise FileNotFoundError(f"file {str(p)!r} does not exist")
     if not h5py.is_hdf5(p):
         raise ValueError(f"file {str(p)!r} is not an HDF5 file")
+    try:
+        h5py.File(p, "r").close()
+    except OSError as err:  # h5py's text names no file
+        reason = str(err).split("(", 1)[-1].rstrip(")") if "(" in str(err) else str(err)
+        raise ValueError(f"file {str(p)!r} is a damaged HDF5 file ({reason})") from None
     return p
 
 

@@ -768,6 +768,10 @@ def _assemble(blades, noise, facts: HeaderFacts, dwell: float, centre: int) -> S
     if len(shapes) != 1:
         raise ValueError(f"all lines must have the same (coils, samples), got {sorted(shapes)}")
     (n_coils, n_read), order = shapes.pop(), line_sets.pop()
+    if n_coils == 0 or n_read == 0:
+        raise ValueError(
+            f"acquisitions must hold samples, got {n_coils} coil(s) x {n_read} samples per line"
+        )
     reps = sorted({key[0] for key in blades})
     contrasts = sorted({key[1] for key in blades})
     groups = [(rep, con) for rep in reps for con in contrasts]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -119,6 +120,45 @@ class Simulation:
     truth: GroundTruth
     phantom: Phantom
     config: SimulationConfig
+
+
+def memory_estimate_bytes(cfg: SimulationConfig) -> int:
+    """Peak host memory of :func:`simulate` (bytes), within a factor of about 2.
+
+    Image-sized arrays: water, fat (complex64) and field map, mask, fat fraction per frame,
+    the coil maps, and the phantom's float64 intermediates; k-space: the samples, their
+    noisy copy, trajectory and times; plus the encoding blocks (``exact_kspace``'s 64 MiB
+    budget, a few at a time).
+    """
+    pixels = cfg.size * cfg.size
+    image = pixels * (cfg.n_frames * 40 + cfg.n_coils * 8 + 64)
+    samples = cfg.n_frames * cfg.n_blades * cfg.n_lines * cfg.geometry().n_readout
+    kspace = samples * (2 * cfg.n_coils * 8 + 12)
+    return int(image + kspace + 4 * 2**26)
+
+
+def available_memory_bytes() -> int:
+    """Memory the system can give without swapping (Linux MemAvailable; else free pages)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(cfg: SimulationConfig, available: int | None = None) -> None:
+    """ValueError (before anything is allocated) when the simulation would not fit in memory."""
+    need = memory_estimate_bytes(cfg)
+    have = available_memory_bytes() if available is None else available
+    if need > have:
+        raise ValueError(
+            f"a simulation of size {cfg.size} with {cfg.n_coils} coils, {cfg.n_blades} blades "
+            f"of {cfg.n_lines} lines and {cfg.n_frames} frame(s) needs about {need / 1e9:,.1f} GB "
+            f"of memory (estimate), more than the {have / 1e9:,.1f} GB available"
+        )
 
 
 def _coils_at(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -347,6 +387,7 @@ def simulate(
         raise TypeError(f"unknown simulation option(s) {unknown}; known: {sorted(known)}")
     cfg = replace(config or SimulationConfig(), **options)
     geom = cfg.geometry()
+    check_memory(cfg)
     dwell, te = cfg.resolved_dwell_s(), cfg.resolved_te_s()
     if phantom is None:
         phantom = make_phantom(

@@ -103,8 +103,9 @@ def result_layers(
 ) -> list[LayerData]:
     """Layers of a reconstruction or ground truth: image, water, fat, fat fraction (0-1),
     field map (Hz, diverging, symmetric limits), the stds of both (hidden until switched
-    on), spectral volume (f axis in Hz); leading axes are labelled from ``rec.axes``
-    (slice, echo, frame)."""
+    on), and first (so at the bottom of the layer list) the spectral volume (f axis in Hz),
+    hidden: shown, it covers the maps; the Spectrum widget reads it hidden. Leading axes
+    are labelled from ``rec.axes`` (slice, echo, frame)."""
     info = dict(info or {})
     outer = resolve_axes(getattr(rec, "axes", None), rec.image.ndim)[:-2]
     layers = [_layer(rec.image, f"{prefix} image", "image", outer, info=info)]
@@ -154,9 +155,10 @@ def result_layers(
             )
     volume = getattr(rec, "spectral_volume", None)
     if volume is not None:
-        layers.append(
-            spectral_layer(volume, rec.frequencies_hz, f"{prefix} spectral volume", info, outer)
+        data, kwargs, kind = spectral_layer(
+            volume, rec.frequencies_hz, f"{prefix} spectral volume", info, outer
         )
+        layers.insert(0, (data, {**kwargs, "visible": False}, kind))
     return layers
 
 

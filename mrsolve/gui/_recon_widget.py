@@ -86,8 +86,10 @@ class ReconstructionWidget(QWidget):
         self.preset = QComboBox()
         self.preset.addItems(list(PRESETS))
         self.iterations = QSpinBox()
-        self.iterations.setRange(1, 100000)
-        self.iterations.setValue(50)
+        # 0 shows as "preset's": the budget of the preset, as `recon run` without --iterations
+        self.iterations.setRange(0, 100000)
+        self.iterations.setSpecialValueText("preset's")
+        self.iterations.setValue(0)
         self.preview_every = QSpinBox()
         self.preview_every.setRange(1, 10000)
         self.preview_every.setValue(5)
@@ -190,7 +192,7 @@ class ReconstructionWidget(QWidget):
             options["field_map"] = fmap
         if accepts(method, "preset"):
             options["preset"] = self.preset.currentText()
-        if accepts(method, "iterations"):
+        if accepts(method, "iterations") and self.iterations.value() > 0:
             options["iterations"] = self.iterations.value()
         return options
 

@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 from mrsolve.propeller.fat import SINGLE_PEAK_PPM, ppm_to_hz
 
 DEFAULT_FIELD_T = 3.0  # when neither the layer nor its source says the field strength
+MIN_PLOT_PX = (320, 240)  # below this the axes, ticks and legend no longer fit
 
 
 def _info(layer) -> dict:
@@ -24,6 +25,8 @@ class SpectrumWidget(QWidget):
     field-map layer of the same size, else 0 Hz), fat at water + the main fat peak
     (-3.4 ppm) at the field strength the layer records (else 3 T).
     Attributes after an update: ``frequencies_hz``, ``magnitude``, ``peaks`` (Hz), ``pixel``.
+    napari's slider of the frequency axis shows a bin index; the widget writes the bin's
+    frequency into that axis's label ("f = -150 Hz").
     """
 
     def __init__(self, napari_viewer) -> None:
@@ -33,14 +36,20 @@ class SpectrumWidget(QWidget):
         self.magnitude = np.empty(0)
         self.peaks: dict[str, float] = {}
         self.pixel: tuple[int, int] | None = None
-        self.figure = Figure(figsize=(4, 3), tight_layout=True)
+        # constrained layout copes with a small dock, where tight_layout gives up (warning)
+        self.figure = Figure(figsize=(4, 3), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumSize(*MIN_PLOT_PX)
         self.axes = self.figure.add_subplot()
         self.label = QLabel("move the mouse over a spectral volume")
         layout = QVBoxLayout(self)
         layout.addWidget(self.canvas)
         layout.addWidget(self.label)
         self.viewer.cursor.events.position.connect(self._on_cursor)
+        # napari rewrites the labels from the layers' own when layers change: label again
+        for event in ("current_step", "axis_labels", "ndim"):
+            getattr(self.viewer.dims.events, event).connect(self.label_frequency)
+        self.label_frequency()
 
     def spectral_layer(self):
         """The spectral-volume layer to read, or None."""
@@ -49,6 +58,18 @@ class SpectrumWidget(QWidget):
             return active
         volumes = [ly for ly in self.viewer.layers if _info(ly).get("role") == "spectral_volume"]
         return volumes[-1] if volumes else None
+
+    def label_frequency(self, event=None) -> None:
+        """Label the frequency axis with the frequency (Hz) of the bin on display."""
+        layer = self.spectral_layer()
+        dims = self.viewer.dims
+        if layer is None or dims.ndim < 3:
+            return
+        axis = dims.ndim - 3  # (..., f, y, x)
+        labels = list(dims.axis_labels)
+        labels[axis] = f"f = {dims.point[axis]:.0f} Hz"
+        if labels != list(dims.axis_labels):
+            dims.axis_labels = labels
 
     def _on_cursor(self, event=None) -> None:
         self.update_at(self.viewer.cursor.position)

@@ -7,7 +7,12 @@ Layout of ``OUT_DIR``::
     <input stem>.h5           the assembled output of each input (all its slices)
     .parts/<stem>.slice<k>.h5 per-slice results until their file is assembled
 
-Every file is written atomically. A slice counts as done (and is skipped by a rerun)
+Every file is written atomically. A worker records the slice it finished in the manifest
+itself, so a result is recorded even when the driver dies before hearing of it. On Linux
+the local pool's workers (and their forkserver) die with the driver (a parent-death
+signal), so ``kill -KILL`` of ``recon batch`` leaves no process behind; Ctrl-C stops the
+workers at once, records the tasks it interrupted and the run ends with exit code 130.
+A slice counts as done (and is skipped by a rerun)
 when its part or its file's assembled output exists, loads, and records the SHA-256
 of the current input and the same method and options (``config["batch_key"]``). A
 task that raises or whose worker dies is retried once; if it fails again it is
@@ -24,14 +29,17 @@ tasks reserving ``gpus_per_task`` GPUs through its ``remote_options``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,8 +52,8 @@ from mrsolve.data.files import sha256_file
 from mrsolve.data.ismrmrd_io import list_slices, read_ismrmrd
 from mrsolve.data.results import read_result, write_result
 from mrsolve.distributed.executors import Executor, WorkerFailure, wait_futures
-from mrsolve.recon.methods import check_request
-from mrsolve.solvers.validation import resolve_device
+from mrsolve.recon.methods import METHODS, check_request
+from mrsolve.solvers.validation import check_choice, resolve_device
 
 EXECUTOR_NAMES = ("local", "ray")
 MANIFEST = "manifest.jsonl"
@@ -67,10 +75,16 @@ class SliceTask:
     options: dict
     batch_key: str
     device: str = "cpu"
+    manifest: str | None = None
+    attempt: int = 1
 
 
 def run_slice_task(task: SliceTask) -> dict:
-    """Reconstruct one slice and write its part file; never raises (errors are returned)."""
+    """Reconstruct one slice and write its part file; never raises (errors are returned).
+
+    A finished slice is recorded in ``task.manifest`` here, in the worker (``"recorded"``
+    in the result says whether that worked; the driver records it otherwise).
+    """
     from mrsolve.recon.commands import reconstruct_scan  # commands imports this module
 
     start = time.perf_counter()
@@ -88,21 +102,51 @@ def run_slice_task(task: SliceTask) -> dict:
         status, error = "done", None
     except Exception as err:  # reported in the manifest, retried by the driver
         status, error = "failed", f"{type(err).__name__}: {err}"
-    return {
+    record = {
         "status": status,
         "error": error,
         "wall_s": time.perf_counter() - start,
         "device": None if device is None else str(device),
+        "recorded": False,
     }
+    if status == "done" and task.manifest is not None:
+        try:
+            Manifest(Path(task.manifest)).add(
+                input=task.input,
+                slice=task.slice,
+                attempt=task.attempt,
+                output=task.part,
+                **{k: record[k] for k in ("status", "error", "wall_s", "device")},
+            )
+            record["recorded"] = True
+        except OSError:  # e.g. a Ray worker on a host without OUT_DIR: the driver records it
+            pass
+    return record
 
 
 # -- executors ---------------------------------------------------------------------------
 
 
-def _set_threads(n: int) -> None:
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere nothing. A pool worker or forkserver left without its driver would keep
+    computing (and holding memory) for a run nobody is waiting for."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(threads: int) -> None:
     import torch
 
-    torch.set_num_threads(n)
+    die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group: the driver alone decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
 
 
 def _run_or_die(fn: Callable, fail: bool, args: tuple):
@@ -131,11 +175,12 @@ class ProcessExecutor(Executor):
         # replacement pool (after a worker died) starts in well under a second; plain fork
         # of a process with torch's thread pools running is unsafe, spawn re-imports all.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mrsolve.recon.commands"])
+        # the forkserver imports _orphan_guard first: it then dies with this process
+        context.set_forkserver_preload(["mrsolve.recon._orphan_guard", "mrsolve.recon.commands"])
         return cf.ProcessPoolExecutor(
             self._workers,
             mp_context=context,
-            initializer=_set_threads,
+            initializer=_init_worker,
             initargs=(self._threads,),
         )
 
@@ -162,8 +207,15 @@ class ProcessExecutor(Executor):
             raise WorkerFailure(f"task raised {type(err).__name__}: {err}") from err
 
     def cancel(self, handles):
-        for h in handles:
-            h.cancel()
+        """Cancel queued tasks; a running one can only be stopped with its process, so
+        when any is running, every worker of the pool is killed (the next ``submit``
+        starts a fresh pool)."""
+        running = [h for h in handles if not h.cancel() and not h.done()]
+        if running:
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
 
     def now(self):
         return time.perf_counter() - self._t0
@@ -242,11 +294,19 @@ def _assemble(file: _File, key: str) -> None:
 
 
 class Manifest:
-    """Append-only JSON-lines log (flushed and synced per line, so a crash loses nothing)."""
+    """Append-only JSON-lines log, shared by the driver and its workers: each line is one
+    ``O_APPEND`` write, synced, so lines never interleave and a crash loses nothing."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: list[dict] = []
+        self.path = Path(path)
+        self._start = self.path.stat().st_size if self.path.exists() else 0
+
+    @property
+    def records(self) -> list[dict]:
+        """The lines written since this Manifest was opened (by anyone), in file order."""
+        with open(self.path, "rb") as handle:
+            handle.seek(self._start)
+            return [json.loads(line) for line in handle.read().splitlines() if line.strip()]
 
     def add(self, **record) -> dict:
         record = {
@@ -261,11 +321,12 @@ class Manifest:
             **record,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.records.append(record)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         return record
 
 
@@ -276,6 +337,7 @@ class BatchReport:
     records: list[dict]
     outputs: list[Path]
     manifest: Path
+    interrupted: bool = False
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r["status"] == status and r["slice"] is not None)
@@ -334,11 +396,19 @@ def run_batch(
             whose first attempt kills its worker process.
     """
     options = dict(options or {})
+    check_choice("method", method, METHODS)
+    if METHODS[method].needs_field_map:
+        raise ValueError(
+            f"method {method!r} needs a field map for each file, which recon batch does not "
+            f"take; reconstruct such files one by one with recon run --field-map FILE"
+        )
     check_request(method, options, False)
     if not isinstance(executor, Executor) and executor not in EXECUTOR_NAMES:
         raise ValueError(f"--executor must be one of {list(EXECUTOR_NAMES)}, got {executor!r}")
     if gpus_per_task < 0:
         raise ValueError(f"--gpus-per-task must be >= 0, got {gpus_per_task}")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"--workers must be >= 1, got {workers!r}")
     if not inputs:
         raise ValueError("inputs must name at least one ISMRMRD file, got none")
     out = Path(out_dir)
@@ -356,14 +426,16 @@ def run_batch(
                 manifest.add(input=str(f.input), slice=s, status="skipped", output=str(f.output))
             else:
                 part = str(f.parts[s])
-                tasks.append(
-                    (f, SliceTask(str(f.input), s, part, f.sha, method, options, key, device))
+                task = SliceTask(
+                    str(f.input), s, part, f.sha, method, options, key, device, str(manifest.path)
                 )
+                tasks.append((f, task))
     outputs = [f.output for f in files if f.done == set(f.slices) and f.output.is_file()]
     for f in files:  # parts left by an interrupted run
         if f.done == set(f.slices) and not f.output.is_file():
             _assemble(f, key)
             outputs.append(f.output)
+    interrupted = False
     if tasks:
         if isinstance(executor, Executor):
             pool, owned = executor, False
@@ -371,66 +443,105 @@ def run_batch(
             pool, owned = make_batch_executor(executor, workers, address, gpus_per_task), True
         try:
             _execute(pool, tasks, manifest, key, outputs, console, set(map(tuple, fail_first)))
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
             if owned:
                 pool.shutdown()
-    return BatchReport(manifest.records, outputs, manifest.path)
+    return BatchReport(manifest.records, outputs, manifest.path, interrupted)
 
 
 def _execute(pool, tasks, manifest, key, outputs, console, fail_first) -> None:
-    columns = (
-        TextColumn("[bold]batch"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    attempts: dict = {}
-    running: dict = {}
+    """Run ``tasks`` on ``pool`` (retrying once), record and assemble; on Ctrl-C stop the
+    tasks in flight, record them as "interrupted" and re-raise."""
+    run = _Run(pool, manifest, key, outputs, fail_first)
+    try:
+        run.loop(tasks, console or Console(stderr=True))
+    except KeyboardInterrupt:
+        pool.cancel(list(run.running))  # queued tasks never start, running ones are killed
+        for _, task, started in run.running.values():
+            manifest.add(
+                input=task.input,
+                slice=task.slice,
+                attempt=task.attempt,
+                status="interrupted",
+                wall_s=time.perf_counter() - started,
+            )
+        raise
 
-    def submit(file: _File, task: SliceTask) -> None:
-        n = attempts[task.input, task.slice] = attempts.get((task.input, task.slice), 0) + 1
-        kill = n == 1 and (file.input.stem, task.slice) in fail_first
-        running[pool.submit(run_slice_task, task, fail=kill)] = (file, task, time.perf_counter())
 
-    with Progress(*columns, console=console or Console(), transient=False) as bar:
-        progress = bar.add_task("batch", total=len(tasks), info="")
-        for file, task in tasks:
-            submit(file, task)
-        failed = 0
-        while running:
-            done, _ = pool.wait(list(running), num_returns=1, timeout=1.0)
-            for handle in done:
-                file, task, started = running.pop(handle)
-                try:
-                    record = pool.result(handle)
-                except WorkerFailure as err:
-                    record = {"status": "failed", "error": f"worker failed: {err}", "device": None}
-                    record["wall_s"] = time.perf_counter() - started
-                base = {
-                    "input": task.input,
-                    "slice": task.slice,
-                    "attempt": attempts[task.input, task.slice],
-                }
-                if record["status"] == "done":
-                    file.done.add(task.slice)
-                    manifest.add(**base, **record, output=task.part)
-                    if file.done == set(file.slices):
-                        try:
-                            _assemble(file, key)
-                        except (OSError, ValueError) as err:  # parts stay for a rerun
-                            error = f"{type(err).__name__}: {err}"
-                            manifest.add(input=task.input, status="failed", error=error)
-                        else:
-                            outputs.append(file.output)
-                            manifest.add(
-                                input=task.input, status="assembled", output=str(file.output)
-                            )
-                elif attempts[task.input, task.slice] < MAX_ATTEMPTS:
-                    manifest.add(**base, **{**record, "status": "retry"})
-                    submit(file, task)
-                    continue
-                else:
-                    failed += 1
-                    manifest.add(**base, **record)
-                bar.update(progress, advance=1, info=f"failed={failed}" if failed else "")
+@dataclass
+class _Run:
+    """The tasks in flight (handle -> file, task, start time) and the attempts made."""
+
+    pool: Executor
+    manifest: Manifest
+    key: str
+    outputs: list[Path]
+    fail_first: set
+    running: dict = field(default_factory=dict)
+    attempts: dict = field(default_factory=dict)
+
+    def submit(self, file: _File, task: SliceTask) -> None:
+        where = (task.input, task.slice)
+        n = self.attempts[where] = self.attempts.get(where, 0) + 1
+        kill = n == 1 and (file.input.stem, task.slice) in self.fail_first
+        task = replace(task, attempt=n)
+        handle = self.pool.submit(run_slice_task, task, fail=kill)
+        self.running[handle] = (file, task, time.perf_counter())
+
+    def loop(self, tasks: list, console: Console) -> None:
+        columns = (
+            TextColumn("[bold]batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            progress = bar.add_task("batch", total=len(tasks), info="")
+            for file, task in tasks:
+                self.submit(file, task)
+            failed = 0
+            while self.running:
+                done, _ = self.pool.wait(list(self.running), num_returns=1, timeout=1.0)
+                for handle in done:
+                    finished = self.finish(handle)
+                    if finished is None:  # resubmitted
+                        continue
+                    failed += finished == "failed"
+                    bar.update(progress, advance=1, info=f"failed={failed}" if failed else "")
+
+    def finish(self, handle) -> str | None:
+        """Record a finished task: "done", "failed", or None when it was resubmitted."""
+        file, task, started = self.running.pop(handle)
+        try:
+            record = self.pool.result(handle)
+        except WorkerFailure as err:
+            record = {"status": "failed", "error": f"worker failed: {err}", "device": None}
+            record["wall_s"] = time.perf_counter() - started
+        base = {"input": task.input, "slice": task.slice, "attempt": task.attempt}
+        recorded = record.pop("recorded", False)
+        if record["status"] == "done":
+            file.done.add(task.slice)
+            if not recorded:
+                self.manifest.add(**base, **record, output=task.part)
+            if file.done == set(file.slices):
+                self.assemble(file, task.input)
+            return "done"
+        if task.attempt < MAX_ATTEMPTS:
+            self.manifest.add(**base, **{**record, "status": "retry"})
+            self.submit(file, task)
+            return None
+        self.manifest.add(**base, **record)
+        return "failed"
+
+    def assemble(self, file: _File, input_name: str) -> None:
+        try:
+            _assemble(file, self.key)
+        except (OSError, ValueError) as err:  # parts stay for a rerun
+            error = f"{type(err).__name__}: {err}"
+            self.manifest.add(input=input_name, status="failed", error=error)
+        else:
+            self.outputs.append(file.output)
+            self.manifest.add(input=input_name, status="assembled", output=str(file.output))

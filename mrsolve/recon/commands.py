@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from mrsolve.recon.methods import (
     resolve_options,
 )
 from mrsolve.recon.progress import progress_callback
-from mrsolve.solvers.validation import resolve_device
+from mrsolve.solvers.validation import check_choice, resolve_device
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -105,6 +106,14 @@ def simulate_to_files(raw: Path, truth: Path, **options) -> None:
         write_truth(tmp_truth, sim.truth)
 
 
+def parse_sequence(text: str) -> str:
+    """The simulator's sequence name from the command line's ("spin-echo", "gradient-echo")."""
+    names = {"spin-echo": "spin_echo", "gradient-echo": "gradient_echo"}
+    if text not in names:
+        raise ValueError(f"--sequence must be one of {list(names)}, got {text!r}")
+    return names[text]
+
+
 def parse_slices(text: str | None) -> list[int] | None:
     """Slice indices from "0,3-5" (-> [0, 3, 4, 5]); None or "" -> None (all slices)."""
     if text is None or not str(text).strip():
@@ -154,8 +163,11 @@ def reconstruct_scan(
 def method_options(method: str, config: Path | None, flags: dict | None) -> dict:
     """Options of ``method``: the ``[method]`` table of the TOML ``config``, then ``flags``
     (command-line values) on top, resolved once into the form the method runs with (for
-    "spectral": a typed SpectralConfig with the checkpoint settings)."""
-    options = load_method_options(config, method) if config is not None else {}
+    "spectral": a typed SpectralConfig with the checkpoint settings). A table of the
+    config that names no method is an error (a misspelt ``[conjugate_phase]`` would
+    otherwise be ignored)."""
+    check_choice("method", method, METHODS)
+    options = load_method_options(config, method, METHODS) if config is not None else {}
     if flags and method != "spectral":
         raise ValueError(
             f"--{next(iter(flags))} applies to method 'spectral' only, got --method {method}"
@@ -174,26 +186,38 @@ def reconstruct_file(
     console: Console | None = None,
     flags: dict | None = None,
     slices: list[int] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Reconstruction:
     """Read ``raw``, reconstruct with ``method`` and write ``output`` (the output format).
 
     Options come from the ``[method]`` table of the TOML ``config``, then ``flags``
     (command-line values) on top. ``slices`` (None: all) picks slices of a multi-slice
     file; the output has a leading "slice" axis when the file holds several slices.
+    Every output path (``output``, a spectral checkpoint) is checked before any work;
+    ``warn(message)`` hears about options the run ignores or a preset that does not
+    fit the scan (frames).
     """
+    warn = warn or (lambda message: None)
     options = method_options(method, config, flags)
+    if field_map is not None and not METHODS[method].needs_field_map:
+        warn(f"--field-map is ignored by method {method!r} (only conjugate-phase uses it)")
+        field_map = None
     check_request(method, options, field_map is not None)
     output = _check_output(output, "output", inputs=(Path(raw),))
+    _check_checkpoint(options, Path(raw))
     dev = resolve_device(device)
     scans = read_slices(raw, slices)
     first = next(iter(scans.values()))
+    if method == "spectral":
+        _check_frames(first, options["config"], warn)
     fmap = load_field_map(field_map, first.image_shape) if field_map is not None else None
     start = time.perf_counter()
     recs = []
     for index, scan in scans.items():
         label = method if len(scans) == 1 else f"{method} slice {index}"
+        slice_options = options if len(scans) == 1 else _slice_checkpoint(options, index)
         with progress_callback(label, console) as callback:
-            recs.append(reconstruct_scan(scan, method, fmap, dev, options, callback))
+            recs.append(reconstruct_scan(scan, method, fmap, dev, slice_options, callback))
     multi = len(first.extra.get("slices_in_file", [0])) > 1
     rec = stack_results(recs, "slice", list(scans)) if multi else recs[0]
     rec.runtime_s = time.perf_counter() - start
@@ -202,6 +226,40 @@ def reconstruct_file(
     rec.config = {"method": method, "device": str(dev), **rec.config}
     write_result(output, rec)
     return rec
+
+
+def _check_checkpoint(options: dict, raw: Path) -> None:
+    """A spectral checkpoint must be writable before the run starts (it is written after
+    every segment; failing at the first save would lose that work)."""
+    path = options.get("checkpoint")
+    if path is None:
+        if options.get("resume"):
+            raise ValueError("--resume needs --checkpoint FILE (the checkpoint to continue from)")
+        return
+    path = _check_output(Path(path), "--checkpoint", inputs=(raw,))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--checkpoint {str(path)!r} is not writable")
+
+
+def _slice_checkpoint(options: dict, index: int) -> dict:
+    """One checkpoint file per slice (``run.ckpt`` -> ``run.slice0003.ckpt``): a checkpoint
+    belongs to one slice's data, and the slices run one after the other."""
+    path = options.get("checkpoint")
+    if path is None:
+        return options
+    path = Path(path)
+    return {**options, "checkpoint": path.with_name(f"{path.stem}.slice{index:04d}{path.suffix}")}
+
+
+def _check_frames(scan: Scan, config, warn: Callable[[str], None]) -> None:
+    """Warn when the spectral preset and the scan's frames do not match."""
+    if scan.n_frames > 1 and not config.dynamic:
+        warn(
+            f"the scan has {scan.n_frames} frames; this preset reconstructs them as one "
+            "static image (use --preset dynamic for one image per frame)"
+        )
+    elif scan.n_frames == 1 and config.dynamic:
+        warn("the scan has one frame; --preset dynamic writes a (1, ny, nx) image")
 
 
 def separation_warning(rec: Reconstruction) -> str | None:
@@ -222,26 +280,22 @@ def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
     predictors' scores; with std maps, the RMS of error / std (1 when the stds are
     calibrated, above 1 when they are optimistic)."""
     ref = truth.image_at(rec.image_time_s)
-    if tuple(rec.image.shape) != tuple(ref.shape):
-        raise ValueError(
-            f"output image must have the truth's shape {tuple(ref.shape)}, got {tuple(rec.image.shape)}"
-        )
+    image = _as_frames(rec.image, tuple(ref.shape), "image")
     mask = truth.mask
     scores = {
-        "nrmse": metrics.nrmse(rec.image, ref),
-        "hfen": metrics.hfen(rec.image, ref),
-        "ssim": metrics.ssim(rec.image, ref),
+        "nrmse": metrics.nrmse(image, ref),
+        "hfen": metrics.hfen(image, ref),
+        "ssim": metrics.ssim(image, ref),
     }
     if rec.fat_fraction is not None:
-        scores["fat_fraction_mae"] = metrics.fat_fraction_mae(
-            rec.fat_fraction, truth.fat_fraction, mask
-        )
+        ff = _as_frames(rec.fat_fraction, tuple(truth.fat_fraction.shape), "fat_fraction")
+        scores["fat_fraction_mae"] = metrics.fat_fraction_mae(ff, truth.fat_fraction, mask)
         scores["fat_fraction_mae_zero"] = metrics.fat_fraction_mae(
             np.zeros(tuple(truth.fat_fraction.shape)), truth.fat_fraction, mask
         )
         if rec.fat_fraction_std is not None:
             scores["fat_fraction_z_rms"] = _z_rms(
-                rec.fat_fraction, truth.fat_fraction, rec.fat_fraction_std, mask
+                ff, truth.fat_fraction, rec.fat_fraction_std, mask
             )
     if rec.field_map_hz is not None:
         fm_true = truth.field_map_hz
@@ -264,6 +318,21 @@ def score(rec: Reconstruction, truth: GroundTruth) -> dict[str, float]:
     return scores
 
 
+def _as_frames(estimate: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    """``estimate`` in the truth's frame layout: a one-frame dynamic result (1, ny, nx)
+    against a static truth, a static result against every frame of a dynamic truth."""
+    if tuple(estimate.shape) == shape:
+        return estimate
+    if estimate.ndim == len(shape) + 1 and estimate.shape[0] == 1:
+        return _as_frames(estimate[0], shape, name)
+    if estimate.ndim + 1 == len(shape) and tuple(estimate.shape) == shape[1:]:
+        return estimate.expand(shape)
+    raise ValueError(
+        f"output {name} must have the truth's shape {shape} (or one frame of it), "
+        f"got {tuple(estimate.shape)}"
+    )
+
+
 def _z_rms(estimate, truth, std, mask) -> float:
     """sqrt(mean(((estimate - truth) / std)^2)) inside ``mask`` (std 0 counts as tiny)."""
     est, ref, sd = (np.asarray(v, dtype=np.float64) for v in (estimate, truth, std))
@@ -280,10 +349,12 @@ def compare_files(output: Path, truth: Path) -> dict[str, float]:
 def scores_table(rows: dict[str, dict[str, float]]) -> Table:
     """A rich table, one row per reconstruction, one column per metric."""
     columns = sorted({k for scores in rows.values() for k in scores}, key=_metric_order)
-    table = Table(title="Reconstruction vs ground truth", caption="(zero): the all-zero predictor")
-    table.add_column("reconstruction")
+    zero = any("zero" in c for c in columns)
+    caption = "(zero): the all-zero predictor" if zero else None
+    table = Table(title="Reconstruction vs ground truth", caption=caption)
+    table.add_column("reconstruction", no_wrap=True)
     for c in columns:
-        table.add_column(_HEADERS.get(c, c), justify="right")
+        table.add_column(_HEADERS.get(c, c), justify="right", no_wrap=True)
     for name, scores in rows.items():
         table.add_row(name, *(f"{scores[c]:.4g}" if c in scores else "-" for c in columns))
     return table
@@ -300,6 +371,13 @@ _HEADERS = {
     "fat_fraction_z_rms": "FF err/std",
     "field_map_z_rms": "B0 err/std",
 }
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` whole: wider than the console when it must (a pipe or a file is
+    80 columns wide for rich, which would cut names and headers)."""
+    width = console.measure(table).maximum
+    console.print(table, width=max(console.width, width))
 
 
 def _metric_order(name: str) -> int:

@@ -79,7 +79,11 @@ def _describe_raw(path: Path) -> Table:
 
 
 def _describe_maps(path: Path, f: h5py.File) -> Table:
-    kind = "mrsolve reconstruction" if "method" in f.attrs else "ground truth / maps"
+    method = f.attrs.get("method")
+    if method == "truth":  # write_truth's mark
+        kind = "ground truth"
+    else:
+        kind = "mrsolve reconstruction" if method is not None else "maps"
     table = _table(f"{path.name}: {kind}")
     for key in ("method", "device", "runtime_s", "mrsolve_version", "input_sha256"):
         if key in f.attrs:

@@ -9,15 +9,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Callback = Callable[..., None]
+_LABELS = {"loss": "residual"}
 
 
 @contextmanager
 def progress_callback(description: str, console: Console | None = None) -> Iterator[Callback]:
     """Yield ``callback(step, total, *_, **info)`` that drives a rich progress bar.
 
-    Extra scalar keyword values (e.g. ``loss=0.12``) are shown beside the bar; others
-    (``image`` previews, None) are not. A run that ends early (a stopping rule) completes
-    the bar when the block exits without an error.
+    ``total`` is a budget: a run that ends early (a stopping rule) ends its bar at the
+    steps it took ("140/140", noting the budget), not at a total it never reached.
+    Extra scalar keyword values are shown beside the bar; others (``image`` previews,
+    None) are not; ``loss`` is shown as ``residual``: the spectral stages report the
+    relative data-consistency residual sqrt(2 f / y^H W y), comparable across presets.
     """
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -32,13 +35,14 @@ def progress_callback(description: str, console: Console | None = None) -> Itera
 
         def callback(step: int, total: int, *_, **info) -> None:
             text = "  ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                f"{_LABELS.get(k, k)}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in info.items()
                 if isinstance(v, int | float) and not isinstance(v, bool)
             )
             bar.update(task, completed=step, total=total, info=text)
 
         yield callback
-        total = bar.tasks[0].total
-        if total is not None:
-            bar.update(task, completed=total)
+        state = bar.tasks[0]
+        if state.total is not None and state.completed < state.total:
+            note = f"stopped at {state.completed:g} of {state.total:g} (stopping rule)"
+            bar.update(task, total=state.completed, info=f"{state.fields['info']}  {note}")

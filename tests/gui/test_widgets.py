@@ -38,6 +38,7 @@ def test_viewer_opens_both_file_kinds(make_napari_viewer, result_file, raw_file)
     viewer.open(str(raw_file), plugin="mrsolve")
     names = [layer.name for layer in viewer.layers]
     assert names == [
+        "rec spectral volume",  # first: at the bottom, and hidden (it would cover the maps)
         "rec image",
         "rec water",
         "rec fat",
@@ -45,11 +46,11 @@ def test_viewer_opens_both_file_kinds(make_napari_viewer, result_file, raw_file)
         "rec field map (Hz)",
         "rec fat fraction std",
         "rec field map std (Hz)",
-        "rec spectral volume",
         "scan gridding",
         "scan blades",
     ]
     volume = viewer.layers["rec spectral volume"]
+    assert not volume.visible
     np.testing.assert_allclose(volume.scale, [100.0, 1.0, 1.0])
     np.testing.assert_allclose(volume.translate, [-400.0, 0.0, 0.0])
     assert viewer.layers["rec fat fraction"].colormap.name == "magma"

@@ -29,7 +29,7 @@ from mrsolve.recon.spectral.readouts import (
     image_from_volume,
     volume_from_water_fat,
 )
-from mrsolve.recon.spectral.runner import Checkpointer, shifted
+from mrsolve.recon.spectral.runner import Checkpointer, checkpoint_binding, shifted
 from mrsolve.recon.spectral.stages.free_volume import run_free_volume
 from mrsolve.recon.spectral.stages.water_fat import run_water_fat
 from mrsolve.solvers.validation import resolve_device
@@ -78,12 +78,14 @@ def reconstruct(
     whitened = scan.noise is not None
     if whitened:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
+    # before any work: a bad checkpoint path or a checkpoint of another run fails at once
+    binding = None if checkpoint is None else checkpoint_binding(scan, asdict(cfg))
+    ckpt = Checkpointer(checkpoint, resume, binding)
     bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
     image_time = _image_time(cfg.image_time, scan)
     problem = build_problem(
         scan, frange, cfg.operator, per_frame=cfg.dynamic, seed=cfg.seed, device=dev
     )
-    ckpt = Checkpointer(checkpoint, resume)
     stages = [s for s in ("free", "waterfat") if getattr(cfg, s).enabled]
     if not stages:
         raise ValueError("at least one stage (free or waterfat) must be enabled, got none")

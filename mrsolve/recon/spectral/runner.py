@@ -11,8 +11,11 @@ the held-out history, so it ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,17 +49,121 @@ class Stepper(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class Checkpointer:
-    """Saves and restores stage states at ``path`` (None: no checkpoints)."""
+FORMAT = "mrsolve-spectral-checkpoint"
 
-    def __init__(self, path: str | os.PathLike | None, resume: bool = False) -> None:
-        self.path = None if path is None else Path(path)
-        if resume and (self.path is None or not self.path.is_file()):
-            raise ValueError(f"resume needs an existing checkpoint file, got {path!r}")
-        # on the CPU: a checkpoint written on a GPU resumes anywhere (the steppers move it)
-        self.loaded = (
-            torch.load(self.path, map_location="cpu", weights_only=False) if resume else None
+
+def scan_sha256(scan) -> str:
+    """SHA-256 of a scan's samples, trajectory and sample times (the input data, whatever
+    file or slice they came from)."""
+    digest = hashlib.sha256()
+    for tensor in (scan.kspace, scan.traj, scan.times):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_binding(scan, config: dict) -> dict:
+    """What a checkpoint belongs to: the input data's SHA-256, the scan geometry (in the
+    command line's words) and the resolved configuration (JSON-plain)."""
+    n_coils, n_blades, n_lines, n_read = scan.kspace.shape
+    geometry = {
+        "matrix size": " x ".join(map(str, scan.image_shape)),
+        "coils": n_coils,
+        "blades": n_blades,
+        "lines per blade": n_lines,
+        "readout samples": n_read,
+        "frames": scan.n_frames,
+        "echoes": scan.n_echoes,
+    }
+    plain = json.loads(json.dumps(config, sort_keys=True, default=str))
+    return {"input_sha256": scan_sha256(scan), "geometry": geometry, "config": plain}
+
+
+def _differences(saved: dict, current: dict) -> list[str]:
+    """'what: checkpoint value vs this run' for each entry of two bindings that differs."""
+    out = []
+    if saved.get("input_sha256") != current.get("input_sha256"):
+        out.append(
+            f"input data SHA-256 {str(saved.get('input_sha256'))[:12]}... vs "
+            f"{str(current.get('input_sha256'))[:12]}..."
         )
+    for section in ("geometry", "config"):
+        old, new = _flat(saved.get(section, {})), _flat(current.get(section, {}))
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                name = key if section == "geometry" else f"option {key}"
+                out.append(f"{name} {old.get(key)!r} vs {new.get(key)!r}")
+    return out
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class Checkpointer:
+    """Saves and restores stage states at ``path`` (None: no checkpoints).
+
+    A checkpoint holds plain tensors, dicts, lists and numbers only and is read with
+    ``torch.load(weights_only=True)`` (no code runs from a crafted file). It records
+    ``binding`` (:func:`checkpoint_binding`): a resume whose binding differs is refused
+    with a ValueError naming what differs. The folder of ``path`` is checked when the
+    Checkpointer is made, before any computation.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike | None, resume: bool = False, binding: dict | None = None
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        self.binding = binding or {}
+        self.loaded: dict | None = None
+        if self.path is None:
+            if resume:
+                raise ValueError("resume needs a checkpoint file, got checkpoint=None")
+            return
+        folder = self.path.parent
+        if self.path.is_dir():
+            raise ValueError(f"checkpoint {str(path)!r} is a folder, expected a file name")
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ValueError(f"checkpoint folder {str(folder)!r} does not exist or is not writable")
+        if resume:
+            if not self.path.is_file():
+                raise ValueError(f"resume needs an existing checkpoint file, got {str(path)!r}")
+            self.loaded = self._load()
+
+    def _load(self) -> dict:
+        try:
+            # on the CPU: a checkpoint written on a GPU resumes anywhere (the steppers move it)
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # weights_only refused an object: it could run code
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} holds objects other than tensors, lists, dicts "
+                "and numbers; not loaded (loading it could run code)"
+            ) from None
+        except Exception as err:  # any other unreadable file: truncated, not torch
+            first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} cannot be read as an mrsolve checkpoint "
+                f"({type(err).__name__}: {first})"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} is not an mrsolve spectral checkpoint "
+                "(or one from an older version); rerun without --resume"
+            )
+        differences = _differences(data.get("binding", {}), self.binding)
+        if differences:
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} was made for another run: "
+                f"{'; '.join(differences[:4])}"
+                f"{f' (and {len(differences) - 4} more)' if len(differences) > 4 else ''}; "
+                "rerun without --resume to start over"
+            )
+        return data["states"]
 
     def state(self, name: str) -> dict | None:
         """The saved state under ``name`` if the checkpoint holds it."""
@@ -71,7 +178,7 @@ class Checkpointer:
         data = dict(self.loaded or {})
         data[name] = state
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        torch.save(data, tmp)
+        torch.save({"format": FORMAT, "binding": self.binding, "states": data}, tmp)
         os.replace(tmp, self.path)
         self.loaded = data
 
@@ -131,6 +238,7 @@ def run(
     callback: Callback = None,
     checkpointer: Checkpointer | None = None,
     name: str | None = None,
+    checkpoint_every: int | None = None,
 ) -> RunResult:
     """Run ``stepper`` for up to ``max_iter`` iterations (module doc).
 
@@ -147,6 +255,7 @@ def run(
         callback: ``callback(step, max_iter, image=..., loss=...)`` after each iteration.
         checkpointer, name: save the stepper and tracker under ``name`` after every
             segment, and resume from that entry when the checkpoint holds it.
+        checkpoint_every: segment length without ``stopping`` (None: one segment).
     """
     if (heldout is None) != (stopping is None):
         raise ValueError("heldout and stopping must be given together, got one of them")
@@ -158,7 +267,7 @@ def run(
         stepper.load_state_dict(saved["stepper"])
         done = saved["done"]
         tracker = Tracker(saved["best"], saved["best_state"], saved["bad"], saved["history"])
-    segment = stopping.check_every if stopping is not None else max_iter
+    segment = stopping.check_every if stopping is not None else (checkpoint_every or max_iter)
     stopped = False
     while done < max_iter and not stopped:
         for _ in range(min(segment, max_iter - done)):

@@ -142,10 +142,16 @@ OPTIMIZERS: dict[str, Callable] = {
 
 
 def coarse_levels(
-    problem: SpectralProblem, spectrum: FatSpectrum, wf: WaterFatConfig, callback: Callback = None
+    problem: SpectralProblem,
+    spectrum: FatSpectrum,
+    wf: WaterFatConfig,
+    callback: Callback = None,
+    checkpointer: Checkpointer | None = None,
+    checkpoint_every: int = 10,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Water, fat (scaled units) and field map (Hz) after the coarse levels, (ny, nx) each;
-    ``callback(step, wf.total_iterations, loss=...)`` after each coarse L-BFGS step.
+    ``callback(step, wf.total_iterations, loss=...)`` after each coarse L-BFGS step; each
+    level's state is checkpointed every ``checkpoint_every`` steps (and resumed from).
 
     Level l = levels - 1, ..., 1 fits the field map on a grid ``downsample * 2^l`` times
     coarser than the image (module doc); with one level: the least-squares water / fat
@@ -161,7 +167,15 @@ def coarse_levels(
         if level > 0:
             stepper = LBFGS(field_, _objective(problem, field_, wf))
             progress = shifted(callback, done, wf.total_iterations)
-            run(stepper, wf.level_iterations, residual=problem.relative_residual, callback=progress)
+            run(
+                stepper,
+                wf.level_iterations,
+                residual=problem.relative_residual,
+                callback=progress,
+                checkpointer=checkpointer,
+                name=f"waterfat_level{level}",
+                checkpoint_every=checkpoint_every,
+            )
             done += wf.level_iterations
         with torch.no_grad():
             psi = field_.field_map()
@@ -201,7 +215,9 @@ def run_water_fat(
     elif saved is not None:  # resuming after the coarse levels
         start = tuple(v.to(problem.device) for v in saved)
     else:
-        start = coarse_levels(problem, spectrum, wf, callback)
+        start = coarse_levels(
+            problem, spectrum, wf, callback, checkpointer, checkpoint_every=stopping.check_every
+        )
         if checkpointer is not None:
             checkpointer.save("waterfat_start", [v.cpu() for v in start])
     coarse = wf.total_iterations - wf.iterations
