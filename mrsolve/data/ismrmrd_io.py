@@ -502,6 +502,8 @@ def raw_format(path: str | os.PathLike) -> str:
     Raises FileNotFoundError for a missing file and ValueError for anything else.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a folder, expected a raw data file")
     if not p.is_file():
         raise FileNotFoundError(f"file {str(p)!r} does not exist")
     if is_mrd2(p):
