@@ -180,6 +180,22 @@ def test_lbfgs_reuses_the_line_search_evaluation_without_changing_the_iterates()
     assert count[0] == 4
 
 
+def test_restarting_lbfgs_line_search_backs_off_an_overshooting_first_step():
+    # f = 500 x^2 from x = 0.1: torch's first trial step 1 / |g|_1 lands at x = -0.9
+    x = torch.nn.Parameter(torch.tensor([0.1], dtype=torch.float64))
+    opt = RestartingLBFGS([x])
+
+    def closure():
+        opt.zero_grad()
+        value = 500 * x.square().sum()
+        value.backward()
+        return value
+
+    for _ in range(5):
+        opt.step(closure)
+    assert abs(float(x)) < 1e-6
+
+
 def test_lbfgs_converges_to_the_closed_form_and_the_runner_stops_there():
     module, loss, _, solution = _least_squares()
     stepper = LBFGS(module, loss)
