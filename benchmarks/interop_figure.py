@@ -1,6 +1,6 @@
 """The figure of docs/interop.md: an exported oblique series read back by third-party readers.
 
-Run: python docs/interop_figure.py  (about 20 s; writes docs/figures/interop_readback.png)
+Run: python benchmarks/interop_figure.py  (about 20 s; writes docs/interop_readback.png)
 """
 
 from dataclasses import replace
@@ -22,7 +22,7 @@ from mrsolve.propeller.scanner_geometry import SliceGeometry
 from mrsolve.recon.commands import reconstruct_file
 from mrsolve.recon.interop_commands import export_result_file
 
-OUT = Path(__file__).parent / "figures" / "interop_readback.png"
+OUT = Path(__file__).resolve().parent.parent / "docs" / "interop_readback.png"
 
 
 def main() -> None:
