@@ -162,3 +162,23 @@ def test_manifest_is_valid():
         "mrsolve.write_layers",
         "mrsolve.phantom_sample",
     }
+
+
+def test_nifti_and_dicom_writers_match_recon_export(result, result_file, tmp_path):
+    import nibabel as nib
+    import pydicom
+
+    from mrsolve.gui._writer import write_dicom_layers, write_nifti_layers
+    from mrsolve.recon.interop_commands import export_result_file
+
+    layers = get_reader(str(result_file))(str(result_file))
+    written = write_nifti_layers(str(tmp_path / "gui.nii.gz"), layers)
+    cli = {p.name: p for p in export_result_file(result_file, "nifti", tmp_path / "cli")}
+    assert sorted(cli) == sorted(p.split("/")[-1] for p in written)
+    for path in written:
+        ours, ref = nib.load(path), nib.load(cli[path.split("/")[-1]])
+        np.testing.assert_array_equal(ours.get_fdata(), ref.get_fdata())
+        np.testing.assert_allclose(ours.affine, ref.affine)
+    dicoms = write_dicom_layers(str(tmp_path / "gui_dicom"), layers)
+    pixels = [pydicom.dcmread(p) for p in dicoms if p.endswith(".dcm")]
+    assert pixels and all("SOPClassUID" in ds for ds in pixels)
