@@ -71,9 +71,13 @@ def rec():
 def test_nifti_affine_maps_the_marked_voxel_to_its_scanner_position(rec, tmp_path):
     files = write_nifti(rec, tmp_path)
     assert {f.name for f in files} == {
-        "image.nii.gz", "water.nii.gz", "fat.nii.gz", "fat_fraction.nii.gz",
-        "field_map_hz.nii.gz", "field_map_std_hz.nii.gz",
-    }  # fmt: skip
+        "image.nii.gz",
+        "water.nii.gz",
+        "fat.nii.gz",
+        "fat_fraction.nii.gz",
+        "field_map_hz.nii.gz",
+        "field_map_std_hz.nii.gz",
+    }
     img = nib.load(tmp_path / "image.nii.gz")
     data = np.asarray(img.dataobj)
     assert data.shape == (NX, NY, S)
