@@ -27,8 +27,22 @@ def _recon(*args, **kwargs):
 def recon_output(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     raw = folder / "raw.h5"
-    done = _recon("simulate", raw, "--truth", folder / "truth.h5", "--size", 16, "--blades", 4,
-                  "--lines", 6, "--coils", 2, "--n-slices", 2)  # fmt: skip
+    done = _recon(
+        "simulate",
+        raw,
+        "--truth",
+        folder / "truth.h5",
+        "--size",
+        16,
+        "--blades",
+        4,
+        "--lines",
+        6,
+        "--coils",
+        2,
+        "--n-slices",
+        2,
+    )
     assert done.returncode == 0, done.stderr
     done = _recon(
         "run", raw, "-o", folder / "out.h5", "--method", "gridding", "--export", "nifti,dicom"
@@ -96,8 +110,10 @@ def test_stream_in_a_pipe_between_mrd_python_tools(tmp_path):
         f"{sys.executable} -m mrd.tools.phantom -m 32 -c 2 -n 0.0001 | "
         f"{sys.executable} -c 'from mrsolve.recon.cli import main; main()' stream --method gridding | "
         f"{sys.executable} -m mrd.tools.export_png_images -o {tmp_path}/img_",
-        shell=True, env=ENV, capture_output=True,
-    )  # fmt: skip
+        shell=True,
+        env=ENV,
+        capture_output=True,
+    )
     assert pipe.returncode == 0, pipe.stderr
     assert (tmp_path / "img_0000.png").is_file()
     # our image against mrd-python's own FFT reconstruction of a phantom stream
