@@ -228,9 +228,11 @@ def _cholesky_solve(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # Float32 factors are used while their rounding, at most ~2^-24 tr(K) in norm, perturbs the
-# system I + K (eigenvalues >= 1) by less than this: conjugate gradients on the exact float64
-# system then gain ~2 digits per step from the float32 preconditioner.
-_FLOAT32_PERTURBATION = 1e-2
+# system I + K (eigenvalues >= 1) by less than this: below 1 the float32 system stays positive
+# definite and conjugate gradients on the exact float64 system converge in a few more steps
+# than with a float64 factor, at half its cost (1e-2 before: 10-15 % slower fits, the same
+# iterations and objectives, docs/convex_nn_design.md).
+_FLOAT32_PERTURBATION = 1.0
 _CG_RTOL = 1e-13  # relative residual of the coupling solves (the float64 direct solve's level)
 _CG_MAX_STEPS = 20
 # Early iterations (certified relative gap above _EARLY_GAP) need only approximate Newton
@@ -275,7 +277,7 @@ class _Coupling:
         self.sample_space = n <= P * d
         if not self.sample_space:
             Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
-        self.Z = Z
+        self.Z, self.X, self.W, self.sq = Z, X, W, sq
         self.Zt = Z.T.reshape(P, d, -1).contiguous()  # (P, d, m)
         self.Zt32 = self.Zt.float()
         # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks of C on the diagonal
@@ -315,12 +317,28 @@ class _Coupling:
             self.chol.append(chol)
         return True
 
+    def _times_z(self, h: torch.Tensor) -> torch.Tensor:
+        """``h Z`` ``(k, P d)`` for ``h`` ``(k, m)``. In the ``n``-row form through the
+        factors of ``Z = Sigma^(1/2) [M_p X]_p``: small GEMMs with ``X`` ``(n, d)`` instead of
+        a pass over the ``n x P d`` matrix, which bounds the product by memory bandwidth
+        (the CG steps' cost, docs/convex_nn_design.md)."""
+        if not self.sample_space:
+            return h @ self.Z
+        return (self.W.T @ ((h * self.sq)[:, :, None] * self.X)).reshape(h.shape[0], -1)
+
+    def _times_zt(self, g: torch.Tensor) -> torch.Tensor:
+        """``g Z^T`` ``(k, m)`` for ``g`` ``(k, P d)`` (see :meth:`_times_z`)."""
+        if not self.sample_space:
+            return g @ self.Z.T
+        G = g.reshape(g.shape[0], self.W.shape[1], -1)  # (k, P, d)
+        return ((self.X @ G.mT) * self.W).sum(-1) * self.sq
+
     def _system(self, h: torch.Tensor) -> torch.Tensor:
         """``(I + K) h`` for ``h`` ``(k, m)``, in float64."""
         k = h.shape[0]
         P, d, _ = self.Zt.shape
-        g = (self.Ha @ (h @ self.Z).reshape(k, P, d, 1)).reshape(k, P * d)
-        return h + g @ self.Z.T
+        g = (self.Ha @ self._times_z(h).reshape(k, P, d, 1)).reshape(k, P * d)
+        return h + self._times_zt(g)
 
     def _precondition(self, r: torch.Tensor) -> torch.Tensor:
         if len(self.chol) == 1:  # one factor for all outputs: one solve with k columns
@@ -332,7 +350,7 @@ class _Coupling:
 
     def apply(self, y: torch.Tensor) -> torch.Tensor:
         k = y.shape[0]
-        f = y.reshape(k, -1) @ self.Z.T  # (k, m)
+        f = self._times_zt(y.reshape(k, -1))  # (k, m)
         h, info = cg(
             self._system,
             f,
@@ -342,7 +360,7 @@ class _Coupling:
             preconditioner=self._precondition,
         )
         self.steps = max(self.steps, info.n_iter)
-        return (h @ self.Z).reshape(y.shape)
+        return self._times_z(h).reshape(y.shape)
 
 
 class _NewtonSystem:
