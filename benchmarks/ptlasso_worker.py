@@ -1,11 +1,12 @@
 """Fit the ``ptlasso`` package's PretrainedLassoCV on .npz problems (run in ptlasso's venv).
 
 ``ptlasso`` (adelie underneath) pins numpy < 2, so ``benchmarks/pretrained_lasso.py``
-runs it in its own environment through this script. Input .npz: ``X``, ``y``,
-``groups``, ``X_test``, ``groups_test``, ``foldid`` (n,), ``n_folds``, ``standardize``.
+runs it in its own environment through this script, one process for many problems (the
+imports are paid once). Input .npz: ``X``, ``y``, ``groups``, ``X_test``,
+``groups_test``, ``foldid`` (n,), ``n_folds``, ``standardize``, ``alphas``.
 Output .npz: ``pred`` (test predictions), ``seconds`` (fit time, one thread),
-``alpha`` (chosen alpha).
-Usage: <ptlasso python> benchmarks/ptlasso_worker.py IN.npz OUT.npz
+``alpha`` (the chosen alpha).
+Usage: <ptlasso python> benchmarks/ptlasso_worker.py IN1.npz OUT1.npz [IN2 OUT2 ...]
 """
 
 import sys
@@ -16,9 +17,10 @@ import numpy as np
 from ptlasso import PretrainedLassoCV
 
 
-def main(src: str, dst: str) -> None:
+def fit_one(src: str, dst: str) -> None:
     d = np.load(src)
     model = PretrainedLassoCV(
+        alphas=[float(a) for a in d["alphas"]],
         n_folds=int(d["n_folds"]),
         foldid=d["foldid"],
         standardize=bool(d["standardize"]),
@@ -35,4 +37,6 @@ def main(src: str, dst: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = sys.argv[1:]
+    for src, dst in zip(args[::2], args[1::2], strict=True):
+        fit_one(src, dst)
