@@ -32,6 +32,7 @@ from mrsolve.solvers.lasso.coordinate_descent import (
 )
 from mrsolve.solvers.lasso.design import Design
 from mrsolve.solvers.lasso.glm import Family
+from mrsolve.solvers.lasso.prox_newton import prox_newton_binomial
 
 _ANDERSON_K = 5  # epochs between extrapolations (skglm's default)
 _INNER_FRACTION = 0.3  # inner solves stop at this fraction of the outer gap (celer)
@@ -139,6 +140,13 @@ class PathSolver:
             and self.cached
             and len(self.cached_feats) == self.p
         )
+        # binomial lasso without unpenalized features: the inner solve is one compiled call
+        self.fused_pn = self.kind == "binomial" and self.single and l1_ratio == 1.0
+        self.fused_pn &= len(self.free) == 0
+        if self.fused_pn:
+            self._y1 = np.ascontiguousarray(fam.y[:, 0])
+            self._w1 = np.ascontiguousarray(self.w)
+            self._o1 = np.ascontiguousarray(np.broadcast_to(fam.o, (self.n, 1))[:, 0])
         self.XF = design.columns(self.free)  # (n, f) unpenalized feature columns
         self.ws_size = _WS_MIN
         #: scale of the objective (the null deviance once known) for the stall test
@@ -444,6 +452,26 @@ class PathSolver:
         return epochs, stalled
 
     def _inner_glm(self, ws, feats, ends, l1, l2, lam, target, tol_abs, max_epochs):
+        if self.fused_pn and np.isfinite(lam):
+            Bw = np.ascontiguousarray(self.B[feats, 0])
+            epochs, stalled = prox_newton_binomial(
+                np.ascontiguousarray(self.D.columns(feats).T),
+                self._y1,
+                self._w1,
+                self._o1,
+                self.eta.reshape(-1),
+                Bw,
+                self.b0,
+                np.ascontiguousarray(self.pf[ws]),
+                lam,
+                self.icpt,
+                target,
+                _MAX_PN,
+                max_epochs,
+                _STALL * self.obj_scale,
+            )
+            self.B[feats, 0] = Bw
+            return epochs, stalled
         starts = self._ws_starts
         pf = self.pf[ws]
         Xw = self.D.columns(feats)
