@@ -252,7 +252,21 @@ class PathSolver:
         F = self.XF
         if self.icpt:
             F = np.hstack([np.ones((self.n, 1)), F])
-        if F.shape[1]:
+        if F.shape[1] and not self.per_class:
+            # the unpenalized directions removed exactly (Newton to convergence): the dual
+            # mean stays inside the family's domain, which one Newton step does not
+            # guarantee (an infinite gap then made the solve crawl at small penalties)
+            e = self.eta
+            for _ in range(_MAX_PN):
+                ge, he = self.fam.grad_hess(e)
+                step = np.linalg.lstsq(F.T @ (he * F), F.T @ ge, rcond=None)[0]
+                e = e - F @ step
+                if np.max(np.abs(step)) < 1e-13 * (1.0 + np.max(np.abs(e))):
+                    break
+            theta = -self.fam.grad_hess(e)[0]
+            XtU = Xt_apply(np.hstack([theta, g]))
+            V, G = XtU[:, :1], -XtU[:, 1:]
+        elif F.shape[1]:
             HF = hd[:, None] * F
             XtU = Xt_apply(np.hstack([theta, HF]))
             c = np.linalg.lstsq(F.T @ HF, F.T @ theta, rcond=None)[0]
