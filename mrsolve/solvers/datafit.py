@@ -213,7 +213,8 @@ class Logistic(Datafit):
         return p * (1 - p)
 
     def _saturated_loss(self) -> torch.Tensor:
-        return _xlogx(self.y) + _xlogx(1 - self.y)
+        # softplus(logit y) - y logit(y) = -y log y - (1 - y) log(1 - y): the entropy
+        return -(_xlogx(self.y) + _xlogx(1 - self.y))
 
 
 class Multinomial(Datafit):

@@ -123,6 +123,13 @@ def test_deviance_closed_forms():
     p = torch.sigmoid(eta)
     dev_b = -2 * (yb * torch.log(p) + (1 - yb) * torch.log(1 - p)).mean()
     assert torch.allclose(b.deviance(eta), dev_b, atol=1e-12)
+    # proportion targets: the binomial deviance 2 sum [y log(y/p) + (1-y) log((1-y)/(1-p))]
+    yp = torch.linspace(0.0, 1.0, 13, dtype=torch.float64)
+    bp = Logistic(yp, weights=w)
+    kl = torch.special.xlogy(yp, yp / p) + torch.special.xlogy(1 - yp, (1 - yp) / (1 - p))
+    dev_p = 2 * (w / w.mean() * kl).mean()
+    assert torch.allclose(bp.deviance(eta), dev_p, atol=1e-12)
+    assert float(bp.deviance(torch.logit(yp.clamp(1e-300, 1 - 1e-16)))) < 1e-12
 
 
 def test_multinomial_labels_equal_one_hot():

@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from mrsolve.solvers.lasso.glm import Family, Multinomial
 from mrsolve.solvers.lasso.path import (
     PATH_RENAMES,
     PathResult,
     family_datafit,
     fit_path,
-    torch_single_thread,
+    numpy_family,
 )
 from mrsolve.solvers.validation import SeedLike, deprecated_names, make_generator, renamed_kwargs
 
@@ -66,6 +66,14 @@ def make_folds(n: int, n_folds: int, seed: SeedLike = 0) -> np.ndarray:
         raise ValueError(f"n_folds must be in [2, n={n}], got {n_folds}")
     rng = make_generator(seed, "numpy")
     return rng.permutation(np.arange(n) % n_folds)
+
+
+def _deviances(fam: Family, eta: np.ndarray) -> np.ndarray:
+    """Deviance of each path point's held-out linear predictor ``eta`` ``(L, n[, k])``."""
+    E = eta if eta.ndim == 3 else eta[..., None]
+    if isinstance(fam, Multinomial):  # its loss normalizes over the classes of one row
+        return np.array([fam.deviance(e) for e in E])
+    return 2.0 * (np.sum(fam.w * fam.loss(E + fam.o), axis=(1, 2)) - fam.saturated)
 
 
 @renamed_kwargs(**PATH_RENAMES)
@@ -140,8 +148,7 @@ def cv_path(
         df = family_datafit(
             family, y[test], w[test], sub(offset, test), n_classes=path_kwargs.get("n_classes")
         )
-        with torch_single_thread():
-            errs[f] = [float(df.deviance(torch.from_numpy(np.ascontiguousarray(e)))) for e in eta]
+        errs[f] = _deviances(numpy_family(df, family), eta)
         fold_w[f] = w[test].sum()
     mean = fold_w @ errs / fold_w.sum()
     var = fold_w @ (errs - mean) ** 2 / fold_w.sum()

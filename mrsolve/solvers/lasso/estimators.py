@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mrsolve.solvers.datafit import FAMILIES
 from mrsolve.solvers.lasso.cv import cv_path
-from mrsolve.solvers.lasso.path import PATH_RENAMES, fit_path
+from mrsolve.solvers.lasso.path import DEFAULT_TOL, PATH_RENAMES, fit_path
 from mrsolve.solvers.validation import RenamedAttributes, check_choice, renamed_kwargs
 
 CLASSIFICATION = ("binomial", "multinomial")
@@ -77,7 +77,7 @@ class _GLMPathBase(RenamedAttributes, BaseEstimator):
         feature_groups=None,
         fit_intercept: bool = True,
         standardize: bool = False,
-        tol: float = 1e-14,
+        tol: float = DEFAULT_TOL,
     ) -> None:
         self.family = family
         self.l1_ratio = l1_ratio
@@ -259,7 +259,7 @@ class LassoCV(_GLMPathBase):
         feature_groups=None,
         fit_intercept: bool = True,
         standardize: bool = False,
-        tol: float = 1e-14,
+        tol: float = DEFAULT_TOL,
         n_folds: int = 10,
         lambda_rule: str = "min",
         random_state: int | np.random.Generator | None = 0,

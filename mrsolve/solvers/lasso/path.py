@@ -32,7 +32,7 @@ import torch
 
 from mrsolve.solvers.datafit import FAMILIES, Datafit
 from mrsolve.solvers.lasso.design import Design
-from mrsolve.solvers.lasso.glm import FAMILY_CLASSES
+from mrsolve.solvers.lasso.glm import FAMILY_CLASSES, Family
 from mrsolve.solvers.lasso.solver import PathSolver
 from mrsolve.solvers.validation import (
     RenamedAttributes,
@@ -107,6 +107,16 @@ def family_datafit(
     if family == "multinomial":
         t = torch.from_numpy(np.eye(n_classes)[np.asarray(y, dtype=np.int64)])
     return FAMILIES[family](t.double(), w, o)
+
+
+def numpy_family(df: Datafit, family: str) -> Family:
+    """The solver's numpy loss with the targets, weights (sum 1) and offset of ``df``."""
+    yk = df.y.numpy()
+    yk = yk if yk.ndim == 2 else yk[:, None]
+    w = (df.weights.numpy() / len(yk))[:, None]
+    o = df.offset.numpy()
+    o = o[:, None] if o.ndim == 1 else o
+    return FAMILY_CLASSES[family](yk, w, o)
 
 
 def _blocks(feature_groups, pf: np.ndarray, p: int):
@@ -224,14 +234,10 @@ def fit_path(
         raise ValueError(f"tol must be > 0 (a relative duality gap), got {tol}")
     pf = _as_penalty_factor(penalty_factor, p)
     df = family_datafit(family, y, weights, offset, n_classes)  # validates y, weights, offset
-    yk = df.y.numpy()
-    yk = yk if yk.ndim == 2 else yk[:, None]
-    w = (df.weights.numpy() / n)[:, None]
-    o = df.offset.numpy()
-    o = o[:, None] if o.ndim == 1 else o
-    fam = FAMILY_CLASSES[family](yk, w, o)
+    fam = numpy_family(df, family)
+    yk = fam.y
     order, starts, ends, pf_block = _blocks(feature_groups, pf, p)
-    design = Design(X, w[:, 0], order, center=fit_intercept, standardize=standardize)
+    design = Design(X, fam.w[:, 0], order, center=fit_intercept, standardize=standardize)
     S = PathSolver(design, fam, starts, ends, pf_block, l1_ratio, fit_intercept)
     S.prepare()
     k = yk.shape[1]

@@ -29,11 +29,13 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from mrsolve.solvers.datafit import FAMILIES
-from mrsolve.solvers.lasso.cv import CVPathResult, cv_path
+from mrsolve.solvers.lasso.cv import CVPathResult, cv_path, make_folds
 from mrsolve.solvers.lasso.estimators import as_numpy, like_input
+from mrsolve.solvers.lasso.path import DEFAULT_TOL
 from mrsolve.solvers.validation import RenamedAttributes, check_choice, renamed_kwargs
 
 DEFAULT_ALPHAS = tuple(np.round(np.linspace(0, 1, 11), 2))
+ALPHA_RULES = ("overall", "mean", "per_group")
 #: old keyword -> new, deprecated (the paper's alpha, the path length, the seed)
 PRETRAIN_RENAMES = {"alpha": "pretrain_alpha", "n_lambdas": "n_penalties", "seed": "random_state"}
 
@@ -69,7 +71,8 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
             multi-response) or "multinomial" (targets as tasks).
         overall_lambda_rule: "1se" (default) or "min", for stage 1.
         lambda_rule: "min" (default) or "1se", for the stage-2 lassos.
-        n_folds: folds of every cross-validation.
+        n_folds: folds of every cross-validation (one assignment, stratified by input
+            group, shared by all fits: ``foldid_``).
         l1_ratio, n_penalties, standardize, tol: as for :func:`fit_path`.
         random_state: seed (int, numpy Generator or None) of the fold assignments.
 
@@ -95,7 +98,7 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
         l1_ratio: float = 1.0,
         n_penalties: int = 100,
         standardize: bool = False,
-        tol: float = 1e-10,
+        tol: float = DEFAULT_TOL,
         random_state: int | np.random.Generator | None = 0,
     ) -> None:
         self.pretrain_alpha = pretrain_alpha
@@ -110,13 +113,12 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
         self.random_state = random_state
 
     # -- validation ----------------------------------------------------------------
-    def _cv(self, X, y, **kwargs) -> CVPathResult:
-        """:func:`cv_path` with this estimator's path settings and folds."""
+    def _cv(self, X, y, foldid, **kwargs) -> CVPathResult:
+        """:func:`cv_path` with this estimator's path settings on the folds ``foldid``."""
         return cv_path(
             X,
             y,
-            n_folds=min(self.n_folds, X.shape[0]),
-            seed=self.random_state,
+            foldid=foldid,
             l1_ratio=self.l1_ratio,
             n_penalties=self.n_penalties,
             standardize=self.standardize,
@@ -207,6 +209,19 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
         ind = (groups[:, None] == self.tasks_[None, 1:]).astype(np.float64)
         return np.hstack([X, ind])
 
+    def _folds(self, n, groups):
+        """One fold label per row, shared by every fit (ptLasso's ``foldid``): a row is
+        held out of the stage-2 fits in the fold whose overall model gave its
+        pre-validated offset. Stratified by input group, so each group sees every fold."""
+        rng = np.random.default_rng(self.random_state)
+        if groups is None:
+            return make_folds(n, min(self.n_folds, n), rng)
+        foldid = np.empty(n, dtype=np.int64)
+        for g in self.tasks_:
+            rows = np.flatnonzero(groups == g)
+            foldid[rows] = make_folds(len(rows), min(self.n_folds, len(rows)), rng)
+        return foldid
+
     def _fit_overall(self, X, y, groups):
         self.y_enc_ = self._encode_targets(y, groups)
         self.groups_ = groups
@@ -214,7 +229,8 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
         Xa = self._augment(X, groups)
         p = X.shape[1]
         pf = np.r_[np.ones(p), np.zeros(Xa.shape[1] - p)]
-        cv = self._cv(Xa, self.y_enc_, family=self.family, penalty_factor=pf)
+        self.foldid_ = self._folds(X.shape[0], groups)
+        cv = self._cv(Xa, self.y_enc_, self.foldid_, family=self.family, penalty_factor=pf)
         index = cv.index(self.overall_lambda_rule)
         coef = cv.path.coef[index][:p]
         support = (np.abs(coef) > 0) if coef.ndim == 1 else np.any(np.abs(coef) > 0, axis=1)
@@ -240,7 +256,14 @@ class PretrainedLasso(RenamedAttributes, BaseEstimator):
         fits = []
         for t in range(len(self.tasks_)):
             rows, yt, off, fam = self._task_data(X, t)
-            cv = self._cv(X[rows], yt, family=fam, offset=(1 - alpha) * off, penalty_factor=pf)
+            cv = self._cv(
+                X[rows],
+                yt,
+                self.foldid_[rows],
+                family=fam,
+                offset=(1 - alpha) * off,
+                penalty_factor=pf,
+            )
             fits.append((cv, cv.index(self.lambda_rule)))
         return fits
 
@@ -302,9 +325,13 @@ class PretrainedLassoCV(PretrainedLasso):
     """Pretrained lasso with ``pretrain_alpha`` chosen by cross-validation over
     ``pretrain_alphas``.
 
-    Stage 1 is fitted once; stage 2 for every alpha. ``pretrain_alpha_rule="overall"``
-    picks the alpha minimizing the task-size weighted mean of the stage-2 CV errors (each
-    at its chosen penalty); ``"per_group"`` picks one alpha per task. Attributes:
+    As the authors' ``cv.ptLasso``: stage 1 (with its folds and pre-validated offset) is
+    fitted once and reused; stage 2 is fitted for every alpha on the same folds; each
+    task's penalty is chosen by ``lambda_rule`` and its held-out error there is the
+    alpha's CV error for that task. ``pretrain_alpha_rule="overall"`` picks the alpha
+    minimizing the error over all rows (the task-size weighted mean), ``"mean"`` the
+    unweighted mean over tasks (ptLasso's ``alphahat.choice``), ``"per_group"`` one alpha
+    per task. Attributes:
     ``pretrain_alpha_`` (the overall choice), ``pretrain_alphas_``,
     ``pretrain_alphas_per_task_``, ``cv_error_`` ``(n_alphas,)``, ``cv_error_per_task_``
     ``(n_alphas, K)``, plus those of :class:`PretrainedLasso`. The old names (``alphas``,
@@ -337,7 +364,7 @@ class PretrainedLassoCV(PretrainedLasso):
         l1_ratio: float = 1.0,
         n_penalties: int = 100,
         standardize: bool = False,
-        tol: float = 1e-10,
+        tol: float = DEFAULT_TOL,
         random_state: int | np.random.Generator | None = 0,
     ) -> None:
         self.pretrain_alphas = pretrain_alphas
@@ -353,7 +380,7 @@ class PretrainedLassoCV(PretrainedLasso):
         self.random_state = random_state
 
     def fit(self, X, y, groups=None):
-        check_choice("pretrain_alpha_rule", self.pretrain_alpha_rule, ("overall", "per_group"))
+        check_choice("pretrain_alpha_rule", self.pretrain_alpha_rule, ALPHA_RULES)
         alphas = np.asarray(self.pretrain_alphas, dtype=np.float64)
         if alphas.ndim != 1 or len(alphas) == 0 or np.any((alphas < 0) | (alphas > 1)):
             raise ValueError(
@@ -367,11 +394,12 @@ class PretrainedLassoCV(PretrainedLasso):
         self.pretrain_alphas_ = alphas
         self.cv_error_per_task_ = err
         self.cv_error_ = err @ sizes / sizes.sum()
-        best = int(np.argmin(self.cv_error_))
+        criterion = err.mean(axis=1) if self.pretrain_alpha_rule == "mean" else self.cv_error_
+        best = int(np.argmin(criterion))
         self.pretrain_alpha_ = float(alphas[best])
-        if self.pretrain_alpha_rule == "overall":
-            chosen = np.full(len(self.tasks_), best)
-        else:
+        if self.pretrain_alpha_rule == "per_group":
             chosen = np.argmin(err, axis=0)
+        else:
+            chosen = np.full(len(self.tasks_), best)
         self._set_stage2([all_fits[a][t] for t, a in enumerate(chosen)], alphas[chosen])
         return self

@@ -27,10 +27,12 @@ from mrsolve.solvers.lasso.coordinate_descent import (
     cd_gram,
     cd_residual,
     column_lips,
+    gram_lasso_solve,
     gram_matmul,
 )
 from mrsolve.solvers.lasso.design import Design
 from mrsolve.solvers.lasso.glm import Family
+from mrsolve.solvers.lasso.prox_newton import prox_newton_binomial
 
 _ANDERSON_K = 5  # epochs between extrapolations (skglm's default)
 _INNER_FRACTION = 0.3  # inner solves stop at this fraction of the outer gap (celer)
@@ -38,6 +40,7 @@ _WS_MIN = 10
 _MAX_PN = 50
 _MAX_BACKTRACK = 30
 _GRAM_BUDGET = 2**27  # cached Gram entries (1 GiB of float64)
+_SMALL_P = 500  # dense designs with at most this many columns get the full Gram even if n < p
 # a pass whose weighted squared change is below this (relative to the null deviance)
 # moves the objective by less than its rounding: the solve has reached machine precision
 _STALL = 1e-24
@@ -117,13 +120,33 @@ class PathSolver:
                 self._C = np.empty((self.p, 16), order="F")  # capacity doubles
             else:
                 self.R = self.r0.copy()
-        if self.gaussian and self.cached and not design.sparse and self.n >= self.p:
+        full_gram = not design.sparse and (self.n >= self.p or self.p <= _SMALL_P)
+        if self.gaussian and full_gram and self.p * self.p <= _GRAM_BUDGET:
             # n >= p: the path ends with (nearly) every feature active; one symmetric
-            # product beats growing the cache in many thin passes over X
+            # product beats growing the cache in many thin passes over X (small p: the
+            # product is cheap whatever n)
+            self.cached = True
             Xw = np.sqrt(self.w)[:, None] * design.X
             self._C = (Xw.T @ Xw).T  # symmetric: the transpose is the Fortran-order copy
             self.pos = np.arange(self.p)
             self.cached_feats = np.arange(self.p)
+        # the whole per-penalty solve in one compiled call: plain lasso, one response,
+        # full Gram (the Python-level working-set loop costs ~0.3 ms per penalty)
+        self.fused = (
+            self.gaussian
+            and self.single
+            and self.k == 1
+            and l1_ratio == 1.0
+            and self.cached
+            and len(self.cached_feats) == self.p
+        )
+        # binomial lasso without unpenalized features: the inner solve is one compiled call
+        self.fused_pn = self.kind == "binomial" and self.single and l1_ratio == 1.0
+        self.fused_pn &= len(self.free) == 0
+        if self.fused_pn:
+            self._y1 = np.ascontiguousarray(fam.y[:, 0])
+            self._w1 = np.ascontiguousarray(self.w)
+            self._o1 = np.ascontiguousarray(np.broadcast_to(fam.o, (self.n, 1))[:, 0])
         self.XF = design.columns(self.free)  # (n, f) unpenalized feature columns
         self.ws_size = _WS_MIN
         #: scale of the objective (the null deviance once known) for the stall test
@@ -229,7 +252,21 @@ class PathSolver:
         F = self.XF
         if self.icpt:
             F = np.hstack([np.ones((self.n, 1)), F])
-        if F.shape[1]:
+        if F.shape[1] and not self.per_class:
+            # the unpenalized directions removed exactly (Newton to convergence): the dual
+            # mean stays inside the family's domain, which one Newton step does not
+            # guarantee (an infinite gap then made the solve crawl at small penalties)
+            e = self.eta
+            for _ in range(_MAX_PN):
+                ge, he = self.fam.grad_hess(e)
+                step = np.linalg.lstsq(F.T @ (he * F), F.T @ ge, rcond=None)[0]
+                e = e - F @ step
+                if np.max(np.abs(step)) < 1e-13 * (1.0 + np.max(np.abs(e))):
+                    break
+            theta = -self.fam.grad_hess(e)[0]
+            XtU = Xt_apply(np.hstack([theta, g]))
+            V, G = XtU[:, :1], -XtU[:, 1:]
+        elif F.shape[1]:
             HF = hd[:, None] * F
             XtU = Xt_apply(np.hstack([theta, HF]))
             c = np.linalg.lstsq(F.T @ HF, F.T @ theta, rcond=None)[0]
@@ -281,6 +318,8 @@ class PathSolver:
     # -- the per-penalty solve -------------------------------------------------------
     def solve(self, lam: float, tol_abs: float, max_epochs: int) -> tuple[float, int, bool]:
         """Minimize at ``lam`` from the current state; returns (gap, epochs, converged)."""
+        if self.fused and np.isfinite(lam):
+            return self._solve_fused(lam, tol_abs, max_epochs)
         epochs = 0
         nnz0 = int(np.count_nonzero(np.any(self.B != 0, axis=1)))
         self.ws_size = max(_WS_MIN, 2 * nnz0)
@@ -314,6 +353,26 @@ class PathSolver:
             target = max(_INNER_FRACTION * gap, 0.5 * tol_abs)
             done, stalled = self._inner(ws, lam, target, tol_abs, max_epochs - epochs)
             epochs += done
+
+    def _solve_fused(self, lam, tol_abs, max_epochs):
+        b = self.B.reshape(-1)  # (p, 1) C-order: a contiguous view
+        nz = np.flatnonzero(b)
+        G = self.qfull[:, 0] - self._C[:, nz] @ b[nz]
+        gap, self.dev, epochs, conv = gram_lasso_solve(
+            self._C,
+            np.ascontiguousarray(self.qfull[:, 0]),
+            self.rr0,
+            self.pf,
+            lam,
+            b,
+            G,
+            self.free,
+            np.ascontiguousarray(self.QFF),
+            tol_abs,
+            max_epochs,
+            _STALL * self.obj_scale,
+        )
+        return gap, epochs, conv
 
     # -- inner solvers ---------------------------------------------------------------
     def _ws_setup(self, ws):
@@ -407,6 +466,26 @@ class PathSolver:
         return epochs, stalled
 
     def _inner_glm(self, ws, feats, ends, l1, l2, lam, target, tol_abs, max_epochs):
+        if self.fused_pn and np.isfinite(lam):
+            Bw = np.ascontiguousarray(self.B[feats, 0])
+            epochs, stalled = prox_newton_binomial(
+                np.ascontiguousarray(self.D.columns(feats).T),
+                self._y1,
+                self._w1,
+                self._o1,
+                self.eta.reshape(-1),
+                Bw,
+                self.b0,
+                np.ascontiguousarray(self.pf[ws]),
+                lam,
+                self.icpt,
+                target,
+                _MAX_PN,
+                max_epochs,
+                _STALL * self.obj_scale,
+            )
+            self.B[feats, 0] = Bw
+            return epochs, stalled
         starts = self._ws_starts
         pf = self.pf[ws]
         Xw = self.D.columns(feats)

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mrsolve.solvers.lasso.cv import cv_path
 from mrsolve.solvers.lasso.estimators import as_numpy, like_input
+from mrsolve.solvers.lasso.path import DEFAULT_TOL
 from mrsolve.solvers.lasso.pretrained import PRETRAIN_RENAMES, stage2_penalty_factor
 from mrsolve.solvers.validation import RenamedAttributes, check_choice, renamed_kwargs
 
@@ -64,7 +65,7 @@ class SequentialPretrainedLasso(_Pretrained):
         lambda_rule: str = "min",
         n_folds: int = 10,
         n_penalties: int = 100,
-        tol: float = 1e-10,
+        tol: float = DEFAULT_TOL,
         random_state: int | np.random.Generator | None = 0,
     ) -> None:
         self.pretrain_alpha = pretrain_alpha
@@ -136,7 +137,7 @@ class PretrainedRLearner(_Pretrained):
         lambda_rule: str = "min",
         n_folds: int = 10,
         n_penalties: int = 100,
-        tol: float = 1e-10,
+        tol: float = DEFAULT_TOL,
         random_state: int | np.random.Generator | None = 0,
     ) -> None:
         self.pretrain_alpha = pretrain_alpha

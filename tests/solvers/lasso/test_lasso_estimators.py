@@ -114,3 +114,21 @@ def test_nan_in_X_raises():
     X[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         LassoPath().fit(X, y)
+
+
+def test_default_tol_is_within_the_gap_rule_of_scikit_learn_along_the_path():
+    """The estimators' default tol is the gap rule's 1e-4: every penalty's objective is
+    within 1e-4 of the null deviance of scikit-learn's tight optimum."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((90, 25))
+    y = X[:, :4] @ np.array([2.0, -1.0, 1.0, 0.5]) + rng.standard_normal(90)
+    est = LassoPath(n_penalties=15).fit(X, y)
+    null_dev = np.var(y)
+
+    def obj(coef, b0, lam):
+        return 0.5 * np.mean((y - X @ coef - b0) ** 2) + lam * np.abs(coef).sum()
+
+    for lam, coef, b0 in zip(est.penalties_, est.coef_path_, est.intercept_path_, strict=True):
+        ref = Lasso(alpha=lam, tol=1e-15, max_iter=1_000_000).fit(X, y)
+        sub = obj(coef, b0, lam) - obj(ref.coef_, ref.intercept_, lam)
+        assert -1e-12 <= sub / null_dev <= 1e-4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
 
-from mrsolve.solvers.lasso import PretrainedLasso, PretrainedLassoCV, simulate_groups
+from mrsolve.solvers.lasso import PretrainedLasso, PretrainedLassoCV, fit_path, simulate_groups
 
 FAST = dict(n_penalties=20, n_folds=4, tol=1e-14)
 
@@ -93,6 +93,32 @@ def test_alpha_cv_picks_the_minimum_and_per_group_choices():
     per.fit(d.X, d.y, d.groups)
     np.testing.assert_array_equal(
         per.pretrain_alphas_per_task_, np.asarray(alphas)[np.argmin(per.cv_error_per_task_, axis=0)]
+    )
+    mean = PretrainedLassoCV(pretrain_alphas=alphas, pretrain_alpha_rule="mean", **FAST)
+    mean.fit(d.X, d.y, d.groups)
+    assert mean.pretrain_alpha_ == alphas[int(np.argmin(mean.cv_error_per_task_.mean(axis=1)))]
+
+
+def test_folds_are_shared_by_stage_one_and_every_stage_two_fit():
+    d = _small(seed=4)
+    m = PretrainedLassoCV(pretrain_alphas=(0.0, 1.0), **FAST).fit(d.X, d.y, d.groups)
+    np.testing.assert_array_equal(m.overall_cv_.foldid, m.foldid_)
+    for k, cv in enumerate(m.group_cv_):
+        rows = d.groups == m.tasks_[k]
+        np.testing.assert_array_equal(cv.foldid, m.foldid_[rows])
+        # stratified: each group holds every fold, balanced to one row
+        counts = np.bincount(cv.foldid, minlength=FAST["n_folds"])
+        assert counts.min() >= 1 and counts.max() - counts.min() <= 1
+    # the pre-validated offset of a row comes from the overall fit without its fold
+    cv = m.overall_cv_
+    test = m.foldid_ == 0
+    Xa = m._augment(d.X, d.groups)
+    pf = np.r_[np.ones(d.X.shape[1]), np.zeros(Xa.shape[1] - d.X.shape[1])]
+    fold = fit_path(
+        Xa[~test], d.y[~test], penalties=cv.path.penalties, penalty_factor=pf, tol=1e-14
+    )
+    np.testing.assert_allclose(
+        m.overall_oof_[test], fold.linear_predictor(Xa[test])[cv.index_1se], atol=1e-6
     )
 
 
