@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrsolve.solvers.lasso.glm import Family, Multinomial
+from mrsolve.solvers.lasso.glm import Family
 from mrsolve.solvers.lasso.path import (
     PATH_RENAMES,
     PathResult,
@@ -71,8 +71,6 @@ def make_folds(n: int, n_folds: int, seed: SeedLike = 0) -> np.ndarray:
 def _deviances(fam: Family, eta: np.ndarray) -> np.ndarray:
     """Deviance of each path point's held-out linear predictor ``eta`` ``(L, n[, k])``."""
     E = eta if eta.ndim == 3 else eta[..., None]
-    if isinstance(fam, Multinomial):  # its loss normalizes over the classes of one row
-        return np.array([fam.deviance(e) for e in E])
     return 2.0 * (np.sum(fam.w * fam.loss(E + fam.o), axis=(1, 2)) - fam.saturated)
 
 

@@ -14,6 +14,8 @@ binary entropy, poisson ``m - m log m``, multinomial the Shannon entropy of a ro
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from scipy.special import expit, xlogy
 
@@ -21,7 +23,7 @@ from scipy.special import expit, xlogy
 MIN_CURVATURE = 1e-5
 
 
-class Family:
+class Family(ABC):
     """Loss of one family on targets ``y`` ``(n, k)``, weights ``w`` ``(n, 1)`` (sum 1)
     and offset ``o`` (``(n, k)`` or 0)."""
 
@@ -32,23 +34,26 @@ class Family:
         self.y, self.w, self.o = y, w, offset
         self.saturated = float(np.sum(w * self._loss_sat()))
 
+    @abstractmethod
     def mean(self, eta: np.ndarray) -> np.ndarray:
         """Expected target at ``eta + offset``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, e: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Loss at the linear predictor ``e`` (offset included, ``(..., n, k)``), per entry
+        or, where the classes of a row share one loss, per row ``(..., n, 1)``."""
 
+    @abstractmethod
     def _loss_sat(self) -> np.ndarray:
         """Loss at the saturated model (mean = y)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def entropy(self, m: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """``H(m)`` per entry at the dual mean ``m`` (module doc)."""
 
+    @abstractmethod
     def curv(self, mu: np.ndarray) -> np.ndarray:
         """l'' at the mean ``mu`` (before weights)."""
-        raise NotImplementedError
 
     def in_domain(self, m: np.ndarray) -> bool:
         return True
@@ -153,11 +158,11 @@ class Multinomial(Family):
         z = np.exp(e - e.max(1, keepdims=True))
         return z / z.sum(1, keepdims=True)
 
-    def value(self, eta):
-        e = eta + self.o
-        mx = e.max(1, keepdims=True)
-        lse = mx[:, 0] + np.log(np.exp(e - mx).sum(1))
-        return float(np.sum(self.w[:, 0] * (lse - (self.y * e).sum(1))))
+    def loss(self, e):
+        """Per-row loss ``(..., n, 1)``: log-sum-exp over the classes minus the target's."""
+        mx = e.max(-1, keepdims=True)
+        lse = mx + np.log(np.exp(e - mx).sum(-1, keepdims=True))
+        return lse - (self.y * e).sum(-1, keepdims=True)
 
     def _loss_sat(self):
         return -xlogy(self.y, self.y)
