@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 import h5py
-import ismrmrd
 import numpy as np
 import torch
 
+from mrsolve.data import damaged
 from mrsolve.recon.cli import main
 
 TINY = ["--size", "32", "--blades", "6", "--lines", "12", "--coils", "2", "--seed", "3"]
@@ -38,47 +38,6 @@ def recon(*args) -> tuple[int, str]:
             code = done.code if isinstance(done.code, int) else 1
     lines = [line for line in err.getvalue().splitlines() if "━" not in line and line.strip()]
     return code, " / ".join(lines)
-
-
-def _rewrite(src: Path, dst: Path, edit) -> Path:
-    with (
-        ismrmrd.Dataset(str(src), "dataset", create_if_needed=False) as a,
-        ismrmrd.Dataset(str(dst), "dataset", create_if_needed=True) as b,
-    ):
-        b.write_xml_header(a.read_xml_header())
-        for i in range(a.number_of_acquisitions()):
-            acq = edit(a.read_acquisition(i))
-            if acq is not None:
-                b.append_acquisition(acq)
-    return dst
-
-
-def _new(acq, data, traj):
-    new = ismrmrd.Acquisition.from_array(data, traj)
-    for name in ("sample_time_us", "center_sample", "flags", "acquisition_time_stamp"):
-        setattr(new, name, getattr(acq, name))
-    new.idx.set, new.idx.kspace_encode_step_1 = acq.idx.set, acq.idx.kspace_encode_step_1
-    return new
-
-
-def _nan(acq):
-    if acq.idx.set == 1 and not acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-        acq.data[0, 0] = np.nan
-    return acq
-
-
-def _zero(acq):
-    return _new(
-        acq,
-        np.zeros((acq.active_channels, 0), np.complex64),
-        np.zeros((0, acq.trajectory_dimensions), np.float32),
-    )
-
-
-def _one_dim(acq):
-    if not acq.traj.size:
-        return acq
-    return _new(acq, acq.data, np.ascontiguousarray(acq.traj[:, :1]))
 
 
 class _Payload:
@@ -101,10 +60,10 @@ def cases(d: Path) -> list[tuple[str, list, Path | None]]:
         f["x"] = np.zeros(3)
     (d / "folder.h5").mkdir()
     (d / "trunc.h5").write_bytes(raw.read_bytes()[:20000])
-    _rewrite(raw, d / "zero.h5", _zero)
-    _rewrite(raw, d / "nan.h5", _nan)
-    _rewrite(raw, d / "blade.h5", lambda a: None if a.idx.set == 2 else a)
-    _rewrite(raw, d / "traj.h5", _one_dim)
+    damaged.rewrite(raw, d / "zero.h5", damaged.zero_length)
+    damaged.rewrite(raw, d / "nan.h5", damaged.nan_sample)
+    damaged.rewrite(raw, d / "blade.h5", damaged.drop_blade)
+    damaged.rewrite(raw, d / "traj.h5", damaged.one_dim_trajectory)
     (d / "corrupt.ckpt").write_bytes(b"PK\x03\x04 no checkpoint")
     torch.save({"format": "mrsolve-spectral-checkpoint", "states": _Payload()}, d / "evil.ckpt")
     with h5py.File(d / "fmap_shape.h5", "w") as f:

@@ -3,10 +3,10 @@
 import json
 
 import h5py
-import ismrmrd
 import numpy as np
 import pytest
 
+from mrsolve.data import damaged
 from mrsolve.data.results import read_result, read_truth
 from mrsolve.recon import metrics
 from mrsolve.recon.cli import main
@@ -80,37 +80,6 @@ def test_config_file_options_reach_the_method(files, tmp_path, capsys):
     assert not (tmp_path / "h.h5").exists()
 
 
-def _rewrite(src, dst, edit):
-    """Copy an ISMRMRD file acquisition by acquisition through ``edit(acq) -> acq``."""
-    with (
-        ismrmrd.Dataset(str(src), "dataset", create_if_needed=False) as a,
-        ismrmrd.Dataset(str(dst), "dataset", create_if_needed=True) as b,
-    ):
-        b.write_xml_header(a.read_xml_header())
-        for i in range(a.number_of_acquisitions()):
-            acq = edit(a.read_acquisition(i))
-            if acq is not None:
-                b.append_acquisition(acq)
-
-
-def _with_traj(acq, traj):
-    new = ismrmrd.Acquisition.from_array(acq.data, np.ascontiguousarray(traj))
-    for name in ("sample_time_us", "center_sample", "flags", "acquisition_time_stamp"):
-        setattr(new, name, getattr(acq, name))
-    new.idx.set, new.idx.kspace_encode_step_1 = acq.idx.set, acq.idx.kspace_encode_step_1
-    return new
-
-
-def _nan(acq):
-    if acq.idx.set == 1 and not acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-        acq.data[0, 0] = np.nan
-    return acq
-
-
-def _drop_blade(acq):
-    return None if acq.idx.set == 2 else acq
-
-
 @pytest.mark.parametrize(
     ("case", "needles"),
     [
@@ -138,13 +107,13 @@ def test_bad_input_one_line_exit_2_no_output(case, needles, files, tmp_path, cap
         with h5py.File(src, "w") as f:
             f["x"] = np.zeros(3)
     elif case == "traj_dims":
-        _rewrite(raw, src, lambda a: _with_traj(a, a.traj[:, :1]) if a.traj.size else a)
+        damaged.rewrite(raw, src, damaged.one_dim_trajectory)
     elif case == "nan":
-        _rewrite(raw, src, _nan)
+        damaged.rewrite(raw, src, damaged.nan_sample)
     elif case == "empty":
-        _rewrite(raw, src, lambda a: None)
+        damaged.rewrite(raw, src, lambda a: None)
     elif case == "blades":
-        _rewrite(raw, src, _drop_blade)
+        damaged.rewrite(raw, src, damaged.drop_blade)
     else:
         src = raw
         if case == "method":
