@@ -35,14 +35,21 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def existing_file(path: str | os.PathLike, expected: str) -> Path:
+    """Return ``path`` as a Path; ValueError for a folder (naming what was ``expected``),
+    FileNotFoundError if nothing is there."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a folder, expected {expected}")
+    if not p.is_file():
+        raise FileNotFoundError(f"file {str(p)!r} does not exist")
+    return p
+
+
 def check_hdf5(path: str | os.PathLike) -> Path:
     """Return ``path`` as a Path; FileNotFoundError if missing, ValueError for a folder,
     a file that is not HDF5, or one h5py cannot open (truncated, damaged)."""
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{str(p)!r} is a folder, expected an HDF5 file")
-    if not p.is_file():
-        raise FileNotFoundError(f"file {str(p)!r} does not exist")
+    p = existing_file(path, "an HDF5 file")
     if not h5py.is_hdf5(p):
         raise ValueError(f"file {str(p)!r} is not an HDF5 file")
     try:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from ismrmrd.hdf5 import acquisition_dtype, acquisition_header_dtype
 
-from mrsolve.data.files import atomic_output, check_hdf5
+from mrsolve.data.files import atomic_output, check_hdf5, existing_file
 from mrsolve.data.mrd2_io import is_mrd2, read_mrd2
 from mrsolve.propeller.fat import GYROMAGNETIC_HZ_PER_T
 from mrsolve.propeller.scan import Scan
@@ -501,11 +501,7 @@ def raw_format(path: str | os.PathLike) -> str:
 
     Raises FileNotFoundError for a missing file and ValueError for anything else.
     """
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{str(p)!r} is a folder, expected a raw data file")
-    if not p.is_file():
-        raise FileNotFoundError(f"file {str(p)!r} does not exist")
+    p = existing_file(path, "a raw data file")
     if is_mrd2(p):
         return "mrd2"
     if not h5py.is_hdf5(p):
