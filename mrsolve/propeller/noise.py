@@ -131,3 +131,43 @@ def prewhiten(
     """
     cov = noise_covariance(noise, noise_coil_axis, dwell_ratio)
     return apply_coil_matrix(kspace, prewhitening_matrix(cov), coil_axis)
+
+
+def readout_noise_variance(kspace, edge_fraction: float = 0.125) -> float:
+    """Noise variance E|n|^2 per complex sample, averaged over coils, from the k-space alone.
+
+    Where no noise scan was acquired: in the outer ``edge_fraction`` of every readout the
+    signal is smooth and small, so second differences along the readout,
+    (y[j+1] - 2 y[j] + y[j-1]) / sqrt(6), are noise of the samples' variance; the median
+    absolute value of their real and imaginary parts (/ 0.6745) estimates its std robustly.
+    Signal left at the edges only adds to it: an upper bound, within 10 % of the noise
+    scan's value once the noise is a few % of the k-space RMS (docs/spectral_design.md).
+
+    Args:
+        kspace: (C, ..., S) complex samples, readouts along the last axis (S >= 8).
+        edge_fraction: share of each readout's samples used at either end, in (0, 0.5].
+
+    Returns:
+        float, in the squared units of ``kspace``.
+    """
+    x, _ = as_tensor("kspace", kspace)
+    check_finite("kspace", x)
+    if not 0 < edge_fraction <= 0.5:
+        raise ValueError(f"edge_fraction must be in (0, 0.5], got {edge_fraction!r}")
+    n = x.shape[-1] if x.ndim >= 2 else 0
+    edge = max(3, int(n * edge_fraction))
+    if x.ndim < 2 or n < 8:
+        raise ValueError(
+            f"kspace must have shape (C, ..., S) with S >= 8 samples per readout, "
+            f"got {tuple(x.shape)}"
+        )
+    second = torch.cat([_second_difference(x[..., :edge]), _second_difference(x[..., -edge:])], -1)
+    parts = torch.cat([second.real.reshape(x.shape[0], -1), second.imag.reshape(x.shape[0], -1)], 1)
+    std_per_part = parts.abs().median(1).values / 0.6745
+    return float((2 * std_per_part.double().square()).mean())
+
+
+def _second_difference(x: torch.Tensor) -> torch.Tensor:
+    """(x[j+1] - 2 x[j] + x[j-1]) / sqrt(6) along the last axis: unit gain on white noise."""
+    x = x.to(torch.complex64)
+    return (x[..., 2:] - 2 * x[..., 1:-1] + x[..., :-2]) / np.sqrt(6.0)

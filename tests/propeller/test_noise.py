@@ -97,3 +97,33 @@ def test_bad_input():
         prewhitening_matrix(np.array([[1.0, 0.5], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="matrix"):
         apply_coil_matrix(good, np.eye(4))
+
+
+def test_readout_noise_variance_finds_the_noise_under_a_smooth_signal():
+    from mrsolve.propeller.noise import readout_noise_variance
+
+    coils, n = 4, 128
+    stds = np.array([0.5, 1.0, 1.5, 2.0])
+    noise = stds[:, None, None] * _white((coils, 40, n), seed=3)
+    # a smooth echo peaked at the readout centre, 50x the noise there
+    signal = 50 * np.exp(-(((np.arange(n) - n / 2) / (n / 10)) ** 2))
+    est = readout_noise_variance((noise + signal).astype(np.complex64))
+    assert est == pytest.approx(np.mean(stds**2), rel=0.08)
+    # the estimate is an upper bound: an edge-rich signal only adds to it
+    ramp = 0.3 * np.arange(n) * np.where(np.arange(n) % 2, 1, -1)
+    assert readout_noise_variance((noise + ramp).astype(np.complex64)) > est
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kspace": np.zeros((2, 3, 6), np.complex64)}, "S >= 8"),
+        ({"kspace": np.zeros((2, 3, 64), np.complex64), "edge_fraction": 0.7}, "edge_fraction"),
+        ({"kspace": np.full((2, 64), np.nan, np.complex64)}, "kspace"),
+    ],
+)
+def test_readout_noise_variance_rejects_bad_input(kwargs, match):
+    from mrsolve.propeller.noise import readout_noise_variance
+
+    with pytest.raises(ValueError, match=match):
+        readout_noise_variance(**kwargs)

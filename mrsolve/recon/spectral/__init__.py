@@ -19,7 +19,7 @@ import torch
 
 from mrsolve.data.results import Reconstruction
 from mrsolve.propeller.fat import fat_separation, fat_spectrum, water_fat_signal
-from mrsolve.propeller.noise import prewhiten
+from mrsolve.propeller.noise import prewhiten, readout_noise_variance
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import echo_time
 from mrsolve.recon.spectral.config import SpectralConfig, frequency_range, resolve_config
@@ -78,6 +78,8 @@ def reconstruct(
     whitened = scan.noise is not None
     if whitened:
         scan = replace(scan, kspace=prewhiten(scan.kspace, scan.noise), noise=None)
+    # prewhitened samples have unit noise variance; without a noise scan, an upper bound
+    raw_noise_var = 1.0 if whitened else readout_noise_variance(scan.kspace)
     # before any work: a bad checkpoint path or a checkpoint of another run fails at once
     binding = None if checkpoint is None else checkpoint_binding(scan, asdict(cfg))
     ckpt = Checkpointer(checkpoint, resume, binding)
@@ -95,7 +97,9 @@ def reconstruct(
         "scale": problem.scale,
         "coils": scan.kspace.shape[0],
         "virtual_coils": problem.coil_maps.shape[0],
+        "noise_source": "noise scan" if whitened else "readout edges (upper bound)",
     }
+    noise_std = problem.image_noise_std(raw_noise_var * problem.scale**2)
     out = {}
     spectrum = fat_spectrum(scan.field_strength_t, cfg.frequency.fat_model)
     if cfg.free.enabled:
@@ -108,6 +112,7 @@ def reconstruct(
             seed=cfg.seed,
             callback=shifted(callback, 0, sum(totals)),
             checkpointer=ckpt,
+            noise_std=noise_std,
         )
         out["spectral_volume"] = volume.cpu()
         out["frequencies_hz"] = bins.float()

@@ -105,6 +105,18 @@ class SpectralProblem:
         energy = sum(float(fr.heldout_energy) for fr in self.frames if fr.heldout_samples)
         return self.heldout_loss(z) * energy / count if count else math.nan
 
+    def image_noise_std(self, noise_var: float) -> float:
+        """Std of the noise in the gridding image (scaled units; a pixel of unit coil
+        energy) for k-space noise of variance ``noise_var`` per complex sample (scaled
+        units): sqrt(noise_var 1^T M_2 1) with M_2 the frame's sum_j w_j^2 U_j^H U_j and
+        1 the basis coefficients of f = 0 (:func:`weight_moments`); frames averaged."""
+        check_positive("noise_var", noise_var, allow_zero=True)
+        ones = self.basis.u.sum(0).to(torch.complex128)
+        per_frame = [
+            float((ones.conj() @ fr.moments[1].to(ones.dtype) @ ones).real) for fr in self.frames
+        ]
+        return math.sqrt(noise_var * sum(per_frame) / len(per_frame))
+
     def relative_residual(self, loss: float) -> float:
         """sqrt(2 f / y^H W y): the training data-consistency loss in relative units."""
         energy = sum(float(fr.energy) for fr in self.frames)
