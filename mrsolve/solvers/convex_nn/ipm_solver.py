@@ -245,6 +245,19 @@ _CG_MAX_STEPS = 20
 _EARLY_GAP = 0.1
 _EARLY_CG_RTOL = 1e-6
 _SHARED_MAX_STEPS = 20
+# Above a certified relative gap of _REFINE_GAP the coupling solves stop at _MID_CG_RTOL and
+# a factorization preconditions up to _REUSE_AGE later iterations while the last solves took
+# at most _REUSE_STEPS CG steps: a CG step (products with X, ~1 ms) is ~1/40 of the Gram
+# product and factorization it saves, and the directions stay as accurate as the IPM needs
+# (the same iterations; docs/convex_nn_design.md). Only where the Gram product has at least
+# _REUSE_FLOPS flops (m^2 P d): below, a factorization costs a few CG steps. Below
+# _REFINE_GAP, fresh factors to 1e-13 and iterative refinement carry the iterates to the
+# ~1e-8 gaps float64 allows.
+_REFINE_GAP = 1e-4
+_MID_CG_RTOL = 1e-8
+_REUSE_AGE = 3
+_REUSE_STEPS = 12
+_REUSE_FLOPS = 1e8
 # The certificates rescale the groups (:func:`.group_scaling.rescale_groups`) once an
 # output's relative gap is within this factor of tol (before, its cost would buy nothing)
 _RESCALE_GAP = 30.0
@@ -283,6 +296,9 @@ class _Coupling:
         # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks of C on the diagonal
         self.C_diag = torch.einsum("pim,pjm->pij", self.Zt, self.Zt)
         self.shared, self.rtol, self.steps = False, _CG_RTOL, 0
+        self.chol: list[torch.Tensor] = []
+        self.reusable = Z.shape[0] ** 2 * Z.shape[1] >= _REUSE_FLOPS
+        self.reuse, self.age = False, 0  # see _REUSE_AGE
 
     def factor(self, Binv: torch.Tensor, jitter: float) -> bool:
         """Factor for the inverse blocks ``Binv`` ``(2 k P, d+1, d+1)`` (their pattern
@@ -293,10 +309,20 @@ class _Coupling:
         k = Binv.shape[0] // (2 * P)
         Ha = Binv[:, 1:, 1:].reshape(2, k, P, d, d).sum(0)
         Ha.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)  # see _NewtonSystem
-        self.Ha, self.steps = Ha, 0
+        last, self.Ha, self.steps = self.steps, Ha, 0
         L, err = torch.linalg.cholesky_ex(Ha)
         if bool(err.any()):
             return False
+        if (
+            self.reuse
+            and self.chol
+            and len(self.chol) == (1 if self.shared and k > 1 else k)
+            and self.age < _REUSE_AGE
+            and last <= _REUSE_STEPS
+        ):
+            self.age += 1
+            return True
+        self.age = 0
         trace = float(torch.einsum("cpij,pji->c", Ha, self.C_diag).max())
         single = trace * 2.0**-24 <= _FLOAT32_PERTURBATION
         if single and self.shared and k > 1:
@@ -355,7 +381,7 @@ class _Coupling:
             self._system,
             f,
             self._precondition(f),
-            max_iter=2 * _SHARED_MAX_STEPS if len(self.chol) < k else _CG_MAX_STEPS,
+            max_iter=2 * _SHARED_MAX_STEPS if len(self.chol) < k or self.age else _CG_MAX_STEPS,
             tol=self.rtol,
             preconditioner=self._precondition,
         )
@@ -573,15 +599,16 @@ def _solve_ipm(
         key = tuple(idx.tolist())
         if key not in programs:
             programs[key] = _output_program(p, idx)
-        early = rel_gap > _EARLY_GAP
-        coupling.shared, coupling.rtol = early and share, _EARLY_CG_RTOL if early else _CG_RTOL
+        early, fine = rel_gap > _EARLY_GAP, float(rel[idx].min()) < _REFINE_GAP
+        coupling.shared, coupling.reuse = early and share, coupling.reusable and not fine
+        coupling.rtol = _EARLY_CG_RTOL if early else _CG_RTOL if fine else _MID_CG_RTOL
         moved = step(
             programs[key],
             x[:, idx],
             z_lin[:, :, idx],
             z_soc[:, idx],
             dual_u[:, idx],
-            refine=2 if float(rel[idx].min()) < 1e-4 else 0,
+            refine=2 if fine else 0,
         )
         if moved is None:  # a factorization failed: the Newton systems have lost accuracy
             status = "stalled"
