@@ -96,23 +96,24 @@ def _nt_scaling(s: torch.Tensor, z: torch.Tensor):
     zj = zb.clone()
     zj[:, 1:] = -zj[:, 1:]
     w = (sb + zj) / (2 * gamma[:, None])  # w' J w = 1
-    eta = (ds / dz).sqrt()
+    eta = (ds / dz).sqrt()[:, None, None]
     m = s.shape[-1]
     eye = torch.eye(m - 1, dtype=s.dtype, device=s.device)
-    w0, w1 = w[:, :1], w[:, 1:]
-    core = eye + w1[:, :, None] * w1[:, None, :] / (1 + w0[:, :, None])
 
-    def scaled(sign):
+    def boost(w0, w1):
+        """``[[w0, w1'], [w1, I + w1 w1' / (1 + w0)]]`` for ``w0^2 - ||w1||^2 = 1``."""
         M = torch.empty(s.shape[0], m, m, dtype=s.dtype, device=s.device)
         M[:, 0, 0] = w0[:, 0]
-        M[:, 0, 1:] = sign * w1
-        M[:, 1:, 0] = sign * w1
-        M[:, 1:, 1:] = core
+        M[:, 0, 1:] = w1
+        M[:, 1:, 0] = w1
+        M[:, 1:, 1:] = eye + w1[:, :, None] * w1[:, None, :] / (1 + w0[:, :, None])
         return M
 
-    W = eta[:, None, None] * scaled(1.0)
-    Winv = scaled(-1.0) / eta[:, None, None]
-    Winv2 = Winv @ Winv
+    w0, w1 = w[:, :1], w[:, 1:]
+    W = eta * boost(w0, w1)
+    Winv = boost(w0, -w1) / eta
+    # the square of a boost is the boost of twice its rapidity: no batched product
+    Winv2 = boost(2 * w0**2 - 1, -2 * w0 * w1) / eta**2
     lam = (W @ z[:, :, None])[..., 0]
     return W, Winv, Winv2, lam
 
@@ -291,6 +292,7 @@ class _Coupling:
         if not self.sample_space:
             Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
         self.Z, self.X, self.W, self.sq = Z, X, W, sq
+        self.Wt = W.T.contiguous()  # a transposed view would be copied by every product
         self.Zt = Z.T.reshape(P, d, -1).contiguous()  # (P, d, m)
         self.Zt32 = self.Zt.float()
         # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks of C on the diagonal
@@ -310,9 +312,6 @@ class _Coupling:
         Ha = Binv[:, 1:, 1:].reshape(2, k, P, d, d).sum(0)
         Ha.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)  # see _NewtonSystem
         last, self.Ha, self.steps = self.steps, Ha, 0
-        L, err = torch.linalg.cholesky_ex(Ha)
-        if bool(err.any()):
-            return False
         if (
             self.reuse
             and self.chol
@@ -323,6 +322,9 @@ class _Coupling:
             self.age += 1
             return True
         self.age = 0
+        L, err = torch.linalg.cholesky_ex(Ha)
+        if bool(err.any()):
+            return False
         trace = float(torch.einsum("cpij,pji->c", Ha, self.C_diag).max())
         single = trace * 2.0**-24 <= _FLOAT32_PERTURBATION
         if single and self.shared and k > 1:
@@ -350,7 +352,7 @@ class _Coupling:
         (the CG steps' cost, docs/convex_nn_design.md)."""
         if not self.sample_space:
             return h @ self.Z
-        return (self.W.T @ ((h * self.sq)[:, :, None] * self.X)).reshape(h.shape[0], -1)
+        return (self.Wt @ ((h * self.sq)[:, :, None] * self.X)).reshape(h.shape[0], -1)
 
     def _times_zt(self, g: torch.Tensor) -> torch.Tensor:
         """``g Z^T`` ``(k, m)`` for ``g`` ``(k, P d)`` (see :meth:`_times_z`)."""
