@@ -282,32 +282,48 @@ class _Coupling:
     ``rtol``; ``steps`` is the largest number of CG steps a solve took since the last
     :meth:`factor`."""
 
-    def __init__(self, p: ConvexProgram) -> None:
+    def __init__(self, p: ConvexProgram, XX: _OuterProducts | None = None) -> None:
         X, W = p.X, p.weight
         n, d = X.shape
         P = W.shape[1]
         sq = (p.datafit.weights / p.datafit.n).sqrt().to(X.dtype)  # Sigma^(1/2)
-        Z = ((sq[:, None] * W)[:, :, None] * X[:, None, :]).reshape(n, P * d)
-        self.sample_space = n <= P * d
-        if not self.sample_space:
-            Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
-        self.Z, self.X, self.W, self.sq = Z, X, W, sq
+        self.X, self.W, self.sq = X, W, sq
         self.Wt = W.T.contiguous()  # a transposed view would be copied by every product
-        self.Zt = Z.T.reshape(P, d, -1).contiguous()  # (P, d, m)
-        self.Zt32 = self.Zt.float()
-        # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks of C on the diagonal
-        self.C_diag = torch.einsum("pim,pjm->pij", self.Zt, self.Zt)
+        self.sample_space = n <= P * d
+        self.Z = None  # the n-row form multiplies through the factors of Z (see _times_z)
+        if not self.sample_space:
+            Z = ((sq[:, None] * W)[:, :, None] * X[:, None, :]).reshape(n, P * d)
+            self.Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
+        m = min(n, P * d)
+        self.dims = (P, d, m)
+        self.Zt32 = self._zt(torch.float32)  # (P, d, m), the float32 factors' operand
+        # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks Z_p^T Z_p = X^T diag(Sigma M_p^2) X of C
+        XX = _OuterProducts(X) if XX is None else XX
+        self.C_diag = XX.weighted((sq[:, None] * W) ** 2)
         self.shared, self.rtol, self.steps = False, _CG_RTOL, 0
         self.chol: list[torch.Tensor] = []
-        self.reusable = Z.shape[0] ** 2 * Z.shape[1] >= _REUSE_FLOPS
+        self.reusable = m * m * P * d >= _REUSE_FLOPS
         self.reuse, self.age = False, 0  # see _REUSE_AGE
+
+    def _zt(self, dtype: torch.dtype) -> torch.Tensor:
+        """``Z^T`` as ``(P, d, m)`` in ``dtype``."""
+        P, d, m = self.dims
+        if self.Z is not None:
+            return self.Z.T.reshape(P, d, m).to(dtype).contiguous()
+        scale = (self.sq[:, None] * self.W).T.to(dtype)  # (P, n)
+        return scale[:, None, :] * self.X.T.to(dtype)[None]
+
+    @functools.cached_property
+    def Zt(self) -> torch.Tensor:
+        """``Z^T`` ``(P, d, m)`` in float64, for the float64 factors (made when first needed)."""
+        return self._zt(self.X.dtype)
 
     def factor(self, Binv: torch.Tensor, jitter: float) -> bool:
         """Factor for the inverse blocks ``Binv`` ``(2 k P, d+1, d+1)`` (their pattern
         blocks' diagonal raised by the relative ``jitter``), one factor for all outputs
         when ``self.shared`` and float32 factors are accurate enough; False when a
         factorization fails (the Newton systems have lost positive definiteness)."""
-        P, d, _ = self.Zt.shape
+        P, d, _ = self.dims
         k = Binv.shape[0] // (2 * P)
         Ha = Binv[:, 1:, 1:].reshape(2, k, P, d, d).sum(0)
         Ha.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)  # see _NewtonSystem
@@ -364,7 +380,7 @@ class _Coupling:
     def _system(self, h: torch.Tensor) -> torch.Tensor:
         """``(I + K) h`` for ``h`` ``(k, m)``, in float64."""
         k = h.shape[0]
-        P, d, _ = self.Zt.shape
+        P, d, _ = self.dims
         g = (self.Ha @ self._times_z(h).reshape(k, P, d, 1)).reshape(k, P * d)
         return h + self._times_zt(g)
 
@@ -551,7 +567,7 @@ def _solve_ipm(
     z_soc = x.clone()
     z_soc[..., 1:] = -z_soc[..., 1:]
     z_soc = mu0 * z_soc / _soc_det(x)[..., None]
-    coupling = _Coupling(p)
+    coupling = _Coupling(p, XX)
     step = _NewtonStep(coupling, XX, 2 * P * (n + 1))  # barrier degree of one output
     # each output is its own program: it keeps its best certified point, and stops
     # stepping once that is within tol (converged) or has not improved for 4 iterations
