@@ -81,6 +81,15 @@ def unseen_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarra
             ),
             "classes",
         ),
+        # added in session 10 without looking at any result on them: n << d, and many classes
+        "wide_200x100": (
+            *skd.make_regression(200, 100, n_informative=15, noise=5.0, random_state=s + 6),
+            "regression",
+        ),
+        "blobs_8x10": (
+            *skd.make_blobs(600, n_features=10, centers=8, cluster_std=3.0, random_state=s + 7),
+            "classes",
+        ),
     }
 
 
