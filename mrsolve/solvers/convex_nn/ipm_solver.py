@@ -87,35 +87,51 @@ def _soc_det(x: torch.Tensor) -> torch.Tensor:
     return x[..., 0] ** 2 - (x[..., 1:] ** 2).sum(-1)
 
 
+class _Boost:
+    """``c [[w0, w1'], [w1, I + w1 w1' / (1 + w0)]]`` for ``w0^2 - ||w1||^2 = 1`` (one per
+    row of ``w0`` ``(G, 1)``, ``w1`` ``(G, m - 1)``, ``c`` ``(G, 1)``): applied in ``O(m)``
+    per group (``@``) and made dense (``dense()``) only where a matrix is needed."""
+
+    def __init__(self, w0: torch.Tensor, w1: torch.Tensor, c: torch.Tensor) -> None:
+        self.w0, self.w1, self.c = w0, w1, c
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        """The product with ``v`` ``(G, m)``."""
+        v0, v1 = v[:, :1], v[:, 1:]
+        dot = (self.w1 * v1).sum(-1, keepdim=True)
+        top = self.w0 * v0 + dot
+        return self.c * torch.cat([top, v0 * self.w1 + v1 + self.w1 * dot / (1 + self.w0)], -1)
+
+    def dense(self) -> torch.Tensor:
+        """The matrices ``(G, m, m)``."""
+        w0, w1 = self.w0, self.w1
+        G, m = w1.shape[0], w1.shape[1] + 1
+        M = torch.empty(G, m, m, dtype=w1.dtype, device=w1.device)
+        M[:, 0, 0] = w0[:, 0]
+        M[:, 0, 1:] = w1
+        M[:, 1:, 0] = w1
+        M[:, 1:, 1:] = w1[:, :, None] * w1[:, None, :] / (1 + w0[:, :, None])
+        M[:, 1:, 1:].diagonal(dim1=-2, dim2=-1).add_(1.0)
+        return self.c[:, :, None] * M
+
+
 def _nt_scaling(s: torch.Tensor, z: torch.Tensor):
-    """Nesterov-Todd scaling of second-order-cone pairs ``(s, z)`` ``(G, m)``:
-    ``W`` (symmetric, ``W z = W^(-1) s = lam``), ``W^(-1)``, ``W^(-2)`` and ``lam``."""
+    """Nesterov-Todd scaling of second-order-cone pairs ``(s, z)`` ``(G, m)``: ``W``
+    (symmetric, ``W z = W^(-1) s = lam``) and ``W^(-1)`` as :class:`_Boost` operators,
+    ``W^(-2)`` as matrices ``(G, m, m)``, and ``lam``."""
     ds, dz = _soc_det(s).sqrt(), _soc_det(z).sqrt()
     sb, zb = s / ds[:, None], z / dz[:, None]
     gamma = ((1 + (sb * zb).sum(-1)) / 2).sqrt()
     zj = zb.clone()
     zj[:, 1:] = -zj[:, 1:]
     w = (sb + zj) / (2 * gamma[:, None])  # w' J w = 1
-    eta = (ds / dz).sqrt()[:, None, None]
-    m = s.shape[-1]
-    eye = torch.eye(m - 1, dtype=s.dtype, device=s.device)
-
-    def boost(w0, w1):
-        """``[[w0, w1'], [w1, I + w1 w1' / (1 + w0)]]`` for ``w0^2 - ||w1||^2 = 1``."""
-        M = torch.empty(s.shape[0], m, m, dtype=s.dtype, device=s.device)
-        M[:, 0, 0] = w0[:, 0]
-        M[:, 0, 1:] = w1
-        M[:, 1:, 0] = w1
-        M[:, 1:, 1:] = eye + w1[:, :, None] * w1[:, None, :] / (1 + w0[:, :, None])
-        return M
-
+    eta = (ds / dz).sqrt()[:, None]
     w0, w1 = w[:, :1], w[:, 1:]
-    W = eta * boost(w0, w1)
-    Winv = boost(w0, -w1) / eta
+    W = _Boost(w0, w1, eta)
+    Winv = _Boost(w0, -w1, 1 / eta)
     # the square of a boost is the boost of twice its rapidity: no batched product
-    Winv2 = boost(2 * w0**2 - 1, -2 * w0 * w1) / eta**2
-    lam = (W @ z[:, :, None])[..., 0]
-    return W, Winv, Winv2, lam
+    Winv2 = _Boost(2 * w0**2 - 1, -2 * w0 * w1, 1 / eta**2).dense()
+    return W, Winv, Winv2, W @ z
 
 
 def _soc_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
@@ -433,10 +449,11 @@ class _NewtonSystem:
         B = Winv2.clone()  # SOC barrier + X^T diag(z / s) X per group
         B[:, 1:, 1:] += XX.weighted(self.ratio.reshape(n, G))
         self.ok = False
+        diag = B.diagonal(dim1=-2, dim2=-1)
+        plain = diag.clone()
         for jitter in (1e-14, 1e-12, 1e-10):
-            Bj = B.clone()
-            Bj.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)
-            self.chol_B, err = torch.linalg.cholesky_ex(Bj)
+            diag.copy_(plain * (1 + jitter))
+            self.chol_B, err = torch.linalg.cholesky_ex(B)
             if not bool(err.any()) and coupling.factor(torch.cholesky_inverse(self.chol_B), jitter):
                 self.ok = True
                 break
@@ -677,7 +694,7 @@ class _NewtonStep:
         def direction(d_lin, d_soc):
             """Newton direction for the complementarity right-hand sides ``d``."""
             q_lin = d_lin / s_lin  # W^(-1) (lam \ d) of the linear cone
-            q_soc = (Winv @ _jdiv(lam, d_soc)[:, :, None])[..., 0]
+            q_soc = Winv @ _jdiv(lam, d_soc)
             rhs = q_soc - r_x
             rhs[:, 1:] += p.cone_adjoint(q_lin).reshape(G, m - 1)
             dx = H.solve(rhs, refine)
@@ -703,8 +720,7 @@ class _NewtonStep:
             (x + a_soc * dxs) * (z_soc + a_soc * dzs)
         ).sum((0, 2, 3))
         sigma_mu = (gap_aff / (mu * self.nu)).clamp(0.0, 1.0) ** 3 * mu
-        ws = (Winv @ dx[:, :, None])[..., 0]
-        wz = (W @ dz_soc[:, :, None])[..., 0]
+        ws, wz = Winv @ dx, W @ dz_soc
         d_lin = per_output(sigma_mu)[0] - lam_lin2 - ds_lin * dz_lin
         d_soc = -_jprod(lam, lam) - _jprod(ws, wz)
         d_soc[:, 0] += sigma_mu[None, :, None].expand(shape[:3]).reshape(G)

@@ -52,9 +52,14 @@ def _interior(rng, G, m):
 def test_nesterov_todd_scaling_and_jordan_algebra():
     rng = np.random.default_rng(0)
     s, z = _interior(rng, 7, 5), _interior(rng, 7, 5)
-    W, Winv, Winv2, lam = _nt_scaling(s, z)
+    Wop, Winvop, Winv2, lam = _nt_scaling(s, z)
+    W, Winv = Wop.dense(), Winvop.dense()
+    v = torch.from_numpy(rng.standard_normal((7, 5)))  # the operators are the matrices
+    torch.testing.assert_close(Wop @ v, (W @ v[:, :, None])[..., 0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(Winvop @ v, (Winv @ v[:, :, None])[..., 0], atol=1e-12, rtol=0)
     eye = torch.eye(5, dtype=torch.float64)
     torch.testing.assert_close(W @ Winv, eye.expand(7, 5, 5), atol=1e-12, rtol=0)
+    torch.testing.assert_close(W.mT, W, atol=0, rtol=0)
     torch.testing.assert_close((W @ z[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
     torch.testing.assert_close((Winv @ s[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
     torch.testing.assert_close(Winv2, torch.linalg.inv(W @ W), atol=1e-10, rtol=1e-10)
