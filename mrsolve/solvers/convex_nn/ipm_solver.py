@@ -148,9 +148,11 @@ def _soc_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     return torch.where(a < 0, neg_a, pos_a)
 
 
-def _lin_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Largest ``a`` with ``x + a dx >= 0``, entry by entry (``x > 0``; inf if none)."""
-    return torch.where(dx < 0, -x / dx.clamp_max(-1e-300), math.inf)
+def _lin_step(x: torch.Tensor, dx: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Largest ``a`` with ``x + a dx >= 0`` over the axes ``dims`` (``x > 0``; inf if none):
+    ``1 / max(-dx / x)``, one division and one reduction over the large arrays."""
+    rate = torch.amax(-dx / x, dim=dims)
+    return torch.where(rate > 0, 1 / rate.clamp_min(1e-300), math.inf)
 
 
 class _OuterProducts:
@@ -384,14 +386,20 @@ class _Coupling:
         (the CG steps' cost, docs/convex_nn_design.md)."""
         if not self.sample_space:
             return h @ self.Z
-        return (self.Wt @ ((h * self.sq)[:, :, None] * self.X)).reshape(h.shape[0], -1)
+        k, (n, d), P = h.shape[0], self.X.shape, self.W.shape[1]
+        # one GEMM for all outputs (a batch of k thin GEMMs was ~2x slower at k = 8)
+        A = ((h * self.sq).T[:, :, None] * self.X[:, None, :]).reshape(n, k * d)
+        return (self.Wt @ A).reshape(P, k, d).transpose(0, 1).reshape(k, -1)
 
     def _times_zt(self, g: torch.Tensor) -> torch.Tensor:
         """``g Z^T`` ``(k, m)`` for ``g`` ``(k, P d)`` (see :meth:`_times_z`)."""
         if not self.sample_space:
             return g @ self.Z.T
-        G = g.reshape(g.shape[0], self.W.shape[1], -1)  # (k, P, d)
-        return ((self.X @ G.mT) * self.W).sum(-1) * self.sq
+        k, (n, d), P = g.shape[0], self.X.shape, self.W.shape[1]
+        R = (self.X @ g.reshape(k * P, d).T).reshape(n, k, P)
+        # the masked sum over patterns as a batched matrix-vector product (3x faster at k = 8
+        # than a broadcast product and a sum over the (n, k, P) array)
+        return torch.bmm(R, self.W[:, :, None])[..., 0].T * self.sq
 
     def _system(self, h: torch.Tensor) -> torch.Tensor:
         """``(I + K) h`` for ``h`` ``(k, m)``, in float64."""
@@ -706,8 +714,9 @@ class _NewtonStep:
         def max_step(dx, ds_lin, dz_lin, dz_soc):
             """Largest step of each output keeping its cones' interiors ``(k,)``."""
             soc = torch.minimum(_soc_step(xg, dx), _soc_step(zg, dz_soc))
-            lin = torch.minimum(_lin_step(s_lin, ds_lin), _lin_step(z_lin, dz_lin))
-            return torch.minimum(soc.reshape(shape[:3]).amin((0, 2)), lin.amin((0, 1, 3)))
+            dims = (0, 1, 3)
+            lin = torch.minimum(_lin_step(s_lin, ds_lin, dims), _lin_step(z_lin, dz_lin, dims))
+            return torch.minimum(soc.reshape(shape[:3]).amin((0, 2)), lin)
 
         def per_output(a):  # (k,) to the linear cone's and the groups' shapes
             return a[None, None, :, None], a[None, :, None, None]
