@@ -746,7 +746,8 @@ def ipm_entries(p: ConvexProgram) -> int:
     """Floats held by :func:`solve_ipm`'s largest arrays (a memory estimate): the
     coupling factors ``(k, m, m)``, ``Z`` and its transpose ``(m, P d)``, the per-output
     ``V``, ``Sigma^(1/2) F_a`` ``(n, P d)``, the float32 copy of ``Z``, ``X (x) X`` and the
-    per-group arrays."""
+    per-group arrays (an upper bound in the ``n``-row form, which holds ``Z`` in float64 only
+    when it needs a float64 factor)."""
     n, d = p.X.shape
     k, P = p.n_outputs, p.gates.shape[0]
     m = min(n, P * d)
