@@ -14,7 +14,8 @@ are upper bounds (CVXPY with its ``2 P n`` cone rows, up to 480,000 here, was no
 pyscnn's ReLU points violate the cones, so their gap may be negative: plotted at its
 absolute value, marked hollow).
 
-``--sets unseen`` (default): seven sets of different shapes that chose nothing;
+``--sets unseen`` (default): nine sets of different shapes that chose nothing (the last two,
+n << d and eight classes, added in session 10 without looking at results on them);
 ``--sets dev``: the two sets the defaults were chosen on (friedman1 1500 x 10, breast
 cancer 569 x 30). ``--quick``: two small sets, default settings only, no curves.
 ``--datasets a,b`` runs a subset, ``--no-curves`` the default-settings table only.
@@ -79,6 +80,15 @@ def unseen_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarra
             *skd.make_gaussian_quantiles(
                 n_samples=1000, n_features=6, n_classes=2, random_state=s + 5
             ),
+            "classes",
+        ),
+        # added in session 10 without looking at any result on them: n << d, and many classes
+        "wide_200x100": (
+            *skd.make_regression(200, 100, n_informative=15, noise=5.0, random_state=s + 6),
+            "regression",
+        ),
+        "blobs_8x10": (
+            *skd.make_blobs(600, n_features=10, centers=8, cluster_std=3.0, random_state=s + 7),
             "classes",
         ),
     }

@@ -87,34 +87,51 @@ def _soc_det(x: torch.Tensor) -> torch.Tensor:
     return x[..., 0] ** 2 - (x[..., 1:] ** 2).sum(-1)
 
 
+class _Boost:
+    """``c [[w0, w1'], [w1, I + w1 w1' / (1 + w0)]]`` for ``w0^2 - ||w1||^2 = 1`` (one per
+    row of ``w0`` ``(G, 1)``, ``w1`` ``(G, m - 1)``, ``c`` ``(G, 1)``): applied in ``O(m)``
+    per group (``@``) and made dense (``dense()``) only where a matrix is needed."""
+
+    def __init__(self, w0: torch.Tensor, w1: torch.Tensor, c: torch.Tensor) -> None:
+        self.w0, self.w1, self.c = w0, w1, c
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        """The product with ``v`` ``(G, m)``."""
+        v0, v1 = v[:, :1], v[:, 1:]
+        dot = (self.w1 * v1).sum(-1, keepdim=True)
+        top = self.w0 * v0 + dot
+        return self.c * torch.cat([top, v0 * self.w1 + v1 + self.w1 * dot / (1 + self.w0)], -1)
+
+    def dense(self) -> torch.Tensor:
+        """The matrices ``(G, m, m)``."""
+        w0, w1 = self.w0, self.w1
+        G, m = w1.shape[0], w1.shape[1] + 1
+        M = torch.empty(G, m, m, dtype=w1.dtype, device=w1.device)
+        M[:, 0, 0] = w0[:, 0]
+        M[:, 0, 1:] = w1
+        M[:, 1:, 0] = w1
+        M[:, 1:, 1:] = w1[:, :, None] * w1[:, None, :] / (1 + w0[:, :, None])
+        M[:, 1:, 1:].diagonal(dim1=-2, dim2=-1).add_(1.0)
+        return self.c[:, :, None] * M
+
+
 def _nt_scaling(s: torch.Tensor, z: torch.Tensor):
-    """Nesterov-Todd scaling of second-order-cone pairs ``(s, z)`` ``(G, m)``:
-    ``W`` (symmetric, ``W z = W^(-1) s = lam``), ``W^(-1)``, ``W^(-2)`` and ``lam``."""
+    """Nesterov-Todd scaling of second-order-cone pairs ``(s, z)`` ``(G, m)``: ``W``
+    (symmetric, ``W z = W^(-1) s = lam``) and ``W^(-1)`` as :class:`_Boost` operators,
+    ``W^(-2)`` as matrices ``(G, m, m)``, and ``lam``."""
     ds, dz = _soc_det(s).sqrt(), _soc_det(z).sqrt()
     sb, zb = s / ds[:, None], z / dz[:, None]
     gamma = ((1 + (sb * zb).sum(-1)) / 2).sqrt()
     zj = zb.clone()
     zj[:, 1:] = -zj[:, 1:]
     w = (sb + zj) / (2 * gamma[:, None])  # w' J w = 1
-    eta = (ds / dz).sqrt()
-    m = s.shape[-1]
-    eye = torch.eye(m - 1, dtype=s.dtype, device=s.device)
+    eta = (ds / dz).sqrt()[:, None]
     w0, w1 = w[:, :1], w[:, 1:]
-    core = eye + w1[:, :, None] * w1[:, None, :] / (1 + w0[:, :, None])
-
-    def scaled(sign):
-        M = torch.empty(s.shape[0], m, m, dtype=s.dtype, device=s.device)
-        M[:, 0, 0] = w0[:, 0]
-        M[:, 0, 1:] = sign * w1
-        M[:, 1:, 0] = sign * w1
-        M[:, 1:, 1:] = core
-        return M
-
-    W = eta[:, None, None] * scaled(1.0)
-    Winv = scaled(-1.0) / eta[:, None, None]
-    Winv2 = Winv @ Winv
-    lam = (W @ z[:, :, None])[..., 0]
-    return W, Winv, Winv2, lam
+    W = _Boost(w0, w1, eta)
+    Winv = _Boost(w0, -w1, 1 / eta)
+    # the square of a boost is the boost of twice its rapidity: no batched product
+    Winv2 = _Boost(2 * w0**2 - 1, -2 * w0 * w1, 1 / eta**2).dense()
+    return W, Winv, Winv2, W @ z
 
 
 def _soc_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
@@ -131,9 +148,11 @@ def _soc_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     return torch.where(a < 0, neg_a, pos_a)
 
 
-def _lin_step(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Largest ``a`` with ``x + a dx >= 0``, entry by entry (``x > 0``; inf if none)."""
-    return torch.where(dx < 0, -x / dx.clamp_max(-1e-300), math.inf)
+def _lin_step(x: torch.Tensor, dx: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Largest ``a`` with ``x + a dx >= 0`` over the axes ``dims`` (``x > 0``; inf if none):
+    ``1 / max(-dx / x)``, one division and one reduction over the large arrays."""
+    rate = torch.amax(-dx / x, dim=dims)
+    return torch.where(rate > 0, 1 / rate.clamp_min(1e-300), math.inf)
 
 
 class _OuterProducts:
@@ -245,6 +264,19 @@ _CG_MAX_STEPS = 20
 _EARLY_GAP = 0.1
 _EARLY_CG_RTOL = 1e-6
 _SHARED_MAX_STEPS = 20
+# Above a certified relative gap of _REFINE_GAP the coupling solves stop at _MID_CG_RTOL and
+# a factorization preconditions up to _REUSE_AGE later iterations while the last solves took
+# at most _REUSE_STEPS CG steps: a CG step (products with X, ~1 ms) is ~1/40 of the Gram
+# product and factorization it saves, and the directions stay as accurate as the IPM needs
+# (the same iterations; docs/convex_nn_design.md). Only where the Gram product has at least
+# _REUSE_FLOPS flops (m^2 P d): below, a factorization costs a few CG steps. Below
+# _REFINE_GAP, fresh factors to 1e-13 and iterative refinement carry the iterates to the
+# ~1e-8 gaps float64 allows.
+_REFINE_GAP = 1e-4
+_MID_CG_RTOL = 1e-8
+_REUSE_AGE = 3
+_REUSE_STEPS = 12
+_REUSE_FLOPS = 1e8
 # The certificates rescale the groups (:func:`.group_scaling.rescale_groups`) once an
 # output's relative gap is within this factor of tol (before, its cost would buy nothing)
 _RESCALE_GAP = 30.0
@@ -268,32 +300,62 @@ class _Coupling:
     ``rtol``; ``steps`` is the largest number of CG steps a solve took since the last
     :meth:`factor`."""
 
-    def __init__(self, p: ConvexProgram) -> None:
+    def __init__(self, p: ConvexProgram, XX: _OuterProducts | None = None) -> None:
         X, W = p.X, p.weight
         n, d = X.shape
         P = W.shape[1]
         sq = (p.datafit.weights / p.datafit.n).sqrt().to(X.dtype)  # Sigma^(1/2)
-        Z = ((sq[:, None] * W)[:, :, None] * X[:, None, :]).reshape(n, P * d)
+        self.X, self.W, self.sq = X, W, sq
+        self.Wt = W.T.contiguous()  # a transposed view would be copied by every product
         self.sample_space = n <= P * d
+        self.Z = None  # the n-row form multiplies through the factors of Z (see _times_z)
         if not self.sample_space:
-            Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
-        self.Z, self.X, self.W, self.sq = Z, X, W, sq
-        self.Zt = Z.T.reshape(P, d, -1).contiguous()  # (P, d, m)
-        self.Zt32 = self.Zt.float()
-        # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks of C on the diagonal
-        self.C_diag = torch.einsum("pim,pjm->pij", self.Zt, self.Zt)
+            Z = ((sq[:, None] * W)[:, :, None] * X[:, None, :]).reshape(n, P * d)
+            self.Z = torch.linalg.qr(Z, mode="r")[1]  # C = Z^T Z = R^T R
+        m = min(n, P * d)
+        self.dims = (P, d, m)
+        self.Zt32 = self._zt(torch.float32)  # (P, d, m), the float32 factors' operand
+        # tr(K) = sum_p tr(H_a,p Z_p^T Z_p): the blocks Z_p^T Z_p = X^T diag(Sigma M_p^2) X of C
+        XX = _OuterProducts(X) if XX is None else XX
+        self.C_diag = XX.weighted((sq[:, None] * W) ** 2)
         self.shared, self.rtol, self.steps = False, _CG_RTOL, 0
+        self.chol: list[torch.Tensor] = []
+        self.reusable = m * m * P * d >= _REUSE_FLOPS
+        self.reuse, self.age = False, 0  # see _REUSE_AGE
+
+    def _zt(self, dtype: torch.dtype) -> torch.Tensor:
+        """``Z^T`` as ``(P, d, m)`` in ``dtype``."""
+        P, d, m = self.dims
+        if self.Z is not None:
+            return self.Z.T.reshape(P, d, m).to(dtype).contiguous()
+        scale = (self.sq[:, None] * self.W).T.to(dtype)  # (P, n)
+        return scale[:, None, :] * self.X.T.to(dtype)[None]
+
+    @functools.cached_property
+    def Zt(self) -> torch.Tensor:
+        """``Z^T`` ``(P, d, m)`` in float64, for the float64 factors (made when first needed)."""
+        return self._zt(self.X.dtype)
 
     def factor(self, Binv: torch.Tensor, jitter: float) -> bool:
         """Factor for the inverse blocks ``Binv`` ``(2 k P, d+1, d+1)`` (their pattern
         blocks' diagonal raised by the relative ``jitter``), one factor for all outputs
         when ``self.shared`` and float32 factors are accurate enough; False when a
         factorization fails (the Newton systems have lost positive definiteness)."""
-        P, d, _ = self.Zt.shape
+        P, d, _ = self.dims
         k = Binv.shape[0] // (2 * P)
         Ha = Binv[:, 1:, 1:].reshape(2, k, P, d, d).sum(0)
         Ha.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)  # see _NewtonSystem
-        self.Ha, self.steps = Ha, 0
+        last, self.Ha, self.steps = self.steps, Ha, 0
+        if (
+            self.reuse
+            and self.chol
+            and len(self.chol) == (1 if self.shared and k > 1 else k)
+            and self.age < _REUSE_AGE
+            and last <= _REUSE_STEPS
+        ):
+            self.age += 1
+            return True
+        self.age = 0
         L, err = torch.linalg.cholesky_ex(Ha)
         if bool(err.any()):
             return False
@@ -324,19 +386,25 @@ class _Coupling:
         (the CG steps' cost, docs/convex_nn_design.md)."""
         if not self.sample_space:
             return h @ self.Z
-        return (self.W.T @ ((h * self.sq)[:, :, None] * self.X)).reshape(h.shape[0], -1)
+        k, (n, d), P = h.shape[0], self.X.shape, self.W.shape[1]
+        # one GEMM for all outputs (a batch of k thin GEMMs was ~2x slower at k = 8)
+        A = ((h * self.sq).T[:, :, None] * self.X[:, None, :]).reshape(n, k * d)
+        return (self.Wt @ A).reshape(P, k, d).transpose(0, 1).reshape(k, -1)
 
     def _times_zt(self, g: torch.Tensor) -> torch.Tensor:
         """``g Z^T`` ``(k, m)`` for ``g`` ``(k, P d)`` (see :meth:`_times_z`)."""
         if not self.sample_space:
             return g @ self.Z.T
-        G = g.reshape(g.shape[0], self.W.shape[1], -1)  # (k, P, d)
-        return ((self.X @ G.mT) * self.W).sum(-1) * self.sq
+        k, (n, d), P = g.shape[0], self.X.shape, self.W.shape[1]
+        R = (self.X @ g.reshape(k * P, d).T).reshape(n, k, P)
+        # the masked sum over patterns as a batched matrix-vector product (3x faster at k = 8
+        # than a broadcast product and a sum over the (n, k, P) array)
+        return torch.bmm(R, self.W[:, :, None])[..., 0].T * self.sq
 
     def _system(self, h: torch.Tensor) -> torch.Tensor:
         """``(I + K) h`` for ``h`` ``(k, m)``, in float64."""
         k = h.shape[0]
-        P, d, _ = self.Zt.shape
+        P, d, _ = self.dims
         g = (self.Ha @ self._times_z(h).reshape(k, P, d, 1)).reshape(k, P * d)
         return h + self._times_zt(g)
 
@@ -355,7 +423,7 @@ class _Coupling:
             self._system,
             f,
             self._precondition(f),
-            max_iter=2 * _SHARED_MAX_STEPS if len(self.chol) < k else _CG_MAX_STEPS,
+            max_iter=2 * _SHARED_MAX_STEPS if len(self.chol) < k or self.age else _CG_MAX_STEPS,
             tol=self.rtol,
             preconditioner=self._precondition,
         )
@@ -389,10 +457,11 @@ class _NewtonSystem:
         B = Winv2.clone()  # SOC barrier + X^T diag(z / s) X per group
         B[:, 1:, 1:] += XX.weighted(self.ratio.reshape(n, G))
         self.ok = False
+        diag = B.diagonal(dim1=-2, dim2=-1)
+        plain = diag.clone()
         for jitter in (1e-14, 1e-12, 1e-10):
-            Bj = B.clone()
-            Bj.diagonal(dim1=-2, dim2=-1).mul_(1 + jitter)
-            self.chol_B, err = torch.linalg.cholesky_ex(Bj)
+            diag.copy_(plain * (1 + jitter))
+            self.chol_B, err = torch.linalg.cholesky_ex(B)
             if not bool(err.any()) and coupling.factor(torch.cholesky_inverse(self.chol_B), jitter):
                 self.ok = True
                 break
@@ -523,7 +592,7 @@ def _solve_ipm(
     z_soc = x.clone()
     z_soc[..., 1:] = -z_soc[..., 1:]
     z_soc = mu0 * z_soc / _soc_det(x)[..., None]
-    coupling = _Coupling(p)
+    coupling = _Coupling(p, XX)
     step = _NewtonStep(coupling, XX, 2 * P * (n + 1))  # barrier degree of one output
     # each output is its own program: it keeps its best certified point, and stops
     # stepping once that is within tol (converged) or has not improved for 4 iterations
@@ -573,15 +642,16 @@ def _solve_ipm(
         key = tuple(idx.tolist())
         if key not in programs:
             programs[key] = _output_program(p, idx)
-        early = rel_gap > _EARLY_GAP
-        coupling.shared, coupling.rtol = early and share, _EARLY_CG_RTOL if early else _CG_RTOL
+        early, fine = rel_gap > _EARLY_GAP, float(rel[idx].min()) < _REFINE_GAP
+        coupling.shared, coupling.reuse = early and share, coupling.reusable and not fine
+        coupling.rtol = _EARLY_CG_RTOL if early else _CG_RTOL if fine else _MID_CG_RTOL
         moved = step(
             programs[key],
             x[:, idx],
             z_lin[:, :, idx],
             z_soc[:, idx],
             dual_u[:, idx],
-            refine=2 if float(rel[idx].min()) < 1e-4 else 0,
+            refine=2 if fine else 0,
         )
         if moved is None:  # a factorization failed: the Newton systems have lost accuracy
             status = "stalled"
@@ -632,7 +702,7 @@ class _NewtonStep:
         def direction(d_lin, d_soc):
             """Newton direction for the complementarity right-hand sides ``d``."""
             q_lin = d_lin / s_lin  # W^(-1) (lam \ d) of the linear cone
-            q_soc = (Winv @ _jdiv(lam, d_soc)[:, :, None])[..., 0]
+            q_soc = Winv @ _jdiv(lam, d_soc)
             rhs = q_soc - r_x
             rhs[:, 1:] += p.cone_adjoint(q_lin).reshape(G, m - 1)
             dx = H.solve(rhs, refine)
@@ -644,8 +714,9 @@ class _NewtonStep:
         def max_step(dx, ds_lin, dz_lin, dz_soc):
             """Largest step of each output keeping its cones' interiors ``(k,)``."""
             soc = torch.minimum(_soc_step(xg, dx), _soc_step(zg, dz_soc))
-            lin = torch.minimum(_lin_step(s_lin, ds_lin), _lin_step(z_lin, dz_lin))
-            return torch.minimum(soc.reshape(shape[:3]).amin((0, 2)), lin.amin((0, 1, 3)))
+            dims = (0, 1, 3)
+            lin = torch.minimum(_lin_step(s_lin, ds_lin, dims), _lin_step(z_lin, dz_lin, dims))
+            return torch.minimum(soc.reshape(shape[:3]).amin((0, 2)), lin)
 
         def per_output(a):  # (k,) to the linear cone's and the groups' shapes
             return a[None, None, :, None], a[None, :, None, None]
@@ -658,8 +729,7 @@ class _NewtonStep:
             (x + a_soc * dxs) * (z_soc + a_soc * dzs)
         ).sum((0, 2, 3))
         sigma_mu = (gap_aff / (mu * self.nu)).clamp(0.0, 1.0) ** 3 * mu
-        ws = (Winv @ dx[:, :, None])[..., 0]
-        wz = (W @ dz_soc[:, :, None])[..., 0]
+        ws, wz = Winv @ dx, W @ dz_soc
         d_lin = per_output(sigma_mu)[0] - lam_lin2 - ds_lin * dz_lin
         d_soc = -_jprod(lam, lam) - _jprod(ws, wz)
         d_soc[:, 0] += sigma_mu[None, :, None].expand(shape[:3]).reshape(G)
@@ -676,7 +746,8 @@ def ipm_entries(p: ConvexProgram) -> int:
     """Floats held by :func:`solve_ipm`'s largest arrays (a memory estimate): the
     coupling factors ``(k, m, m)``, ``Z`` and its transpose ``(m, P d)``, the per-output
     ``V``, ``Sigma^(1/2) F_a`` ``(n, P d)``, the float32 copy of ``Z``, ``X (x) X`` and the
-    per-group arrays."""
+    per-group arrays (an upper bound in the ``n``-row form, which holds ``Z`` in float64 only
+    when it needs a float64 factor)."""
     n, d = p.X.shape
     k, P = p.n_outputs, p.gates.shape[0]
     m = min(n, P * d)

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from mrsolve.solvers.convex_nn import ConvexProgram, add_bias, make_datafit, sample_gates, solve
+from mrsolve.solvers.convex_nn import (
+    ConvexProgram,
+    add_bias,
+    ipm_solver,
+    make_datafit,
+    sample_gates,
+    solve,
+)
 from mrsolve.solvers.convex_nn.cvxpy_solver import solve_cvxpy
 from mrsolve.solvers.convex_nn.ipm_solver import (
     _Coupling,
@@ -45,9 +52,14 @@ def _interior(rng, G, m):
 def test_nesterov_todd_scaling_and_jordan_algebra():
     rng = np.random.default_rng(0)
     s, z = _interior(rng, 7, 5), _interior(rng, 7, 5)
-    W, Winv, Winv2, lam = _nt_scaling(s, z)
+    Wop, Winvop, Winv2, lam = _nt_scaling(s, z)
+    W, Winv = Wop.dense(), Winvop.dense()
+    v = torch.from_numpy(rng.standard_normal((7, 5)))  # the operators are the matrices
+    torch.testing.assert_close(Wop @ v, (W @ v[:, :, None])[..., 0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(Winvop @ v, (Winv @ v[:, :, None])[..., 0], atol=1e-12, rtol=0)
     eye = torch.eye(5, dtype=torch.float64)
     torch.testing.assert_close(W @ Winv, eye.expand(7, 5, 5), atol=1e-12, rtol=0)
+    torch.testing.assert_close(W.mT, W, atol=0, rtol=0)
     torch.testing.assert_close((W @ z[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
     torch.testing.assert_close((Winv @ s[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
     torch.testing.assert_close(Winv2, torch.linalg.inv(W @ W), atol=1e-10, rtol=1e-10)
@@ -125,6 +137,27 @@ def test_ipm_matches_cvxpy_with_a_certified_gap(kappa, k, n, seed, device):
     assert info.dual <= opt * (1 + 1e-8)  # a true lower bound
     assert abs(p.objective(u) - opt) <= 1e-6 * opt
     assert mu.shape == (n, 2, k, p.gates.shape[0]) and bool((mu >= 0).all())
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 40), (2, 40), (2, 90)])
+def test_reused_factorizations_reach_the_cvxpy_optimum(k, n, monkeypatch):
+    """With a factorization reused as the CG preconditioner on every problem size
+    (``_REUSE_FLOPS = 0``): fewer factorizations than iterations, the same certified
+    optimum as CVXPY, in both coupling spaces and with several outputs."""
+    monkeypatch.setattr(ipm_solver, "_REUSE_FLOPS", 0.0)
+    calls = []
+    factor = ipm_solver._Coupling._factor
+    monkeypatch.setattr(
+        ipm_solver._Coupling, "_factor", lambda c, L, Zt: calls.append(1) or factor(c, L, Zt)
+    )
+    p = _program(n=n, k=k, seed=20 + n + k)
+    res = solve_ipm(p, tol=1e-7)
+    opt = p.objective(solve_cvxpy(p).weights)
+    assert res.info.converged and res.info.gap <= 1e-7
+    assert len(calls) < res.info.n_iter  # some iterations reused a factorization
+    assert p.violation(res.weights) <= 1e-12
+    assert res.info.dual <= opt * (1 + 1e-8)
+    assert abs(p.objective(res.weights) - opt) <= 1e-6 * opt
 
 
 def _iterates(p, tol):
