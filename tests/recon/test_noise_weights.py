@@ -17,7 +17,8 @@ from mrsolve.recon.metrics import nrmse
 from mrsolve.recon.spectral import reconstruct_spectral
 from mrsolve.recon.spectral.config import resolve_config
 from mrsolve.recon.spectral.problem import build_problem
-from mrsolve.recon.spectral.stages.free_volume import NOISE_POWER, noise_scaled
+from mrsolve.recon.spectral.regularizers import NOISE_POWER
+from mrsolve.recon.spectral.stages.free_volume import noise_scaled
 
 FAST = {"frequency": {"n_bins": 8}}
 
@@ -64,3 +65,17 @@ def test_noise_scaled_weight_beats_the_fixed_one_on_a_noisy_scan(noise_scan):
     report = runs[resolve_config().free.tv_noise].config["report"]
     assert report["free"]["tv"] > 3 * resolve_config().free.tv
     assert report["noise_source"] == ("noise scan" if noise_scan else "readout edges (upper bound)")
+
+
+def test_water_fat_weight_grows_with_the_noise_too():
+    sim = simulate(size=24, n_blades=6, n_lines=6, n_coils=3, noise=1.0, seed=5)
+    runs = {
+        c: reconstruct_spectral(
+            sim.scan, "fatwater", iterations=40, waterfat={"tv_noise": c, "levels": 1}
+        )
+        for c in (0.0, resolve_config().waterfat.tv_noise)
+    }
+    errors = {c: nrmse(rec.image, sim.truth.image) for c, rec in runs.items()}
+    assert errors[resolve_config().waterfat.tv_noise] < 0.92 * errors[0.0]
+    report = runs[resolve_config().waterfat.tv_noise].config["report"]["waterfat"]
+    assert report["tv"] > 3 * resolve_config().waterfat.tv

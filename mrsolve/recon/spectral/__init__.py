@@ -29,6 +29,7 @@ from mrsolve.recon.spectral.readouts import (
     image_from_volume,
     volume_from_water_fat,
 )
+from mrsolve.recon.spectral.regularizers import noise_weight
 from mrsolve.recon.spectral.runner import Checkpointer, checkpoint_binding, shifted
 from mrsolve.recon.spectral.stages.free_volume import run_free_volume
 from mrsolve.recon.spectral.stages.water_fat import run_water_fat
@@ -119,16 +120,20 @@ def reconstruct(
         out["image"] = image_from_volume(volume, bins.to(dev), image_time).cpu()
     if cfg.waterfat.enabled:
         offset = totals[0] if len(totals) > 1 else 0
+        waterfat = replace(
+            cfg.waterfat, tv=noise_weight(cfg.waterfat.tv, cfg.waterfat.tv_noise, noise_std)
+        )
         maps, report["waterfat"] = run_water_fat(
             problem,
             spectrum,
-            cfg.waterfat,
+            waterfat,
             cfg.stopping,
             callback=shifted(callback, offset, sum(totals)),
             checkpointer=ckpt,
             # prewhitened samples have unit noise variance before the problem's scaling
             noise_var=problem.scale**2 if whitened else None,
         )
+        report["waterfat"] |= {"noise_std": noise_std, "tv": waterfat.tv}
         cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
         report["waterfat"]["fat_separation"] = {
             "echo_cycles": cycles,

@@ -10,7 +10,6 @@ its fit; the runner (:func:`~mrsolve.recon.spectral.runner.run`) owns every loop
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -20,11 +19,11 @@ from mrsolve.recon.spectral.encodings.hash_grid import HashGridConfig
 from mrsolve.recon.spectral.encodings.planes import PlanesConfig
 from mrsolve.recon.spectral.fields import SpectralField
 from mrsolve.recon.spectral.problem import SpectralProblem
-from mrsolve.recon.spectral.regularizers import TVProx, smooth_tv, smoothness
+from mrsolve.recon.spectral.regularizers import TVProx, noise_weight, smooth_tv, smoothness
 from mrsolve.recon.spectral.runner import Callback, Checkpointer, StoppingConfig, run
 from mrsolve.recon.spectral.steppers import FISTA, Adam
 from mrsolve.solvers.alg import power_iteration
-from mrsolve.solvers.validation import check_choice, check_positive
+from mrsolve.solvers.validation import check_choice
 
 
 @dataclass
@@ -77,18 +76,10 @@ def _penalty(free: FreeVolumeConfig, dynamic: bool) -> _Penalty:
     return _Penalty(TVProx(extra, free.prox_iterations), free.tv, free.l1_f)
 
 
-#: the best TV weight on the development set's noise sweep grows as noise_std^1.5
-#: (between the linear rule of TV denoising and the squared one of a MAP estimate with
-#: a fixed prior; docs/spectral_design.md)
-NOISE_POWER = 1.5
-
-
 def noise_scaled(free: FreeVolumeConfig, noise_std: float) -> FreeVolumeConfig:
     """``free`` with its weights (tv, tv_f, l1_f, tv_time) raised by one factor so that
-    tv becomes hypot(tv, tv_noise * noise_std ** NOISE_POWER); ``noise_std`` in scaled
-    image units (the gridding image's 99th-percentile level is 1)."""
-    check_positive("noise_std", noise_std, allow_zero=True)
-    tv = math.hypot(free.tv, free.tv_noise * noise_std**NOISE_POWER)
+    tv becomes :func:`~mrsolve.recon.spectral.regularizers.noise_weight` (tv, tv_noise)."""
+    tv = noise_weight(free.tv, free.tv_noise, noise_std)
     if free.tv <= 0:
         return replace(free, tv=tv)
     k = tv / free.tv

@@ -48,6 +48,7 @@ class WaterFatConfig:
     lr: float = 0.05
     init_cg_iterations: int | None = None  # None: 20 per 32 px of image width
     tv: float = 0.003
+    tv_noise: float = 1.0  # tv grows with the measured noise as the free stage's does
     psi_smooth: float = 1e-7
     downsample: int = 4
     max_abs_hz: float = 200.0
