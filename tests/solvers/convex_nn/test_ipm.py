@@ -278,3 +278,15 @@ def test_outer_products_weighted_sums_match_explicit_products():
     w = torch.from_numpy(rng.random((9, 3)))
     want = torch.stack([X.T @ torch.diag(w[:, j]) @ X for j in range(3)])
     torch.testing.assert_close(_OuterProducts(X).weighted(w), want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(24, 11, 1), (40, 3, 5)])
+def test_wide_and_many_output_programs_match_cvxpy(n, d, k):
+    """The blind benchmark's shapes in small: n ~ 2 d (d + 1 = 12 per group, n < P d) and
+    five outputs."""
+    p = _program(n=n, d=d, k=k, seed=7)
+    res = solve_ipm(p, tol=1e-7)
+    opt = p.objective(solve_cvxpy(p).weights)
+    assert res.info.converged and p.violation(res.weights) <= 1e-12
+    assert res.info.dual <= opt * (1 + 1e-8)
+    assert abs(p.objective(res.weights) - opt) <= 1e-6 * opt
