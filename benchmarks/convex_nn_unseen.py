@@ -17,7 +17,8 @@ absolute value, marked hollow).
 ``--sets unseen`` (default): nine sets of different shapes that chose nothing (the last two,
 n << d and eight classes, added in session 10 without looking at results on them);
 ``--sets dev``: the two sets the defaults were chosen on (friedman1 1500 x 10, breast
-cancer 569 x 30). ``--quick``: two small sets, default settings only, no curves.
+cancer 569 x 30); ``--sets shapes``: six development sets of the two blind shapes (n ~ 2 d
+regression, 6-10 classes) from other generators and seeds. ``--quick``: two small sets, default settings only, no curves.
 ``--datasets a,b`` runs a subset, ``--no-curves`` the default-settings table only.
 pyscnn (PyPI ``pyscnn``, import ``scnn``) must be on ``PYTHONPATH``.
 
@@ -92,6 +93,38 @@ def unseen_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarra
             "classes",
         ),
     }
+
+
+def shape_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+    """Development sets of the two blind shapes (n ~ 2 d and many classes) from other
+    generators, seeds and sizes (session 11), so that nothing is chosen on the unseen ones."""
+    s = seed + 300
+    out = {
+        "wide_150x80": (
+            *skd.make_regression(150, 80, n_informative=12, noise=5.0, random_state=s),
+            "regression",
+        ),
+        "wide_300x150": (
+            *skd.make_regression(300, 150, n_informative=20, noise=8.0, random_state=s + 1),
+            "regression",
+        ),
+        "friedman1_120x60": (*skd.make_friedman1(120, 60, random_state=s + 2), "regression"),
+        "blobs_6x12": (
+            *skd.make_blobs(500, n_features=12, centers=6, cluster_std=2.5, random_state=s + 3),
+            "classes",
+        ),
+        "blobs_10x8": (
+            *skd.make_blobs(700, n_features=8, centers=10, cluster_std=2.0, random_state=s + 4),
+            "classes",
+        ),
+        "classification_10x15": (
+            *skd.make_classification(
+                800, 15, n_informative=8, n_classes=10, n_clusters_per_class=1, random_state=s + 5
+            ),
+            "classes",
+        ),
+    }
+    return {k: out[k] for k in ("wide_150x80", "blobs_6x12")} if quick else out
 
 
 def dev_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
@@ -250,7 +283,7 @@ def figure(points, names, acts, out, stem):
 
 def main() -> None:
     ap = h.parser(__doc__, quick="two small sets, defaults only, no curves", device=None)
-    ap.add_argument("--sets", choices=("unseen", "dev"), default="unseen")
+    ap.add_argument("--sets", choices=("unseen", "dev", "shapes"), default="unseen")
     ap.add_argument("--gates", type=int, default=120)
     ap.add_argument("--lam", type=float, default=1e-3, help="pyscnn's lambda (beta = c lambda)")
     ap.add_argument("--activations", default="gated_relu,relu")
@@ -278,7 +311,9 @@ def main() -> None:
     acts = args.activations.split(",")
     if set(acts) - {"gated_relu", "relu"}:
         ap.error(f"--activations: choose from gated_relu,relu, got {acts}")
-    sets = (unseen_sets if args.sets == "unseen" else dev_sets)(args.quick, args.seed)
+    sets = {"unseen": unseen_sets, "dev": dev_sets, "shapes": shape_sets}[args.sets](
+        args.quick, args.seed
+    )
     if args.datasets:
         keep = args.datasets.split(",")
         if set(keep) - set(sets):

@@ -66,6 +66,7 @@ def fista(
     callback: Callback = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     criterion: Callable[..., float] | None = None,
+    restart_keep: float = 0.0,
 ) -> tuple[torch.Tensor, FistaResult]:
     """Accelerated proximal gradient for ``min_x f(x) + g(x)`` (Beck & Teboulle 2009).
 
@@ -95,12 +96,17 @@ def fista(
             iteration as ``criterion(x_{k+1}, y_k, grad(y_k))``, with ``forward`` as
             ``criterion(x_{k+1}, y_k, grad(y_k), A x_{k+1}, A y_k)``; it replaces the step
             rule and its values are kept in ``info.criterion``.
+        restart_keep: at a restart the momentum sequence ``t`` falls to ``max(1,
+            restart_keep * t)`` (0: a full restart, as O'Donoghue & Candes; a fraction keeps
+            part of the momentum built up on ill-conditioned problems).
 
     Returns:
         ``(x, info)``.
     """
     check_int("max_iter", max_iter)
     check_positive("tol", tol, allow_zero=True)
+    if not 0 <= check_positive("restart_keep", restart_keep, allow_zero=True) <= 1:
+        raise ValueError(f"restart_keep must be in [0, 1], got {restart_keep!r}")
     if restart is not None:
         check_choice("restart", restart, {"gradient", "function"})
     if step is None:
@@ -164,7 +170,7 @@ def fista(
             done = values[-1] <= tol
         if restart_now:
             n_restarts += 1
-            t = 1.0
+            t = max(1.0, restart_keep * t)
             y_next, ay_next = x_new, ax_new
         else:
             t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2

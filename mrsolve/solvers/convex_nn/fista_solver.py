@@ -15,6 +15,9 @@ from mrsolve.solvers.validation import deprecated_names, make_generator, renamed
 
 #: the gap is evaluated every _GAP_EVERY-th iteration
 _GAP_EVERY = 5
+#: a gradient restart keeps this fraction of the momentum sequence (a full restart cost
+#: 4-22 % more iterations on every development set, docs/convex_nn_design.md)
+_RESTART_KEEP = 0.6
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def solve_fista(
         callback=callback,
         forward=p.forward,
         criterion=relative_gap if beta > 0 else None,
+        restart_keep=_RESTART_KEEP,
     )
     dual = float(best["dual"].sum()) if best else -float("inf")
     info = GapFistaResult(**vars(info), dual=dual)

@@ -148,3 +148,35 @@ def test_float32_converges_to_the_float64_solution():
     assert s32.weights.dtype == torch.float32 and s32.info.converged
     # a 1e-4 gap in float32, up to float32 round-off of the objective itself
     assert -1e-6 <= (s32.objective - s64.objective) / s64.objective <= 1e-4 + 1e-6
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(24, 11, 1), (60, 4, 5)])
+def test_wide_and_many_output_gated_programs_reach_cvxpy(n, d, k):
+    """The blind benchmark's shapes in small (n ~ 2 d with n < P d; five outputs): the
+    stopping gap at the default 1e-2 bounds the suboptimality against CVXPY."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((n, d))
+    y = np.tanh(X @ rng.standard_normal((d, k))) + 0.1 * rng.standard_normal((n, k))
+    gates = sample_gates(add_bias(torch.from_numpy(X)), 6, seed=6)
+    kw = dict(activation="gated_relu", bias=True)
+    ours = solve(X, y, gates, 0.01, tol=1e-2, **kw)
+    ref = solve(X, y, gates, 0.01, solver="cvxpy", **kw)
+    assert ours.info.converged and ours.info.criterion[-1] <= 1e-2
+    assert ref.objective * (1 - 1e-7) <= ours.objective <= ref.objective * (1 + 1e-2) + 1e-8
+    assert ours.info.dual <= ref.objective * (1 + 1e-7)
+
+
+def test_partial_restart_matches_sklearn_and_checks_its_range():
+    X, y, alpha, ref = _lasso(2)
+    n = X.shape[0]
+    args = (
+        lambda b: 0.5 * ((X @ b - y) ** 2).mean(),
+        lambda b: X.T @ (X @ b - y) / n,
+        lambda v, t: soft_threshold(v, alpha * t),
+        torch.zeros(X.shape[1], dtype=X.dtype),
+    )
+    x, info = fista(*args, max_iter=5000, tol=1e-10, restart_keep=0.6)
+    assert info.converged
+    np.testing.assert_allclose(x.numpy(), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="restart_keep"):
+        fista(*args, restart_keep=1.5)

@@ -19,6 +19,7 @@ from mrsolve.solvers.convex_nn.ipm_solver import (
     _jdiv,
     _jprod,
     _nt_scaling,
+    _OuterProducts,
     _soc_step,
     solve_ipm,
     solve_ipm_exact,
@@ -62,7 +63,8 @@ def test_nesterov_todd_scaling_and_jordan_algebra():
     torch.testing.assert_close(W.mT, W, atol=0, rtol=0)
     torch.testing.assert_close((W @ z[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
     torch.testing.assert_close((Winv @ s[:, :, None])[..., 0], lam, atol=1e-12, rtol=0)
-    torch.testing.assert_close(Winv2, torch.linalg.inv(W @ W), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(Winv2.dense(), torch.linalg.inv(W @ W), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(Winv2 @ v, Winvop @ (Winvop @ v), atol=1e-10, rtol=1e-10)
     d = torch.from_numpy(rng.standard_normal((7, 5)))
     torch.testing.assert_close(_jprod(lam, _jdiv(lam, d)), d, atol=1e-12, rtol=0)
 
@@ -268,3 +270,23 @@ def test_float32_input_and_errors():
         solve(X32, (y32 > 0).long(), p.gates, 0.01, loss="logistic", bias=True, solver="ipm")
     with pytest.raises(TypeError, match="solver options"):
         solve(X32, y32, p.gates, 0.01, bias=True, solver="ipm", rho=1.0)
+
+
+def test_outer_products_weighted_sums_match_explicit_products():
+    rng = np.random.default_rng(3)
+    X = torch.from_numpy(rng.standard_normal((9, 4)))
+    w = torch.from_numpy(rng.random((9, 3)))
+    want = torch.stack([X.T @ torch.diag(w[:, j]) @ X for j in range(3)])
+    torch.testing.assert_close(_OuterProducts(X).weighted(w), want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(24, 11, 1), (40, 3, 5)])
+def test_wide_and_many_output_programs_match_cvxpy(n, d, k):
+    """The blind benchmark's shapes in small: n ~ 2 d (d + 1 = 12 per group, n < P d) and
+    five outputs."""
+    p = _program(n=n, d=d, k=k, seed=7)
+    res = solve_ipm(p, tol=1e-7)
+    opt = p.objective(solve_cvxpy(p).weights)
+    assert res.info.converged and p.violation(res.weights) <= 1e-12
+    assert res.info.dual <= opt * (1 + 1e-8)
+    assert abs(p.objective(res.weights) - opt) <= 1e-6 * opt
