@@ -32,7 +32,7 @@ from mrsolve.solvers.lasso.coordinate_descent import (
 )
 from mrsolve.solvers.lasso.design import Design
 from mrsolve.solvers.lasso.glm import Family
-from mrsolve.solvers.lasso.prox_newton import prox_newton_binomial
+from mrsolve.solvers.lasso.prox_newton import FAMILY_CODES, prox_newton_glm
 from mrsolve.solvers.lasso.sparse_cd import sparse_lasso_solve
 
 _ANDERSON_K = 5  # epochs between extrapolations (skglm's default)
@@ -146,8 +146,9 @@ class PathSolver:
             and self.cached
             and len(self.cached_feats) == self.p
         )
-        # binomial lasso without unpenalized features: the inner solve is one compiled call
-        self.fused_pn = self.kind == "binomial" and self.single and l1_ratio == 1.0
+        # binomial / poisson lasso without unpenalized features: the inner solve is one
+        # compiled call
+        self.fused_pn = self.kind in FAMILY_CODES and self.single and l1_ratio == 1.0
         self.fused_pn &= len(self.free) == 0
         if self.fused_pn:
             self._y1 = np.ascontiguousarray(fam.y[:, 0])
@@ -501,7 +502,7 @@ class PathSolver:
     def _inner_glm(self, ws, feats, ends, l1, l2, lam, target, tol_abs, max_epochs):
         if self.fused_pn and np.isfinite(lam):
             Bw = np.ascontiguousarray(self.B[feats, 0])
-            epochs, stalled = prox_newton_binomial(
+            epochs, stalled = prox_newton_glm(
                 np.ascontiguousarray(self.D.columns(feats).T),
                 self._y1,
                 self._w1,
@@ -516,6 +517,7 @@ class PathSolver:
                 _MAX_PN,
                 max_epochs,
                 _STALL * self.obj_scale,
+                FAMILY_CODES[self.kind],
             )
             self.B[feats, 0] = Bw
             return epochs, stalled
