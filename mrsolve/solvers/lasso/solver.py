@@ -132,8 +132,13 @@ class PathSolver:
             # product beats growing the cache in many thin passes over X (small p: the
             # product is cheap whatever n)
             self.cached = True
-            Xw = np.sqrt(self.w)[:, None] * design.X
-            self._C = (Xw.T @ Xw).T  # symmetric: the transpose is the Fortran-order copy
+            if np.all(self.w == self.w[0]):  # equal weights: no weighted copy of X
+                self._C = design.X.T @ design.X
+                self._C *= self.w[0]
+            else:
+                Xw = np.sqrt(self.w)[:, None] * design.X
+                self._C = Xw.T @ Xw
+            self._C = self._C.T  # symmetric: the transpose is the Fortran-order view
             self.pos = np.arange(self.p)
             self.cached_feats = np.arange(self.p)
         # the whole per-penalty solve in one compiled call: plain lasso, one response,
@@ -146,6 +151,7 @@ class PathSolver:
             and self.cached
             and len(self.cached_feats) == self.p
         )
+        self._G = None  # the fused solve's correlation q - Q B (p,)
         # binomial / poisson lasso without unpenalized features: the inner solve is one
         # compiled call
         self.fused_pn = self.kind in FAMILY_CODES and self.single and l1_ratio == 1.0
@@ -390,8 +396,10 @@ class PathSolver:
 
     def _solve_fused(self, lam, tol_abs, max_epochs):
         b = self.B.reshape(-1)  # (p, 1) C-order: a contiguous view
-        nz = np.flatnonzero(b)
-        G = self.qfull[:, 0] - self._C[:, nz] @ b[nz]
+        if self._G is None:  # then kept in step with B by the kernel along the path
+            nz = np.flatnonzero(b)
+            self._G = self.qfull[:, 0] - self._C[:, nz] @ b[nz]
+        G = self._G
         gap, self.dev, epochs, conv = gram_lasso_solve(
             self._C,
             np.ascontiguousarray(self.qfull[:, 0]),
