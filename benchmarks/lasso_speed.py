@@ -313,9 +313,10 @@ def main() -> None:
                 bar.refresh()
                 if name == "ours":
                     cap = args.cap
+                elif ours_secs is None:  # ours hit its cap: a peer gets the same
+                    cap = args.cap
                 else:
-                    base = args.cap if ours_secs is None else ours_secs
-                    cap = max(args.floor, peer_factor(name, fam, args.cap_factor) * base)
+                    cap = max(args.floor, peer_factor(name, fam, args.cap_factor) * ours_secs)
                 secs, result, error = run_capped(fit, X, y, lams, cap)
                 gap = relative_gap(X, y, fam, *result, lams) if result else float("nan")
                 if name == "ours":

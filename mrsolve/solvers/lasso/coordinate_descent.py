@@ -27,6 +27,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: reassociation lets numba vectorize the dot-product reductions of a coordinate update
+#: (2.1x per residual-form pass, 1000 x 5000); NaN / inf semantics are kept
+FASTMATH = {"reassoc", "contract"}
+
 
 @numba.njit(cache=True, inline="always")
 def _prox_scale(nrm, L, l1, l2):
@@ -36,7 +40,7 @@ def _prox_scale(nrm, L, l1, l2):
     return 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def cd_residual(Xt, h, R, B, b0, starts, ends, lips, l1, l2, fit_intercept, n_epochs, tol):
     """Up to ``n_epochs`` passes over all blocks (then the intercept), residual form.
 
@@ -194,7 +198,7 @@ def cd_gram(C, rows, cols, G, B, starts, ends, lips, l1, l2, n_epochs, tol):
     return epochs, dmax
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def column_lips(Xt, h):
     """``sum_i h_i x_ij^2`` for every row ``j`` of ``Xt`` ``(m, n)``: ``(m,)``."""
     m, n = Xt.shape

@@ -15,8 +15,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from mrsolve.solvers.lasso.coordinate_descent import FASTMATH
 
-@numba.njit(cache=True, inline="always")
+
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
 def _corr(indptr, indices, data, w, Rs, c, sr, colw, shift, j):
     """``sum_i w_i Xs_ij r_i`` from the column's nonzeros."""
     acc = 0.0
@@ -26,7 +28,7 @@ def _corr(indptr, indices, data, w, Rs, c, sr, colw, shift, j):
     return acc + c * colw[j] - shift[j] * (sr + c)  # sum_i w_i = 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _pass(indptr, indices, data, w, Rs, state, colw, shift, lips, pf, lam, B, active, full):
     """One CD pass over every feature (``full``) or the active ones; ``state`` holds
     ``[c, sum w Rs]``, updated in place. Returns (sum of L d^2, a feature entered)."""
@@ -56,7 +58,7 @@ def _pass(indptr, indices, data, w, Rs, state, colw, shift, lips, pf, lam, B, ac
     return change, entered
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _gap(indptr, indices, data, w, r0, Rs, state, colw, shift, pf, lam, B):
     """Duality gap and ``sum w r^2``: dual point ``s r`` scaled into ``|Xs^T W r| <= lam pf``."""
     c, sr = state[0], state[1]
