@@ -25,7 +25,8 @@ text-like gaussian problem (5 000 x 20 000, 0.5 % nonzeros, tf-idf-like positive
 
 Writes docs/lasso_speed.md and docs/lasso_speed.png (``--quick``: only with ``--out``).
 Usage: python benchmarks/lasso_speed.py [--quick] [--tol T] [--cap S] [--cap-factor F]
-Durations (quiet 2-core machine): --quick about 1 min, full about 12 min.
+Durations: --quick 1-2 min; full 18-25 min under load average 7 on 2 cores, expected
+10-15 min quiet.
 """
 
 from __future__ import annotations
