@@ -57,6 +57,7 @@ MIN_RATIO = 1e-3
 REPEAT_BUDGET = 2.0  # seconds of repeated timed fits per solver and problem
 MAX_REPEATS = 5
 PEERS = ("scikit-learn", "glum", "skglm")
+COLORS = {"ours": "C0", "scikit-learn": "C1", "glum": "C2", "skglm": "C3"}
 MATCH = 2.0  # a peer's path counts at matched accuracy when its gap is <= MATCH x tol
 MATCH_TRIES = 3
 
@@ -412,7 +413,7 @@ def plot(rows, families, out) -> None:
             if not pts:
                 continue
             xs, ts, _ = zip(*pts, strict=True)
-            line = ax.plot(xs, ts, "o-", label=name)[0]
+            line = ax.plot(xs, ts, "o-", label=name, color=COLORS[name])[0]
             at_cap = [(x, t) for x, t, c in pts if c]
             if at_cap:  # hollow triangles: stopped at the cap (a lower bound)
                 ax.plot(*zip(*at_cap, strict=True), "^", ms=9, mfc="none", color=line.get_color())
