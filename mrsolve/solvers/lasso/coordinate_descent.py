@@ -27,6 +27,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: reassociation lets numba vectorize the dot-product reductions of a coordinate update
+#: (2.1x per residual-form pass, 1000 x 5000); NaN / inf semantics are kept
+FASTMATH = {"reassoc", "contract"}
+
 
 @numba.njit(cache=True, inline="always")
 def _prox_scale(nrm, L, l1, l2):
@@ -36,7 +40,7 @@ def _prox_scale(nrm, L, l1, l2):
     return 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def cd_residual(Xt, h, R, B, b0, starts, ends, lips, l1, l2, fit_intercept, n_epochs, tol):
     """Up to ``n_epochs`` passes over all blocks (then the intercept), residual form.
 
@@ -45,7 +49,9 @@ def cd_residual(Xt, h, R, B, b0, starts, ends, lips, l1, l2, fit_intercept, n_ep
         h: observation curvatures ``(n,)``.
         R: residual ``(n, k)``; B ``(m, k)``; b0 ``(k,)``: all updated in place.
         starts, ends, lips, l1, l2: per block (local column ranges).
-        fit_intercept: update b0 after every pass.
+        fit_intercept: the intercept moves with every block (the columns are centered
+            in the ``h``-weighted metric implicitly: each step is exact over the block
+            and the intercept jointly), and is re-fitted after every pass.
         n_epochs: cap on passes; tol: stop after a pass whose largest
             curvature-weighted squared change ``L ||dB_g||^2`` is below ``tol``.
 
@@ -62,12 +68,36 @@ def cd_residual(Xt, h, R, B, b0, starts, ends, lips, l1, l2, fit_intercept, n_ep
     hsum = 0.0
     for i in range(n):
         hsum += h[i]
+    m = Xt.shape[0]
+    # h-weighted column means: with an intercept, a step on x_j moves b0 by -d xh_j,
+    # which keeps sum h R fixed (the intercept and the columns decouple; updating b0
+    # only after a pass made CD zig-zag at rate ~1/2 on poisson paths)
+    xh = np.zeros(m)
+    lips_c = lips.copy()
+    if fit_intercept and hsum > 0.0:
+        for j in range(m):
+            acc = 0.0
+            for i in range(n):
+                acc += h[i] * Xt[j, i]
+            xh[j] = acc / hsum
+        for g in range(starts.shape[0]):
+            if ends[g] - starts[g] == 1:  # exact centered curvature (blocks: the bound)
+                lips_c[g] = max(lips[g] - hsum * xh[starts[g]] ** 2, 0.0)
+    sR = np.zeros(k)
+    for c in range(k):
+        for i in range(n):
+            sR[c] += h[i] * R[i, c]
+    # glmnet's active-set passes: after a full pass, passes over the nonzero blocks until
+    # they settle, then a full pass again; a settled full pass ends the solve
+    nb = starts.shape[0]
+    active = np.zeros(nb, dtype=np.bool_)
+    full = True
     while epochs < n_epochs:
         epochs += 1
         dmax = 0.0
-        for g in range(starts.shape[0]):
-            L = lips[g]
-            if L <= 0.0:
+        for g in range(nb):
+            L = lips_c[g]
+            if L <= 0.0 or not (full or active[g]):
                 continue
             s, e = starts[g], ends[g]
             nrm2 = 0.0
@@ -77,33 +107,41 @@ def cd_residual(Xt, h, R, B, b0, starts, ends, lips, l1, l2, fit_intercept, n_ep
                     acc = 0.0
                     for i in range(n):
                         acc += x[i] * h[i] * R[i, c]
-                    u[jj, c] = B[s + jj, c] + acc / L
+                    u[jj, c] = B[s + jj, c] + (acc - xh[s + jj] * sR[c]) / L
                     nrm2 += u[jj, c] * u[jj, c]
             scale = _prox_scale(np.sqrt(nrm2), L, l1[g], l2[g])
             change = 0.0
             for jj in range(e - s):
                 x = Xt[s + jj]
+                xm = xh[s + jj]
                 for c in range(k):
                     d = scale * u[jj, c] - B[s + jj, c]
                     if d != 0.0:
                         B[s + jj, c] += d
                         change += d * d
                         for i in range(n):
-                            R[i, c] -= d * x[i]
+                            R[i, c] -= d * (x[i] - xm)
+                        b0[c] -= d * xm
             dmax = max(dmax, L * change)
+            active[g] = scale != 0.0
         if fit_intercept and hsum > 0.0:
             for c in range(k):
                 acc = 0.0
                 for i in range(n):
                     acc += h[i] * R[i, c]
                 d = acc / hsum
+                sR[c] = acc - d * hsum
                 if d != 0.0:
                     b0[c] += d
                     for i in range(n):
                         R[i, c] -= d
                     dmax = max(dmax, hsum * d * d)
         if dmax < tol:
-            break
+            if full:
+                break
+            full = True
+        else:
+            full = False
     return epochs, dmax
 
 
@@ -160,7 +198,7 @@ def cd_gram(C, rows, cols, G, B, starts, ends, lips, l1, l2, n_epochs, tol):
     return epochs, dmax
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def column_lips(Xt, h):
     """``sum_i h_i x_ij^2`` for every row ``j`` of ``Xt`` ``(m, n)``: ``(m,)``."""
     m, n = Xt.shape

@@ -32,10 +32,16 @@ class Design:
             self.xbar = np.asarray(Xo.T @ w).ravel() if center else np.zeros(p)
             sq = np.asarray(Xo.multiply(Xo).T @ w).ravel() - self.xbar**2
         else:
-            Xo = np.asarray(X, dtype=np.float64)[:, order]
+            Xo = np.asarray(X, dtype=np.float64)
+            if not np.array_equal(order, np.arange(p)):
+                Xo = Xo[:, order]
             self.xbar = w @ Xo if center else np.zeros(p)
-            Xo = Xo - self.xbar
-            sq = w @ Xo**2
+            # one pass into a Fortran-order copy (columns are gathered contiguously);
+            # the n x p copies were a third of a gaussian 5000 x 2000 path's time
+            Xc = np.empty((n, p), order="F")
+            np.subtract(Xo, self.xbar, out=Xc)
+            Xo = Xc
+            sq = np.einsum("i,ij,ij->j", w, Xo, Xo)
         sd = np.sqrt(np.maximum(sq, 0.0))
         self.scale = np.where(sd > 0, sd, 1.0) if standardize else np.ones(p)
         if self.sparse:
@@ -43,8 +49,9 @@ class Design:
             self.X = sp.csc_matrix(self.X)
             self.shift = self.xbar / self.scale  # Xs = X - 1 shift^T
         else:
-            Xo /= self.scale
-            self.X = np.asfortranarray(Xo)
+            if standardize:
+                Xo /= self.scale
+            self.X = Xo
         #: sum_i w_i Xs_ij^2 (p,)
         self.sqnorm = sq / self.scale**2
 

@@ -1,11 +1,13 @@
-"""Proximal Newton on a working set for the binomial lasso, in one compiled call.
+"""Proximal Newton on a working set for the binomial and poisson lasso, in one compiled call.
 
 The Python-level loop of :meth:`PathSolver._inner_glm` spends most of its time in
 small numpy calls on ``n``-vectors (curvatures, line search, gap); here the whole inner
 solve - quadratic model, coordinate descent (:func:`cd_residual`), backtracking line
 search on the true objective, working-set duality gap - runs without returning to
 Python. Scope: single-feature blocks, one response, lasso penalty, no unpenalized
-features other than the intercept (the general case stays in Python).
+features other than the intercept (the general case stays in Python). The family is an
+integer code (:data:`FAMILY_CODES`); its mean, loss, curvature and dual entropy are
+those of :mod:`mrsolve.solvers.lasso.glm`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from mrsolve.solvers.lasso.coordinate_descent import cd_residual, column_lips
 from mrsolve.solvers.lasso.glm import MIN_CURVATURE
 
 _MAX_BACKTRACK = 30
+# CD on a Newton step's quadratic stops when a pass moves the objective by less than this
+# fraction of the gap target: the gap shrinks like the KKT violation, the squared steps
+# like its square, so a looser rule (0.01) made one pass per Newton step and ~10x more
+# Newton steps (docs/lasso_design.md)
+_INNER_TOL = 1e-6
+#: family name -> the kernel's code
+FAMILY_CODES = {"binomial": 0, "poisson": 1}
 
 
 @numba.njit(cache=True, inline="always")
@@ -29,12 +38,35 @@ def _xlogx(x):
     return x * np.log(x) if x > 0 else 0.0
 
 
+@numba.njit(cache=True, inline="always")
+def _mean(e, family):
+    return 1.0 / (1.0 + np.exp(-e)) if family == 0 else np.exp(e)
+
+
+@numba.njit(cache=True, inline="always")
+def _loss(e, y, family):
+    return (_log1pexp(e) if family == 0 else np.exp(e)) - y * e
+
+
+@numba.njit(cache=True, inline="always")
+def _curv(mu, family):
+    return mu * (1.0 - mu) if family == 0 else mu
+
+
+@numba.njit(cache=True, inline="always")
+def _entropy(m, family):
+    """``H(m)`` at the dual mean, ``-inf`` outside the family's mean domain."""
+    if m < 0.0 or (family == 0 and m > 1.0):
+        return -np.inf
+    return -(_xlogx(m) + _xlogx(1.0 - m)) if family == 0 else m - _xlogx(m)
+
+
 @numba.njit(cache=True)
-def _objective(y, w, o, eta, d_eta, t, B, dB, pf, lam):
+def _objective(y, w, o, eta, d_eta, t, B, dB, pf, lam, family):
     val = 0.0
     for i in range(eta.shape[0]):
         e = eta[i] + t * d_eta[i] + o[i]
-        val += w[i] * (_log1pexp(e) - y[i] * e)
+        val += w[i] * _loss(e, y[i], family)
     pen = 0.0
     for j in range(B.shape[0]):
         pen += pf[j] * abs(B[j] + t * dB[j])
@@ -42,24 +74,24 @@ def _objective(y, w, o, eta, d_eta, t, B, dB, pf, lam):
 
 
 @numba.njit(cache=True)
-def _ws_gap(Xt, y, w, o, eta, B, pf, lam, fit_intercept):
+def _ws_gap(Xt, y, w, o, eta, B, pf, lam, fit_intercept, family):
     """Gap on the working set: dual point ``w (y - mu(eta + c))`` with ``c`` the exact
-    intercept correction (its mean stays in (0, 1) after the scaling), scaled into
+    intercept correction (its mean stays in the mean domain after the scaling), scaled into
     ``|X^T theta| <= lam pf``."""
     m, n = Xt.shape
     theta = np.empty(n)
     primal = 0.0
     for i in range(n):
         e = eta[i] + o[i]
-        primal += w[i] * (_log1pexp(e) - y[i] * e)
+        primal += w[i] * _loss(e, y[i], family)
     c = 0.0
     for _k in range(100 if fit_intercept else 1):
         ts, hs = 0.0, 0.0
         for i in range(n):
-            mu = 1.0 / (1.0 + np.exp(-(eta[i] + o[i] + c)))
+            mu = _mean(eta[i] + o[i] + c, family)
             theta[i] = w[i] * (y[i] - mu)
             ts += theta[i]
-            hs += w[i] * max(mu * (1.0 - mu), MIN_CURVATURE)
+            hs += w[i] * max(_curv(mu, family), MIN_CURVATURE)
         if not fit_intercept or hs <= 0.0:
             break
         step = ts / hs
@@ -68,7 +100,7 @@ def _ws_gap(Xt, y, w, o, eta, B, pf, lam, fit_intercept):
             break
     if fit_intercept:  # theta at the converged c
         for i in range(n):
-            theta[i] = w[i] * (y[i] - 1.0 / (1.0 + np.exp(-(eta[i] + o[i] + c))))
+            theta[i] = w[i] * (y[i] - _mean(eta[i] + o[i] + c, family))
     V = Xt @ theta  # BLAS: 3-4x faster than a compiled loop here
     worst = 0.0
     for j in range(m):
@@ -78,17 +110,17 @@ def _ws_gap(Xt, y, w, o, eta, B, pf, lam, fit_intercept):
     dual = 0.0
     for i in range(n):
         if w[i] > 0.0:
-            mm = y[i] - s * theta[i] / w[i]
-            if mm < 0.0 or mm > 1.0:
+            ent = _entropy(y[i] - s * theta[i] / w[i], family)
+            if ent == -np.inf:
                 return np.inf
-            dual -= w[i] * (_xlogx(mm) + _xlogx(1.0 - mm))
+            dual += w[i] * ent
         dual -= s * theta[i] * o[i]
     return primal - dual
 
 
 @numba.njit(cache=True)
-def prox_newton_binomial(
-    Xt, y, w, o, eta, B, b0, pf, lam, fit_intercept, target, max_pn, max_epochs, stall
+def prox_newton_glm(
+    Xt, y, w, o, eta, B, b0, pf, lam, fit_intercept, target, max_pn, max_epochs, stall, family
 ):
     """Proximal Newton steps on the working set until its gap is below ``target``.
 
@@ -101,6 +133,7 @@ def prox_newton_binomial(
         target: gap target; max_pn: Newton steps; max_epochs: CD pass budget;
         stall: a step whose curvature-weighted squared size is below this is at
             machine precision.
+        family: :data:`FAMILY_CODES` of the loss.
 
     Returns:
         (CD passes made, stalled).
@@ -116,8 +149,8 @@ def prox_newton_binomial(
     stalled = False
     for _ in range(max_pn):
         for i in range(n):
-            mu = 1.0 / (1.0 + np.exp(-(eta[i] + o[i])))
-            h[i] = w[i] * max(mu * (1.0 - mu), MIN_CURVATURE)
+            mu = _mean(eta[i] + o[i], family)
+            h[i] = w[i] * max(_curv(mu, family), MIN_CURVATURE)
             R[i, 0] = w[i] * (y[i] - mu) / h[i] if h[i] > 0.0 else 0.0
         R_old = R[:, 0].copy()
         Bc = B.copy().reshape(m, 1)
@@ -125,15 +158,15 @@ def prox_newton_binomial(
         lips = column_lips(Xt, h)
         n_ep = max(1, min(20, max_epochs - epochs))
         done, _ = cd_residual(
-            Xt, h, R, Bc, b0c, starts, ends, lips, l1, l2, fit_intercept, n_ep, 0.01 * target
+            Xt, h, R, Bc, b0c, starts, ends, lips, l1, l2, fit_intercept, n_ep, _INNER_TOL * target
         )
         epochs += done
         d_eta = R_old - R[:, 0]
         dB = Bc[:, 0] - B
-        f0 = _objective(y, w, o, eta, d_eta, 0.0, B, dB, pf, lam)
+        f0 = _objective(y, w, o, eta, d_eta, 0.0, B, dB, pf, lam, family)
         t, accepted = 1.0, False
         for _k in range(_MAX_BACKTRACK):
-            if _objective(y, w, o, eta, d_eta, t, B, dB, pf, lam) <= f0 + 1e-12 * abs(f0):
+            if _objective(y, w, o, eta, d_eta, t, B, dB, pf, lam, family) <= f0 + 1e-12 * abs(f0):
                 accepted = True
                 break
             t *= 0.5
@@ -146,7 +179,7 @@ def prox_newton_binomial(
         for j in range(m):
             B[j] += t * dB[j]
         b0[0] += t * (b0c[0] - b0[0])
-        gap = _ws_gap(Xt, y, w, o, eta, B, pf, lam, fit_intercept)
+        gap = _ws_gap(Xt, y, w, o, eta, B, pf, lam, fit_intercept, family)
         if change < stall:
             stalled = True
         if gap <= target or stalled or epochs >= max_epochs:

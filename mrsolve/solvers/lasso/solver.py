@@ -32,7 +32,8 @@ from mrsolve.solvers.lasso.coordinate_descent import (
 )
 from mrsolve.solvers.lasso.design import Design
 from mrsolve.solvers.lasso.glm import Family
-from mrsolve.solvers.lasso.prox_newton import prox_newton_binomial
+from mrsolve.solvers.lasso.prox_newton import FAMILY_CODES, prox_newton_glm
+from mrsolve.solvers.lasso.sparse_cd import sparse_lasso_solve
 
 _ANDERSON_K = 5  # epochs between extrapolations (skglm's default)
 _INNER_FRACTION = 0.3  # inner solves stop at this fraction of the outer gap (celer)
@@ -104,6 +105,10 @@ class PathSolver:
         self.gaussian = self.kind == "gaussian"
         # gaussian: the intercept decouples from the centered columns and is fixed
         self.icpt = fit_intercept and not self.gaussian
+        # sparse gaussian lasso: residual-form CD on the CSC columns in one compiled call
+        # (a Gram column costs a pass over X; a sparse coordinate update a few entries)
+        self.fused_sparse = self.gaussian and design.sparse and self.single
+        self.fused_sparse &= self.k == 1 and l1_ratio == 1.0 and not np.any(pf == 0)
         if self.gaussian:
             yo = fam.y - fam.o
             if fit_intercept:
@@ -114,6 +119,7 @@ class PathSolver:
             self.qfull = design.rmatmat(self.w[:, None] * self.r0)
             self.cached = design.sparse or 4 * self.n >= self.p
             self.cached &= self.p * min(self.n, self.p) <= _GRAM_BUDGET
+            self.cached &= not self.fused_sparse
             if self.cached:
                 self.pos = np.full(self.p, -1)
                 self.cached_feats = np.zeros(0, dtype=np.int64)
@@ -126,8 +132,13 @@ class PathSolver:
             # product beats growing the cache in many thin passes over X (small p: the
             # product is cheap whatever n)
             self.cached = True
-            Xw = np.sqrt(self.w)[:, None] * design.X
-            self._C = (Xw.T @ Xw).T  # symmetric: the transpose is the Fortran-order copy
+            if np.all(self.w == self.w[0]):  # equal weights: no weighted copy of X
+                self._C = design.X.T @ design.X
+                self._C *= self.w[0]
+            else:
+                Xw = np.sqrt(self.w)[:, None] * design.X
+                self._C = Xw.T @ Xw
+            self._C = self._C.T  # symmetric: the transpose is the Fortran-order view
             self.pos = np.arange(self.p)
             self.cached_feats = np.arange(self.p)
         # the whole per-penalty solve in one compiled call: plain lasso, one response,
@@ -140,13 +151,23 @@ class PathSolver:
             and self.cached
             and len(self.cached_feats) == self.p
         )
-        # binomial lasso without unpenalized features: the inner solve is one compiled call
-        self.fused_pn = self.kind == "binomial" and self.single and l1_ratio == 1.0
+        self._G = None  # the fused solve's correlation q - Q B (p,)
+        # binomial / poisson lasso without unpenalized features: the inner solve is one
+        # compiled call
+        self.fused_pn = self.kind in FAMILY_CODES and self.single and l1_ratio == 1.0
         self.fused_pn &= len(self.free) == 0
         if self.fused_pn:
             self._y1 = np.ascontiguousarray(fam.y[:, 0])
             self._w1 = np.ascontiguousarray(self.w)
             self._o1 = np.ascontiguousarray(np.broadcast_to(fam.o, (self.n, 1))[:, 0])
+        if self.fused_sparse:
+            X = design.X
+            self._csc = (X.indptr, X.indices, X.data)
+            self._colw = np.asarray(X.T @ self.w).ravel()
+            self._r0 = np.ascontiguousarray(self.r0[:, 0])
+            self._Rs = self._r0.copy()
+            self._state = np.zeros(2)  # [shift . B, sum w Rs]; sum w r0 = 0 or b0 = 0
+            self._state[1] = self.w @ self._r0
         self.XF = design.columns(self.free)  # (n, f) unpenalized feature columns
         self.ws_size = _WS_MIN
         #: scale of the objective (the null deviance once known) for the stall test
@@ -320,6 +341,25 @@ class PathSolver:
         """Minimize at ``lam`` from the current state; returns (gap, epochs, converged)."""
         if self.fused and np.isfinite(lam):
             return self._solve_fused(lam, tol_abs, max_epochs)
+        if self.fused_sparse and np.isfinite(lam):
+            b = self.B.reshape(-1)
+            gap, self.dev, epochs, conv = sparse_lasso_solve(
+                *self._csc,
+                self.w,
+                self._r0,
+                self._Rs,
+                self._state,
+                self._colw,
+                self.D.shift,
+                self.D.sqnorm,
+                self.pf,
+                lam,
+                b,
+                tol_abs,
+                max_epochs,
+                _STALL * self.obj_scale,
+            )
+            return gap, epochs, conv
         epochs = 0
         nnz0 = int(np.count_nonzero(np.any(self.B != 0, axis=1)))
         self.ws_size = max(_WS_MIN, 2 * nnz0)
@@ -356,8 +396,10 @@ class PathSolver:
 
     def _solve_fused(self, lam, tol_abs, max_epochs):
         b = self.B.reshape(-1)  # (p, 1) C-order: a contiguous view
-        nz = np.flatnonzero(b)
-        G = self.qfull[:, 0] - self._C[:, nz] @ b[nz]
+        if self._G is None:  # then kept in step with B by the kernel along the path
+            nz = np.flatnonzero(b)
+            self._G = self.qfull[:, 0] - self._C[:, nz] @ b[nz]
+        G = self._G
         gap, self.dev, epochs, conv = gram_lasso_solve(
             self._C,
             np.ascontiguousarray(self.qfull[:, 0]),
@@ -468,7 +510,7 @@ class PathSolver:
     def _inner_glm(self, ws, feats, ends, l1, l2, lam, target, tol_abs, max_epochs):
         if self.fused_pn and np.isfinite(lam):
             Bw = np.ascontiguousarray(self.B[feats, 0])
-            epochs, stalled = prox_newton_binomial(
+            epochs, stalled = prox_newton_glm(
                 np.ascontiguousarray(self.D.columns(feats).T),
                 self._y1,
                 self._w1,
@@ -483,6 +525,7 @@ class PathSolver:
                 _MAX_PN,
                 max_epochs,
                 _STALL * self.obj_scale,
+                FAMILY_CODES[self.kind],
             )
             self.B[feats, 0] = Bw
             return epochs, stalled
