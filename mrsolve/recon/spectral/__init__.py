@@ -114,6 +114,8 @@ def reconstruct(
         out["image"] = image_from_volume(volume, bins.to(dev), image_time).cpu()
     if cfg.waterfat.enabled:
         offset = totals[0] if len(totals) > 1 else 0
+        cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
+        echo_resolved = cycles >= cfg.waterfat.min_echo_cycles
         maps, report["waterfat"] = run_water_fat(
             problem,
             spectrum,
@@ -123,13 +125,12 @@ def reconstruct(
             checkpointer=ckpt,
             # prewhitened samples have unit noise variance before the problem's scaling
             noise_var=problem.scale**2 if whitened else None,
+            echo_resolved=echo_resolved,
         )
-        cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
         report["waterfat"]["fat_separation"] = {
             "echo_cycles": cycles,
             "readout_shift_px": shift,
-            "resolvable": cycles >= cfg.waterfat.min_echo_cycles
-            or shift >= cfg.waterfat.min_readout_shift_px,
+            "resolvable": echo_resolved or shift >= cfg.waterfat.min_readout_shift_px,
         }
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
         for name in ("fat_fraction_std", "field_map_std_hz"):
