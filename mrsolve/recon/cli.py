@@ -73,7 +73,7 @@ diagnostics = Console(stderr=True)  # progress bars, warnings, failures: stderr
 _METHOD_HELP = f"One of {', '.join(METHOD_NAMES)}."
 _DEVICE_HELP = "cpu, cuda or auto (auto: CUDA where present)."
 _PRESET_HELP = "spectral: static, fatwater or dynamic."
-_ITER_HELP = "spectral: iteration budget of the last stage (static 100, fatwater 600 + 2 x 30 coarse, dynamic 100)."
+_ITER_HELP = "spectral: iteration budget of the last stage (static 100, fatwater 250 + 2 x 30 coarse, dynamic 100)."
 
 
 @app.command(cls=_Command)

@@ -155,3 +155,32 @@ def test_encodings_reject_bad_shapes():
         FactorizedPlanes((4, 6, 5))
     with pytest.raises(ValueError, match="rank"):
         FactorizedPlanes((1, 4, 6, 5), rank=0)
+
+
+@pytest.mark.parametrize("parametrization", ["common_phase", "moment", "densities"])
+def test_units_keep_the_maps_and_scale_the_gradient_by_the_unit(sim, parametrization):
+    """set_units changes how the parameters are stored, not what they represent; the
+    gradient with respect to a stored parameter is the unit times the one in natural
+    units (chain rule), checked against the unit-1 head's autograd gradient."""
+    enc, head = _encoding(sim, downsample=4, parametrization=parametrization)
+    gen = torch.Generator().manual_seed(0)
+
+    def grads(h):
+        loss = (enc(h()) - sim.scan.kspace).abs().square().sum()
+        h.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in (h.first.values, h.second.values, h.psi_raw)]
+
+    before = grads(head)
+    with torch.no_grad():
+        maps = (head.water(), head.fat(), head.field_map())
+    units = [torch.rand(p.shape, generator=gen) + 0.5 for p in before]
+    head.set_units(*units)
+    with torch.no_grad():
+        after_maps = (head.water(), head.fat(), head.field_map())
+    for a, b in zip(maps, after_maps, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for g0, g1, u in zip(before, grads(head), units, strict=True):
+        torch.testing.assert_close(g1, g0 * u, rtol=1e-3, atol=1e-3 * float(g0.abs().max()))
+    with pytest.raises(ValueError, match="units must be positive"):
+        head.set_units(-units[0], units[1], units[2])

@@ -125,11 +125,12 @@ def test_fatwater_on_3t_phantom_meets_targets(device):
     )
     s = _scores(sim, rec)
     assert s["nrmse"] <= 0.6 * s["grid_nrmse"]
-    # 32 px, 4 coils: the common-phase default (chosen on the independent development set
-    # of benchmarks/generalization.py) scores 0.055 and 16.4 Hz here, the moment form 0.035
-    # and 14.0 Hz (docs/spectral_design.md); the zero maps 0.325 and 50 Hz
-    assert s["ff"] < 0.06
-    assert s["fm"] < 17.0
+    # 32 px, 4 coils: the defaults (chosen on the independent development set of
+    # benchmarks/generalization.py) score 0.061 and 19.2 Hz here; 0.055 and 16.3 Hz before
+    # the preconditioned, capped last level, which lowered the development set's sums
+    # (docs/spectral_design.md); the moment form 0.035 and 14.0 Hz; the zero maps 0.325, 50 Hz
+    assert s["ff"] < 0.065
+    assert s["fm"] < 20.5
     # progress: coarse levels then the last level, one count per step, one total
     wf = rec.config["waterfat"]
     total = (wf["levels"] - 1) * wf["level_iterations"] + wf["iterations"]

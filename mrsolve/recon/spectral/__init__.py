@@ -123,6 +123,8 @@ def reconstruct(
         waterfat = replace(
             cfg.waterfat, tv=noise_weight(cfg.waterfat.tv, cfg.waterfat.tv_noise, noise_std)
         )
+        cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
+        echo_resolved = cycles >= cfg.waterfat.min_echo_cycles
         maps, report["waterfat"] = run_water_fat(
             problem,
             spectrum,
@@ -132,14 +134,13 @@ def reconstruct(
             checkpointer=ckpt,
             # prewhitened samples have unit noise variance before the problem's scaling
             noise_var=problem.scale**2 if whitened else None,
+            echo_resolved=echo_resolved,
         )
         report["waterfat"] |= {"noise_std": noise_std, "tv": waterfat.tv}
-        cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
         report["waterfat"]["fat_separation"] = {
             "echo_cycles": cycles,
             "readout_shift_px": shift,
-            "resolvable": cycles >= cfg.waterfat.min_echo_cycles
-            or shift >= cfg.waterfat.min_readout_shift_px,
+            "resolvable": echo_resolved or shift >= cfg.waterfat.min_readout_shift_px,
         }
         out["water"], out["fat"] = maps["water"].cpu(), maps["fat"].cpu()
         for name in ("fat_fraction_std", "field_map_std_hz"):

@@ -154,7 +154,35 @@ class WaterFatField(torch.nn.Module):
         )[0, 0]
         ratio = (psi / self.max_abs_hz).clamp(-0.999, 0.999)
         self.psi_raw = torch.nn.Parameter(torch.atanh(ratio))
+        # the parameters are stored divided by these units (set_units: a diagonal preconditioner)
+        self.register_buffer("first_unit", torch.ones_like(self.first.values))
+        self.register_buffer("second_unit", torch.ones_like(self.second.values))
+        self.register_buffer("psi_unit", torch.ones_like(self.psi_raw))
         self.set_densities(water, fat)
+
+    def set_units(self, first: torch.Tensor, second: torch.Tensor, psi: torch.Tensor) -> None:
+        """Store the parameters in new units, the represented maps unchanged: an optimizer
+        then sees the curvature scaled by unit^2 (``first``, ``second`` (ny, nx, 2) for the
+        real and imaginary parts, ``psi`` the coarse grid's shape, all positive)."""
+        with torch.no_grad():
+            for old, new, value in (
+                (self.first_unit, first, self.first.values),
+                (self.second_unit, second, self.second.values),
+                (self.psi_unit, psi, self.psi_raw),
+            ):
+                if tuple(new.shape) != tuple(old.shape) or not bool((new > 0).all()):
+                    raise ValueError(
+                        f"units must be positive of shape {tuple(old.shape)}, got "
+                        f"{tuple(new.shape)}"
+                    )
+                value.mul_(old / new)
+                old.copy_(new)
+
+    def _first(self) -> torch.Tensor:
+        return torch.view_as_complex(self.first.values * self.first_unit)
+
+    def _second(self) -> torch.Tensor:
+        return torch.view_as_complex(self.second.values * self.second_unit)
 
     def set_densities(self, water: torch.Tensor, fat: torch.Tensor) -> None:
         """Set the parameters so that water() and fat() return ``water``, ``fat`` (ny, nx)
@@ -170,25 +198,31 @@ class WaterFatField(torch.nn.Module):
                 share = (fat * total.conj()).real / total.abs().square().clamp_min(1e-30)
                 eta = share.clamp(0, 1) + self.field_map() / self.fat_mean_hz
                 water, fat = total, eta.to(torch.complex64)
-            self.first.values.copy_(torch.view_as_real(water))
-            self.second.values.copy_(torch.view_as_real(fat))
+            self.first.values.copy_(torch.view_as_real(water) / self.first_unit)
+            self.second.values.copy_(torch.view_as_real(fat) / self.second_unit)
 
     def densities(self, psi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """rho_w, rho_f (ny, nx) complex at field map ``psi`` (default: the field's)."""
-        if self.parametrization == "densities":
-            return self.first(), self.second()
         psi = self.field_map() if psi is None else psi
-        total = self.first()
+        return self.densities_of(self._first(), self._second(), psi)
+
+    def densities_of(
+        self, first: torch.Tensor, second: torch.Tensor, psi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """rho_w, rho_f (ny, nx) complex of the parameters ``first``, ``second`` (complex,
+        in the parametrization's meaning) at field map ``psi`` (Hz), per pixel."""
+        if self.parametrization == "densities":
+            return first, second
         if self.parametrization == "common_phase":
-            fat = self.fat_share(psi) * total
+            fat = (second.real - psi / self.fat_mean_hz) * first
         else:
-            fat = self.second() - psi * total / self.fat_mean_hz
-        return total - fat, fat
+            fat = second - psi * first / self.fat_mean_hz
+        return first - fat, fat
 
     def fat_share(self, psi: torch.Tensor | None = None) -> torch.Tensor:
         """s = eta - psi / f_bar (ny, nx), the fat share of "common_phase"."""
         psi = self.field_map() if psi is None else psi
-        return self.second().real - psi / self.fat_mean_hz
+        return self._second().real - psi / self.fat_mean_hz
 
     def share_penalty(self) -> torch.Tensor:
         """sum |rho|^2 (min(s, 0)^2 + max(s - 1, 0)^2): keeps "common_phase"'s fat share in
@@ -197,7 +231,7 @@ class WaterFatField(torch.nn.Module):
             return torch.zeros((), device=self.psi_raw.device)
         s = self.fat_share()
         outside = torch.relu(-s).square() + torch.relu(s - 1).square()
-        return (self.first().abs().square() * outside).sum()
+        return (self._first().abs().square() * outside).sum()
 
     def water(self) -> torch.Tensor:
         """rho_w (ny, nx) complex."""
@@ -209,7 +243,7 @@ class WaterFatField(torch.nn.Module):
 
     def field_map(self) -> torch.Tensor:
         """psi (ny, nx) in Hz."""
-        psi = self.max_abs_hz * torch.tanh(self.psi_raw)
+        psi = self.max_abs_hz * torch.tanh(self.psi_raw * self.psi_unit)
         if tuple(psi.shape) == self.image_shape:
             return psi
         return torch.nn.functional.interpolate(

@@ -8,7 +8,8 @@ resumed run needs to continue with the same iterates (FISTA's momentum included)
 - :class:`FISTA`: accelerated proximal gradient, fixed step, gradient restart
   (Beck & Teboulle 2009; O'Donoghue & Candes 2015), the iteration of
   :func:`mrsolve.solvers.alg.fista` with ``backtrack=False, restart="gradient"``.
-- :class:`LBFGS`: :class:`RestartingLBFGS` over a module's parameters.
+- :class:`LBFGS`: :class:`RestartingLBFGS` over a module's parameters (``history_size``
+  curvature pairs).
 - :class:`Adam`: torch's Adam with a cosine learning-rate schedule over the budget.
 """
 
@@ -119,13 +120,13 @@ class RestartingLBFGS(torch.optim.LBFGS):
     the objective at all and otherwise rejects (step 0, the same trial every restart).
     """
 
-    def __init__(self, params, max_line_search: int = 25) -> None:
+    def __init__(self, params, max_line_search: int = 25, history_size: int = 20) -> None:
         super().__init__(
             params,
             lr=1.0,
             max_iter=1,
             max_eval=1 + max_line_search,
-            history_size=20,
+            history_size=history_size,
             line_search_fn="strong_wolfe",
         )
         self._last_loss = math.inf
@@ -178,9 +179,9 @@ class LBFGS(_ModuleStepper):
     step would repeat it.
     """
 
-    def __init__(self, module: torch.nn.Module, loss: Objective) -> None:
+    def __init__(self, module: torch.nn.Module, loss: Objective, history_size: int = 20) -> None:
         super().__init__(module, loss)
-        self.opt = RestartingLBFGS(module.parameters())
+        self.opt = RestartingLBFGS(module.parameters(), history_size=history_size)
         self._params = [p for p in module.parameters() if p.requires_grad]
         self._last: tuple | None = None  # (parameter values, total, data, gradients)
         self.still_steps = 0  # consecutive steps that did not move the parameters

@@ -82,6 +82,48 @@ def pixel_information(
     return info[0], info[1]
 
 
+def parameter_curvature(
+    field_: WaterFatField, problem: SpectralProblem
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gauss-Newton diagonal of the data term in the field's own parameters.
+
+    Per pixel, H of :func:`pixel_information` taken through the parametrization's
+    Jacobian (:meth:`WaterFatField.densities_of`); the field map's coarse cells sum their
+    pixels' psi curvature with the squared bicubic weights, times (d psi / d raw)^2 of the
+    tanh bound. Couplings between parameters and pixels are left out.
+
+    Returns:
+        (ny, nx, 2), (ny, nx, 2), coarse-grid shape: float64 curvatures of the real and
+        imaginary parts of ``first`` and ``second`` and of ``psi_raw * psi_unit``.
+    """
+    hess, _ = pixel_information(field_, problem)
+    with torch.no_grad():
+        start = (field_._first(), field_._second(), field_.field_map())
+        start = tuple(v.to(torch.complex128 if v.is_complex() else torch.float64) for v in start)
+        base = field_.densities_of(*start)
+        out = {}
+        # densities_of is affine in each argument: a unit difference is the exact derivative
+        for name, arg, steps in (("first", 0, (1, 1j)), ("second", 1, (1, 1j)), ("psi", 2, (1,))):
+            diag = []
+            for step in steps:
+                moved = list(start)
+                moved[arg] = moved[arg] + step
+                dw, df = (m - b for m, b in zip(field_.densities_of(*moved), base, strict=True))
+                dpsi = torch.full_like(dw.real, float(arg == 2))
+                col = torch.stack([dw.real, dw.imag, df.real, df.imag, dpsi], -1)
+                diag.append(torch.einsum("yxp,yxpq,yxq->yx", col, hess, col))
+            out[name] = torch.stack(diag, -1)
+    pixel_psi = out["psi"][..., 0]
+    coarse = tuple(field_.psi_raw.shape)
+    if coarse != tuple(pixel_psi.shape):
+        by = interpolation_matrix(coarse[0], pixel_psi.shape[0], pixel_psi.device).square()
+        bx = interpolation_matrix(coarse[1], pixel_psi.shape[1], pixel_psi.device).square()
+        pixel_psi = torch.einsum("yx,yi,xj->ij", pixel_psi, by, bx)
+    with torch.no_grad():
+        slope = field_.max_abs_hz / torch.cosh(field_.psi_raw * field_.psi_unit).square()
+    return out["first"], out["second"], pixel_psi * slope.double().square()
+
+
 def water_fat_std(
     field_: WaterFatField,
     problem: SpectralProblem,
@@ -89,6 +131,8 @@ def water_fat_std(
     *,
     fat_fraction_factor: float = 1.0,
     field_map_factor: float = 1.0,
+    fat_fraction_floor: float = 0.0,
+    field_map_floor_hz: float = 0.0,
     tile: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel std of the fat fraction and of the field map (Hz), (ny, nx) each, float32.
@@ -99,8 +143,12 @@ def water_fat_std(
         noise_var: E|n|^2 of the (prewhitened) noise per complex k-space sample per coil
             in the problem's scaled units: scale^2 after prewhitening with a noise scan,
             else e.g. the held-out residual per held-out sample.
-        fat_fraction_factor, field_map_factor: multiply the stds (module doc: calibrated
-            against measured errors); the caps at the uniform priors' stds apply after.
+        fat_fraction_factor, field_map_factor, fat_fraction_floor, field_map_floor_hz:
+            the returned std is sqrt((factor * std)^2 + floor^2), capped at the uniform
+            prior's std: the factor scales the noise-only std, the floor stands for the
+            errors it leaves out (module doc). 1 and 0 (the defaults): noise only; the
+            fatwater preset's calibrated values are WaterFatConfig's
+            (docs/uncertainty_design.md).
         tile: the coarse field map's covariance is inverted on tiles of ``tile`` x
             ``tile`` cells plus a margin (bounds memory; no effect on the result to ~1e-3).
 
@@ -111,6 +159,8 @@ def water_fat_std(
     check_positive("noise_var", noise_var)
     check_positive("fat_fraction_factor", fat_fraction_factor)
     check_positive("field_map_factor", field_map_factor)
+    check_positive("fat_fraction_floor", fat_fraction_floor, allow_zero=True)
+    check_positive("field_map_floor_hz", field_map_floor_hz, allow_zero=True)
     check_int("tile", tile)
     hess, meat = pixel_information(field_, problem)
     precision = _precision(hess, meat, noise_var)
@@ -126,9 +176,15 @@ def water_fat_std(
     grad = _fat_fraction_gradient(water, fat)
     ff_var = (grad[..., None, :] @ cov @ grad[..., :, None])[..., 0, 0].clamp_min(0)
     ff_var = ff_var.nan_to_num(nan=math.inf)  # no signal: the prior's std (the cap)
-    ff_std = (fat_fraction_factor * ff_var.sqrt()).clamp_max(FAT_FRACTION_PRIOR_STD)
-    psi_std = (field_map_factor * psi_var.sqrt()).clamp_max(math.sqrt(prior_var))
-    return ff_std.float(), psi_std.float()
+    ff_std = inflate(ff_var.sqrt(), fat_fraction_factor, fat_fraction_floor)
+    psi_std = inflate(psi_var.sqrt(), field_map_factor, field_map_floor_hz)
+    ff_std = ff_std.clamp_max(FAT_FRACTION_PRIOR_STD)
+    return ff_std.float(), psi_std.clamp_max(math.sqrt(prior_var)).float()
+
+
+def inflate(std: torch.Tensor, factor: float, floor: float) -> torch.Tensor:
+    """sqrt((factor * std)^2 + floor^2): a noise-only std calibrated to measured errors."""
+    return torch.hypot(factor * std, torch.as_tensor(floor, dtype=std.dtype))
 
 
 def _precision(hess: torch.Tensor, meat: torch.Tensor, noise_var: float) -> torch.Tensor:

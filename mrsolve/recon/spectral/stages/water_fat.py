@@ -5,7 +5,8 @@ times coarser than the image, water and fat at their least-squares fit for psi =
 more steps on larger images); on each coarse level L-BFGS fits water, fat and the field
 map jointly for ``level_iterations`` steps, and the three are carried to a field-map grid
 twice as fine. The last level (grid ``downsample``) runs the configured optimizer with
-the held-out stopping rule and checkpoints. Nothing is chosen with the truth. What made
+the held-out stopping rule and checkpoints. Each L-BFGS run sees its parameters in units
+of their Gauss-Newton curvature (:func:`precondition`). Nothing is chosen with the truth. What made
 the fit work, and the figures, are in docs/spectral_design.md.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -23,16 +24,31 @@ from mrsolve.recon.spectral.problem import SpectralProblem
 from mrsolve.recon.spectral.regularizers import smooth_tv, smoothness
 from mrsolve.recon.spectral.runner import Callback, Checkpointer, StoppingConfig, run, shifted
 from mrsolve.recon.spectral.steppers import LBFGS, Adam
-from mrsolve.recon.spectral.uncertainty import water_fat_std
+from mrsolve.recon.spectral.uncertainty import parameter_curvature, water_fat_std
 from mrsolve.solvers.alg import cg
+
+
+@dataclass
+class StdCalibration:
+    """The calibrated std is sqrt((factor * s)^2 + floor^2), s the noise-only std of
+    :func:`~mrsolve.recon.spectral.uncertainty.water_fat_std`: the floor stands for the
+    errors s leaves out (coupling through the point-spread function, regularizer bias,
+    the field-map / fat ambiguity). Chosen on the development set so that RMS(error / std)
+    is ~1 and |error| <= 1.96 std in ~95 % of the pixels
+    (benchmarks/water_fat_calibration.py, docs/uncertainty_design.md)."""
+
+    fat_fraction_factor: float = 1.0
+    fat_fraction_floor: float = 0.0
+    field_map_factor: float = 1.0
+    field_map_floor_hz: float = 0.0
 
 
 @dataclass
 class WaterFatConfig:
     """Parametric water / fat / field-map stage.
 
-    ``iterations`` is the budget of the last (finest) level, usually ended earlier by the
-    held-out rule; each of the ``levels - 1`` coarser field-map grids gets
+    ``iterations`` is the budget of the last (finest) level, which the held-out rule may
+    end earlier; each of the ``levels - 1`` coarser field-map grids gets
     ``level_iterations`` L-BFGS steps first. ``parametrization``: see
     :class:`~mrsolve.recon.spectral.fields.WaterFatField` ("densities" is the plain form).
 
@@ -44,7 +60,7 @@ class WaterFatConfig:
 
     enabled: bool = False
     optimizer: str = "lbfgs"  # a key of OPTIMIZERS
-    iterations: int = 600
+    iterations: int = 250
     lr: float = 0.05
     init_cg_iterations: int | None = None  # None: 20 per 32 px of image width
     tv: float = 0.003
@@ -56,16 +72,27 @@ class WaterFatConfig:
     level_iterations: int = 30
     parametrization: str = "common_phase"  # WaterFatField's "common_phase", "moment" or "densities"
     share_penalty: float = 1.0  # weight keeping "common_phase"'s fat share in [0, 1]
-    # write the per-pixel noise-only lower bounds of uncertainty.water_fat_std; off by
-    # default: on the development set the errors were 6-2000x these bounds (they leave out
-    # the field-map / fat ambiguity), docs/uncertainty_design.md
-    std_maps: bool = False
+    # write per-pixel stds (uncertainty.water_fat_std), calibrated separately for scans
+    # whose echoes separate fat (min_echo_cycles) and for the others (StdCalibration)
+    std_maps: bool = True
+    std_echo_resolved: StdCalibration = field(
+        default_factory=lambda: StdCalibration(7.94, 0.0363, 39.8, 1.45)
+    )
+    std_otherwise: StdCalibration = field(
+        default_factory=lambda: StdCalibration(251.0, 0.0363, 158.0, 46.0)
+    )
     # fat is reported resolvable from field when the echoes' k-space centres spread the fat
     # phase by min_echo_cycles, or one readout moves fat by min_readout_shift_px; chosen on
     # the development set (docs/spectral_design.md), see propeller.fat.fat_separation
     min_echo_cycles: float = 0.25
     min_readout_shift_px: float = 2.5
     min_patience: int = 6  # held-out checks without improvement, at least
+    # L-BFGS on parameters in units of their Gauss-Newton curvature (a diagonal
+    # preconditioner, set at each level's start); curvatures below this share of their
+    # median are raised to it (no signal: the regularizers set the scale)
+    precondition: bool = True
+    curvature_floor: float = 1.0
+    history_size: int = 50  # L-BFGS curvature pairs
 
     @property
     def total_iterations(self) -> int:
@@ -88,6 +115,18 @@ def initial_water_fat(problem: SpectralProblem, field_: WaterFatField, n_iter: i
     v, _ = cg(normal, rhs, max_iter=n_iter, tol=1e-6)
     with torch.no_grad():
         field_.set_densities(v[0], v[1])
+
+
+def precondition(field_: WaterFatField, problem: SpectralProblem, floor: float) -> None:
+    """Set the field's parameter units to 1 / sqrt(curvature)
+    (:func:`~mrsolve.recon.spectral.uncertainty.parameter_curvature`), each curvature
+    raised to at least ``floor`` times its group's median over positive entries."""
+    units = []
+    for curv in parameter_curvature(field_, problem):
+        positive = curv[curv > 0]
+        ref = positive.median() if positive.numel() else curv.new_ones(())
+        units.append(curv.clamp_min(floor * ref).rsqrt().float())
+    field_.set_units(*units)
 
 
 def _cg_steps(wf: WaterFatConfig, image_shape: tuple[int, int]) -> int:
@@ -137,7 +176,7 @@ def _maps(field_: WaterFatField) -> torch.Tensor:
 
 #: the last level's optimizer by name: ``make(field, loss, wf) -> stepper``
 OPTIMIZERS: dict[str, Callable] = {
-    "lbfgs": lambda field_, loss, wf: LBFGS(field_, loss),
+    "lbfgs": lambda field_, loss, wf: LBFGS(field_, loss, wf.history_size),
     "adam": lambda field_, loss, wf: Adam(field_, loss, wf.lr, wf.iterations),
 }
 
@@ -166,7 +205,9 @@ def coarse_levels(
         if level == wf.levels - 1:
             initial_water_fat(problem, field_, _cg_steps(wf, problem.image_shape))
         if level > 0:
-            stepper = LBFGS(field_, _objective(problem, field_, wf))
+            if wf.precondition:
+                precondition(field_, problem, wf.curvature_floor)
+            stepper = LBFGS(field_, _objective(problem, field_, wf), wf.history_size)
             progress = shifted(callback, done, wf.total_iterations)
             run(
                 stepper,
@@ -193,6 +234,7 @@ def run_water_fat(
     callback: Callback = None,
     checkpointer: Checkpointer | None = None,
     noise_var: float | None = None,
+    echo_resolved: bool = False,
 ) -> tuple[dict, dict]:
     """Stage 2: {"water", "fat", "field_map_hz"} (unscaled), with ``wf.std_maps`` also
     "fat_fraction_std" and "field_map_std_hz"
@@ -200,6 +242,11 @@ def run_water_fat(
 
     ``noise_var``: noise variance per complex k-space sample in the problem's scaled
     units (None: measured on the held-out lines at the fit; no stds without them).
+    ``echo_resolved``: whether the echoes separate fat from the field map (their k-space
+    centres spread the fat phase by ``wf.min_echo_cycles``, ``propeller.fat.fat_separation``);
+    picks the stds' calibration (the development set had no single-echo scan whose readout
+    alone resolves fat, and such a scan's field map errs far beyond the multi-echo
+    calibration: docs/uncertainty_design.md).
     """
     if not isinstance(wf.levels, int) or wf.levels < 1:
         raise ValueError(f"waterfat levels must be a positive integer, got {wf.levels!r}")
@@ -223,6 +270,8 @@ def run_water_fat(
             checkpointer.save("waterfat_start", [v.cpu() for v in start])
     coarse = wf.total_iterations - wf.iterations
     field_ = _field(problem, spectrum, wf, wf.downsample, start)
+    if wf.precondition:
+        precondition(field_, problem, wf.curvature_floor)
     stepper = OPTIMIZERS[wf.optimizer](field_, _objective(problem, field_, wf), wf)
 
     def heldout():
@@ -250,7 +299,8 @@ def run_water_fat(
             with torch.no_grad():
                 noise_var = problem.heldout_noise_var(fitted())
         if math.isfinite(noise_var) and noise_var > 0:
-            stds = water_fat_std(fitted, problem, noise_var)
+            calibration = wf.std_echo_resolved if echo_resolved else wf.std_otherwise
+            stds = water_fat_std(fitted, problem, noise_var, **asdict(calibration))
             out["fat_fraction_std"], out["field_map_std_hz"] = stds
             report["noise_var"] = noise_var
     return out, report
