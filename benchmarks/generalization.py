@@ -294,7 +294,7 @@ def summary_table(results: dict, methods) -> str:
     return h.table(rows, spec=".3g")
 
 
-def figure(results: dict, images: dict, methods, out: Path | None, name: str) -> None:
+def figure(results: dict, images: dict, methods, out: Path | None, doc: str) -> None:
     plt = h.pyplot()
     montage = list(images)[:3]
     cols = ["truth", "gridding", "spectral", "fatwater ff", "truth ff"]
@@ -337,7 +337,7 @@ def figure(results: dict, images: dict, methods, out: Path | None, name: str) ->
                     vmax=np.percentile(images[name]["truth"], 99.5),
                 )
             axc.set_title(f"{name} {col}" if c == 0 else col)
-    h.save_figure(fig, name, out=out)
+    h.save_figure(fig, doc, out=out)
 
 
 def main() -> None:
