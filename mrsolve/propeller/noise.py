@@ -140,8 +140,9 @@ def readout_noise_variance(kspace, edge_fraction: float = 0.125) -> float:
     signal is smooth and small, so second differences along the readout,
     (y[j+1] - 2 y[j] + y[j-1]) / sqrt(6), are noise of the samples' variance; the median
     absolute value of their real and imaginary parts (/ 0.6745) estimates its std robustly.
-    Signal left at the edges only adds to it: an upper bound, within 10 % of the noise
-    scan's value once the noise is a few % of the k-space RMS (docs/spectral_design.md).
+    Signal left at the edges only adds to it: an upper bound, within 8 % of the noise
+    scan's value once the noise is >= 30 % of the k-space RMS and 2-10x too high on very
+    clean scans (docs/spectral_design.md).
 
     Args:
         kspace: (C, ..., S) complex samples, readouts along the last axis (S >= 8).
