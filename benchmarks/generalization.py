@@ -8,6 +8,9 @@ the ``ismrmrd`` package. A DEVELOPMENT set (seeds 0..n-1) and a HELD-OUT set (se
 1000..1000+n-1) are cached under benchmarks/.cache/generalization/ (simulated once).
 Choose defaults on dev only; report both. ``--set fresh`` (seeds 2000..) is a second
 held-out draw, never looked at while choosing, written to docs/generalization_fresh.*.
+``--set echo-both`` draws multi-echo gradient-echo scans only, a development set (seeds
+3000..) and a held-out set (seeds 4000..) of their own for the water / fat head where
+the echoes separate fat, written to docs/generalization_multiecho.*.
 
 Per scan and method: NRMSE and HFEN (NRMSE of Laplacian-of-Gaussian filtered magnitudes,
 sigma 1.5 px, after the NRMSE's least-squares scale) against the truth at the time the
@@ -22,7 +25,7 @@ noiseless, blur-free, fully sampled Cartesian scan at N px would give:
 ``scan_space.resolution_matched_image``). The "band-limit oracle" row is the latter
 scored against the former: the error no reconstruction at N px avoids.
 
-    .venv/bin/python benchmarks/generalization.py [--set dev|heldout|both|fresh] [--n 8]
+    .venv/bin/python benchmarks/generalization.py [--set dev|heldout|both|fresh|echo-dev|echo-heldout|echo-both] [--n 8]
         [--quick] [--methods gridding,spectral,fatwater] [--threads 2] [--out docs/]
 """
 
@@ -57,7 +60,9 @@ from mrsolve.recon.methods import reconstruct
 sys.path.insert(0, str(Path(__file__).resolve().parent / "generalization"))
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "generalization"
-SEEDS = {"dev": 0, "heldout": 1000, "fresh": 2000}
+SEEDS = {"dev": 0, "heldout": 1000, "fresh": 2000, "echo-dev": 3000, "echo-heldout": 4000}
+#: multi-echo gradient-echo scans only (the "echo-*" sets): fat separated by the echoes
+MULTI_ECHO_SPACE = ScanSpace(gradient_echo=1.0, multi_echo=1.0)
 
 
 @dataclass
@@ -342,7 +347,7 @@ def figure(results: dict, images: dict, methods, out: Path | None, doc: str) -> 
 
 def main() -> None:
     p = h.parser(__doc__, quick="3 small scans (64 px readout, <= 8 coils)", threads=2)
-    p.add_argument("--set", choices=("dev", "heldout", "both", "fresh"), default="dev")
+    p.add_argument("--set", choices=(*SEEDS, "both", "echo-both"), default="dev")
     p.add_argument("--n", type=int, default=8, help="scans per set")
     p.add_argument(
         "--methods",
@@ -361,8 +366,10 @@ def main() -> None:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
-    space, n = (QUICK_SPACE, min(args.n, 3)) if args.quick else (ScanSpace(), args.n)
-    sets = ("dev", "heldout") if args.set == "both" else (args.set,)
+    both = {"both": ("dev", "heldout"), "echo-both": ("echo-dev", "echo-heldout")}
+    sets = both.get(args.set, (args.set,))
+    space = MULTI_ECHO_SPACE if args.set.startswith("echo") else ScanSpace()
+    space, n = (QUICK_SPACE, min(args.n, 3)) if args.quick else (space, args.n)
     parts, results_all, images = [], {}, {}
     for which in sets:
         folder = CACHE / (("quick_" if args.quick else "") + which)
@@ -385,8 +392,10 @@ def main() -> None:
         ]
         results_all.update(results)
     out = h.out_dir(args)
-    # a fresh draw (seeds 2000..) is a second held-out set, written beside the main tables
+    # a fresh draw (seeds 2000..) is a second held-out set and the multi-echo sets a
+    # development / held-out pair of their own, each written beside the main tables
     doc = "generalization_fresh" if args.set == "fresh" else "generalization"
+    doc += "_multiecho" if args.set.startswith("echo") else ""
     h.write_doc(
         doc,
         "Generalization benchmark (issue 18)",

@@ -23,6 +23,7 @@ from mrsolve.propeller.noise import prewhiten, readout_noise_variance
 from mrsolve.propeller.scan import Scan
 from mrsolve.propeller.timing import echo_time
 from mrsolve.recon.spectral.config import SpectralConfig, frequency_range, resolve_config
+from mrsolve.recon.spectral.field_start import echo_field_map
 from mrsolve.recon.spectral.problem import build_problem
 from mrsolve.recon.spectral.readouts import (
     fat_fraction,
@@ -125,6 +126,14 @@ def reconstruct(
         )
         cycles, shift = fat_separation(scan.times, scan.center_sample, scan.echo, spectrum)
         echo_resolved = cycles >= cfg.waterfat.min_echo_cycles
+        from_echoes = cfg.waterfat.echo_start
+        start_field_map = None
+        # the echoes' phase fixes the field map where water dominates even when their
+        # spread is too short to separate fat (the resolvable flag): every multi-echo scan
+        if from_echoes.enabled and len(scan.echo.unique()) > 1:
+            start_field_map = echo_field_map(
+                scan, spectrum, cfg.waterfat.max_abs_hz, from_echoes.step_hz, from_echoes.sigma
+            )
         maps, report["waterfat"] = run_water_fat(
             problem,
             spectrum,
@@ -135,7 +144,9 @@ def reconstruct(
             # prewhitened samples have unit noise variance before the problem's scaling
             noise_var=problem.scale**2 if whitened else None,
             echo_resolved=echo_resolved,
+            start_field_map=start_field_map,
         )
+        report["waterfat"]["field_start"] = "echoes" if start_field_map is not None else "zero"
         report["waterfat"] |= {"noise_std": noise_std, "tv": waterfat.tv}
         report["waterfat"]["fat_separation"] = {
             "echo_cycles": cycles,

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from mrsolve.propeller.fat import FatSpectrum
+from mrsolve.recon.spectral.field_start import EchoStartConfig
 from mrsolve.recon.spectral.fields import WaterFatField
 from mrsolve.recon.spectral.problem import SpectralProblem
 from mrsolve.recon.spectral.regularizers import smooth_tv, smoothness
@@ -93,6 +94,8 @@ class WaterFatConfig:
     precondition: bool = True
     curvature_floor: float = 1.0
     history_size: int = 50  # L-BFGS curvature pairs
+    # where the echoes separate fat, the field map starts from their images, not zero
+    echo_start: EchoStartConfig = field(default_factory=EchoStartConfig)
 
     @property
     def total_iterations(self) -> int:
@@ -188,17 +191,19 @@ def coarse_levels(
     callback: Callback = None,
     checkpointer: Checkpointer | None = None,
     checkpoint_every: int = 10,
+    start_field_map: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Water, fat (scaled units) and field map (Hz) after the coarse levels, (ny, nx) each;
     ``callback(step, wf.total_iterations, loss=...)`` after each coarse L-BFGS step; each
     level's state is checkpointed every ``checkpoint_every`` steps (and resumed from).
 
     Level l = levels - 1, ..., 1 fits the field map on a grid ``downsample * 2^l`` times
-    coarser than the image (module doc); with one level: the least-squares water / fat
-    at psi = 0 and a zero field map.
+    coarser than the image (module doc), from ``start_field_map`` (Hz, (ny, nx); None:
+    zero) and the least-squares water / fat there; with one level: those.
     """
     zeros = torch.zeros(problem.image_shape, dtype=torch.complex64, device=problem.device)
-    maps = (zeros, zeros, zeros.real)
+    psi = zeros.real if start_field_map is None else start_field_map.to(zeros.real)
+    maps = (zeros, zeros, psi)
     done = 0
     for level in range(wf.levels - 1, -1, -1):
         field_ = _field(problem, spectrum, wf, wf.downsample * 2**level, maps)
@@ -235,6 +240,7 @@ def run_water_fat(
     checkpointer: Checkpointer | None = None,
     noise_var: float | None = None,
     echo_resolved: bool = False,
+    start_field_map: torch.Tensor | None = None,
 ) -> tuple[dict, dict]:
     """Stage 2: {"water", "fat", "field_map_hz"} (unscaled), with ``wf.std_maps`` also
     "fat_fraction_std" and "field_map_std_hz"
@@ -247,6 +253,8 @@ def run_water_fat(
     picks the stds' calibration (the development set had no single-echo scan whose readout
     alone resolves fat, and such a scan's field map errs far beyond the multi-echo
     calibration: docs/uncertainty_design.md).
+    ``start_field_map``: where the coarse levels start the field map (Hz, (ny, nx); None:
+    zero), e.g. :func:`~mrsolve.recon.spectral.field_start.echo_field_map`.
     """
     if not isinstance(wf.levels, int) or wf.levels < 1:
         raise ValueError(f"waterfat levels must be a positive integer, got {wf.levels!r}")
@@ -264,7 +272,13 @@ def run_water_fat(
         start = tuple(v.to(problem.device) for v in saved)
     else:
         start = coarse_levels(
-            problem, spectrum, wf, callback, checkpointer, checkpoint_every=stopping.check_every
+            problem,
+            spectrum,
+            wf,
+            callback,
+            checkpointer,
+            checkpoint_every=stopping.check_every,
+            start_field_map=start_field_map,
         )
         if checkpointer is not None:
             checkpointer.save("waterfat_start", [v.cpu() for v in start])
