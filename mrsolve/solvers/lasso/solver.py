@@ -47,6 +47,16 @@ _SMALL_P = 500  # dense designs with at most this many columns get the full Gram
 _STALL = 1e-24
 
 
+def uses_full_gram(n: int, p: int, sparse: bool) -> bool:
+    """Whether a gaussian path on an ``(n, p)`` design forms the full Gram matrix.
+
+    n >= p: the path ends with (nearly) every feature active, and one symmetric product
+    beats growing the cache in many thin passes over X; small p: the product is cheap
+    whatever n. Sparse designs keep the residual form (``sparse_cd``).
+    """
+    return not sparse and (n >= p or p <= _SMALL_P) and p * p <= _GRAM_BUDGET
+
+
 def _block_norms(M: np.ndarray, starts: np.ndarray, single: bool, per_class: bool):
     """Norms of the row blocks of ``M`` ``(m, k)``: ``(nb, k)`` per class, else ``(nb, 1)``."""
     if single and (per_class or M.shape[1] == 1):
@@ -126,13 +136,12 @@ class PathSolver:
                 self._C = np.empty((self.p, 16), order="F")  # capacity doubles
             else:
                 self.R = self.r0.copy()
-        full_gram = not design.sparse and (self.n >= self.p or self.p <= _SMALL_P)
-        if self.gaussian and full_gram and self.p * self.p <= _GRAM_BUDGET:
-            # n >= p: the path ends with (nearly) every feature active; one symmetric
-            # product beats growing the cache in many thin passes over X (small p: the
-            # product is cheap whatever n)
+        full_gram = design.gram is not None or uses_full_gram(self.n, self.p, design.sparse)
+        if self.gaussian and full_gram:
             self.cached = True
-            if np.all(self.w == self.w[0]):  # equal weights: no weighted copy of X
+            if design.gram is not None:  # given (cross-validation folds)
+                self._C = np.ascontiguousarray(design.gram)
+            elif np.all(self.w == self.w[0]):  # equal weights: no weighted copy of X
                 self._C = design.X.T @ design.X
                 self._C *= self.w[0]
             else:
