@@ -178,6 +178,7 @@ class PathSolver:
             self._state = np.zeros(2)  # [shift . B, sum w Rs]; sum w r0 = 0 or b0 = 0
             self._state[1] = self.w @ self._r0
         self.XF = design.columns(self.free)  # (n, f) unpenalized feature columns
+        self._last_xtu = None  # (U, Xs^T U) of the last full gap
         self.ws_size = _WS_MIN
         #: scale of the objective (the null deviance once known) for the stall test
         self.obj_scale = 1.0
@@ -321,15 +322,23 @@ class PathSolver:
                 V0 = self.qfull - self.C @ self.B[self.cached_feats]
                 self._V0 = V0
             else:
-                V0 = self.D.rmatmat(self.w[:, None] * self.R)
+                V0 = self._full_rmatmat(self.w[:, None] * self.R)
             self.CF_S = self.CF
             gap, nu, self.dev = self._gap_gaussian(lam, V0, self.B, self.pf, B_nrm, self.starts)
             G = -V0
         else:
-            gap, nu, G = self._gap_glm(lam, self.D.rmatmat, self.pf, B_nrm, self.starts)
+            gap, nu, G = self._gap_glm(lam, self._full_rmatmat, self.pf, B_nrm, self.starts)
             self.dev = self.fam.deviance(self.eta)
         gnorm = _block_norms(G, self.starts, self.single, self.per_class)
         return gap, nu, gnorm
+
+    def _full_rmatmat(self, U: np.ndarray) -> np.ndarray:
+        """``Xs^T U`` for the full gap, reused when ``U`` is unchanged: the state does not
+        move between the last full gap at one penalty and the first at the next (the
+        products do not depend on the penalty), and the product is a pass over X."""
+        if self._last_xtu is None or not np.array_equal(U, self._last_xtu[0]):
+            self._last_xtu = (U, self.D.rmatmat(U))
+        return self._last_xtu[1]
 
     def _free_corr(self, V0):
         return V0[self._free_S]
