@@ -286,10 +286,7 @@ def fit_path(
         gap, done, conv[i] = S.solve(float(lam), tol_abs, max_iter)
         n_iter += done
         gaps[i] = gap / null_dev
-        coef = np.empty_like(S.B)
-        coef[order] = S.B / design.scale[:, None]
-        coefs[i] = coef
-        icpts[i] = S.b0 - design.xbar @ (S.B / design.scale[:, None])
+        coefs[i], icpts[i] = S.B, S.b0  # design scale, converted below
         if early_stop:  # glmnet's rule: stop once the fit explains (almost) everything
             ratio = 1 - S.dev / null_dev
             if ratio > 0.999 or (i > 0 and ratio - prev_ratio < 1e-5 * max(ratio, 1e-300)):
@@ -302,6 +299,12 @@ def fit_path(
                 )
                 break
             prev_ratio = ratio
+    # back to the original columns and scale, all penalties at once (per penalty, the
+    # small numpy calls were a tenth of a cross-validated pretrained lasso's time)
+    coefs /= design.scale[:, None]
+    icpts -= np.einsum("j,ljk->lk", design.xbar, coefs)
+    if not np.array_equal(order, np.arange(p)):
+        coefs = coefs[:, np.argsort(order)]
     if family == "multinomial":
         icpts -= icpts.mean(1, keepdims=True)
     squeeze = df.y.ndim == 1
