@@ -164,6 +164,7 @@ def cv_path(
     if len(folds) < 2:
         raise ValueError(f"foldid must hold at least 2 folds, got {len(folds)}")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    family_datafit(family, y, weights, offset, path_kwargs.get("n_classes"))  # validates
     grams = None
     n_train = n - fold_sizes.max()
     if warm_start and family == "gaussian" and uses_full_gram(n_train, X.shape[1], False):

@@ -3,6 +3,8 @@ rows', against direct Grams, scikit-learn fits on the fold data and cold-started
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
@@ -74,3 +76,12 @@ def test_multitask_warm_start_gives_the_cold_cv_curve():
     warm = cv_path(X, Y, n_penalties=10, n_folds=4, **TIGHT)
     cold = cv_path(X, Y, n_penalties=10, n_folds=4, warm_start=False, **TIGHT)
     np.testing.assert_allclose(warm.cv_mean, cold.cv_mean, rtol=1e-8)
+
+
+def test_negative_weights_raise_before_the_grams_are_formed():
+    X, y, w = _data()
+    w[3] = -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no invalid sqrt on the way to the error
+        with pytest.raises(ValueError, match="weights must be >= 0"):
+            cv_path(X, y, weights=w, n_folds=3)
