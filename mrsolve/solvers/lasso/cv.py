@@ -6,6 +6,13 @@ weights, averaged over folds with fold weights; its standard error is the weight
 spread over folds divided by sqrt(K - 1). ``lambda_min`` minimizes the mean error and
 ``lambda_1se`` is the largest lambda whose error is within one standard error of it.
 The out-of-fold ("pre-validated") linear predictors are kept for the pretrained lasso.
+
+Warm start across folds (gaussian, dense, where the solver works on the full Gram): the
+Gram of the whole design is formed once, and each fold's as it minus the held-out rows'
+(``n / K`` rows instead of ``n (K - 1) / K``, and no centered copy of the fold's ``X``).
+Each fold's path itself starts at the top penalty and is warm-started along the path:
+starting a fold's solve from the full-data solution at the same penalty was measured
+slower (docs/lasso_design.md).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from mrsolve.solvers.lasso.path import (
     fit_path,
     numpy_family,
 )
+from mrsolve.solvers.lasso.solver import uses_full_gram
 from mrsolve.solvers.validation import SeedLike, deprecated_names, make_generator, renamed_kwargs
 
 
@@ -68,6 +76,45 @@ def make_folds(n: int, n_folds: int, seed: SeedLike = 0) -> np.ndarray:
     return rng.permutation(np.arange(n) % n_folds)
 
 
+class _FoldGrams:
+    """The weighted centered Gram of all rows and, by downdating, of each fold's training
+    rows (the ``gram`` argument of ``fit_path``).
+
+    Rows are centered at the full-data mean ``mu`` first: a training set's mean differs
+    from ``mu`` by ``d``, and its Gram is ``(A - A_test) / W_train - d d^T``, with no
+    cancellation between large uncentered moments.
+    """
+
+    def __init__(self, X: np.ndarray, w: np.ndarray, center: bool):
+        self.X, self.w, self.center = X, w, center
+        self.wsum = w.sum()
+        self.mu = w @ X / self.wsum if center else np.zeros(X.shape[1])
+        self.A, _ = self._moments(X, w)
+
+    def _moments(self, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(X - mu)^T diag(w) (X - mu)`` (one symmetric product) and ``w^T (X - mu)``."""
+        Xc = X - self.mu
+        s = w @ Xc
+        if np.any(w != 1.0):
+            Xc *= np.sqrt(w)[:, None]
+        return Xc.T @ Xc, s
+
+    def full(self) -> np.ndarray:
+        return self.A / self.wsum
+
+    def train(self, test: np.ndarray) -> np.ndarray:
+        """Gram of the rows outside the boolean mask ``test``."""
+        wt = self.w[test]
+        w_train = self.wsum - wt.sum()
+        At, st = self._moments(self.X[test], wt)
+        G = np.subtract(self.A, At, out=At)
+        G /= w_train
+        if self.center:
+            d = st / w_train  # mu - train mean
+            G -= np.outer(d, d)
+        return G
+
+
 def _deviances(fam: Family, eta: np.ndarray) -> np.ndarray:
     """Deviance of each path point's held-out linear predictor ``eta`` ``(L, n[, k])``."""
     E = eta if eta.ndim == 3 else eta[..., None]
@@ -87,6 +134,7 @@ def cv_path(
     seed: SeedLike = 0,
     weights: np.ndarray | None = None,
     offset: np.ndarray | None = None,
+    warm_start: bool = True,
     **path_kwargs,
 ) -> CVPathResult:
     """Fit :func:`~mrsolve.solvers.lasso.path.fit_path` on all data and on K folds.
@@ -97,6 +145,8 @@ def cv_path(
         n_folds: number of folds K (ignored when ``foldid`` is given).
         foldid: fold label of each observation ``(n,)``.
         seed: seed or Generator of the random fold assignment.
+        warm_start: form each fold's Gram from the full one (module docstring); the
+            fits are the same up to rounding. False forms every fold's from its rows.
         **path_kwargs: the remaining ``fit_path`` arguments (family, l1_ratio, ...).
     """
     X = np.asarray(X, dtype=np.float64)
@@ -105,6 +155,20 @@ def cv_path(
     family = path_kwargs.get("family", "gaussian")
     if family == "multinomial" and path_kwargs.get("n_classes") is None:
         path_kwargs["n_classes"] = int(np.max(y)) + 1
+    if foldid is None:
+        foldid = make_folds(n, n_folds, seed)
+    foldid = np.asarray(foldid)
+    if foldid.shape != (n,):
+        raise ValueError(f"foldid must have shape ({n},), got {foldid.shape}")
+    folds, fold_sizes = np.unique(foldid, return_counts=True)
+    if len(folds) < 2:
+        raise ValueError(f"foldid must hold at least 2 folds, got {len(folds)}")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    family_datafit(family, y, weights, offset, path_kwargs.get("n_classes"))  # validates
+    grams = None
+    n_train = n - fold_sizes.max()
+    if warm_start and family == "gaussian" and uses_full_gram(n_train, X.shape[1], False):
+        grams = _FoldGrams(X, w, path_kwargs.get("fit_intercept", True))
     full = fit_path(
         X,
         y,
@@ -113,18 +177,10 @@ def cv_path(
         penalties=penalties,
         n_penalties=n_penalties,
         penalty_min_ratio=penalty_min_ratio,
+        gram=None if grams is None else grams.full(),
         **path_kwargs,
     )
     path_kwargs = {**path_kwargs, "penalties": full.penalties}
-    if foldid is None:
-        foldid = make_folds(n, n_folds, seed)
-    foldid = np.asarray(foldid)
-    if foldid.shape != (n,):
-        raise ValueError(f"foldid must have shape ({n},), got {foldid.shape}")
-    folds = np.unique(foldid)
-    if len(folds) < 2:
-        raise ValueError(f"foldid must hold at least 2 folds, got {len(folds)}")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     oof = np.zeros((len(full.penalties), n, *full.intercept.shape[1:]))
     errs = np.empty((len(folds), len(full.penalties)))
     fold_w = np.empty(len(folds))
@@ -137,6 +193,7 @@ def cv_path(
             y[train],
             weights=sub(weights, train),
             offset=sub(offset, train),
+            gram=None if grams is None else grams.train(test),
             **path_kwargs,
         )
         eta = fit.linear_predictor(X[test])

@@ -47,6 +47,16 @@ _SMALL_P = 500  # dense designs with at most this many columns get the full Gram
 _STALL = 1e-24
 
 
+def uses_full_gram(n: int, p: int, sparse: bool) -> bool:
+    """Whether a gaussian path on an ``(n, p)`` design forms the full Gram matrix.
+
+    n >= p: the path ends with (nearly) every feature active, and one symmetric product
+    beats growing the cache in many thin passes over X; small p: the product is cheap
+    whatever n. Sparse designs keep the residual form (``sparse_cd``).
+    """
+    return not sparse and (n >= p or p <= _SMALL_P) and p * p <= _GRAM_BUDGET
+
+
 def _block_norms(M: np.ndarray, starts: np.ndarray, single: bool, per_class: bool):
     """Norms of the row blocks of ``M`` ``(m, k)``: ``(nb, k)`` per class, else ``(nb, 1)``."""
     if single and (per_class or M.shape[1] == 1):
@@ -126,13 +136,12 @@ class PathSolver:
                 self._C = np.empty((self.p, 16), order="F")  # capacity doubles
             else:
                 self.R = self.r0.copy()
-        full_gram = not design.sparse and (self.n >= self.p or self.p <= _SMALL_P)
-        if self.gaussian and full_gram and self.p * self.p <= _GRAM_BUDGET:
-            # n >= p: the path ends with (nearly) every feature active; one symmetric
-            # product beats growing the cache in many thin passes over X (small p: the
-            # product is cheap whatever n)
+        full_gram = design.gram is not None or uses_full_gram(self.n, self.p, design.sparse)
+        if self.gaussian and full_gram:
             self.cached = True
-            if np.all(self.w == self.w[0]):  # equal weights: no weighted copy of X
+            if design.gram is not None:  # given (cross-validation folds)
+                self._C = np.ascontiguousarray(design.gram)
+            elif np.all(self.w == self.w[0]):  # equal weights: no weighted copy of X
                 self._C = design.X.T @ design.X
                 self._C *= self.w[0]
             else:
@@ -169,6 +178,7 @@ class PathSolver:
             self._state = np.zeros(2)  # [shift . B, sum w Rs]; sum w r0 = 0 or b0 = 0
             self._state[1] = self.w @ self._r0
         self.XF = design.columns(self.free)  # (n, f) unpenalized feature columns
+        self._last_xtu = None  # (U, Xs^T U) of the last full gap
         self.ws_size = _WS_MIN
         #: scale of the objective (the null deviance once known) for the stall test
         self.obj_scale = 1.0
@@ -312,15 +322,23 @@ class PathSolver:
                 V0 = self.qfull - self.C @ self.B[self.cached_feats]
                 self._V0 = V0
             else:
-                V0 = self.D.rmatmat(self.w[:, None] * self.R)
+                V0 = self._full_rmatmat(self.w[:, None] * self.R)
             self.CF_S = self.CF
             gap, nu, self.dev = self._gap_gaussian(lam, V0, self.B, self.pf, B_nrm, self.starts)
             G = -V0
         else:
-            gap, nu, G = self._gap_glm(lam, self.D.rmatmat, self.pf, B_nrm, self.starts)
+            gap, nu, G = self._gap_glm(lam, self._full_rmatmat, self.pf, B_nrm, self.starts)
             self.dev = self.fam.deviance(self.eta)
         gnorm = _block_norms(G, self.starts, self.single, self.per_class)
         return gap, nu, gnorm
+
+    def _full_rmatmat(self, U: np.ndarray) -> np.ndarray:
+        """``Xs^T U`` for the full gap, reused when ``U`` is unchanged: the state does not
+        move between the last full gap at one penalty and the first at the next (the
+        products do not depend on the penalty), and the product is a pass over X."""
+        if self._last_xtu is None or not np.array_equal(U, self._last_xtu[0]):
+            self._last_xtu = (U, self.D.rmatmat(U))
+        return self._last_xtu[1]
 
     def _free_corr(self, V0):
         return V0[self._free_S]

@@ -226,6 +226,8 @@ def test_default_path_starts_at_lambda_max():
         (dict(penalties=[0.1, 0.2]), "decreasing"),
         (dict(feature_groups=np.arange(3)), r"feature_groups must have shape \(12,\)"),
         (dict(weights=np.ones(5)), "weights must have shape"),
+        (dict(gram=np.eye(5)), r"gram must be a \(12, 12\) array"),
+        (dict(gram=np.eye(12), family="poisson"), "for a gaussian family"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
