@@ -93,3 +93,38 @@ def test_bad_inputs_name_the_argument(on_resonance):
         grid_coil_images(scan.kspace, scan.traj, scan.image_shape, torch.ones(3))
     with pytest.raises(ValueError, match="kspace must have shape"):
         grid_coil_images(scan.kspace[0, 0], scan.traj, scan.image_shape, torch.ones(3))
+
+
+
+def test_maps_of_a_multi_echo_scan_are_calibrated_on_its_first_echo(on_resonance):
+    """A second echo in anti-phase over half the object (as fat turns between echoes):
+    gridded together, the echoes cancel there and Walsh maps from the sum have holes;
+    the maps are calibrated on the first echo and have none."""
+    from dataclasses import replace
+
+    from mrsolve.propeller.nufft import NUFFT
+
+    scan, truth = on_resonance.scan, on_resonance.truth
+    flip = torch.ones(scan.image_shape)
+    flip[:, scan.image_shape[1] // 2 :] = -1
+    op = NUFFT(scan.traj, scan.image_shape, batch_shape=(scan.n_coils,))
+    echoes = [op(truth.coil_maps * (truth.image * sign)) for sign in (1.0, flip)]
+    b = scan.n_blades
+    two = replace(
+        scan,
+        kspace=torch.cat(echoes, dim=1),
+        traj=scan.traj.repeat(2, 1, 1, 1),
+        times=torch.cat([scan.times, scan.times + 2e-3]),
+        frame=scan.frame.repeat(2),
+        timestamps_s=scan.timestamps_s.repeat(2),
+        echo=torch.arange(2).repeat_interleave(b),
+        echo_te_s=(scan.te_s, scan.te_s + 2e-3),
+    )
+    inside = truth.mask
+    maps = low_resolution_maps(two, "walsh")
+    together = low_resolution_maps(replace(two, echo=torch.zeros(2 * b, dtype=torch.int64)), "walsh")
+    assert float(maps.norm(dim=0)[inside].min()) > 0.99
+    assert float(together.norm(dim=0)[inside].min()) < 0.5  # the holes this avoids
+    reference = _in_reference_phase(truth.coil_maps, truth.image.abs().square())
+    overlap = (reference[:, inside].conj() * maps.to(torch.complex128)[:, inside]).sum(0).abs()
+    assert float(overlap.min()) > 0.9
