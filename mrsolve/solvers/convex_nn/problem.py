@@ -43,6 +43,11 @@ def negative_slope(activation: str, leaky_slope: float | None = None) -> float |
     return ACTIVATIONS[activation]
 
 
+#: programs with at least this many outputs sum over the patterns first in
+#: :meth:`ConvexProgram.forward` and :meth:`ConvexProgram.adjoint`
+_PATTERNS_FIRST_MIN_OUTPUTS = 3
+
+
 @dataclass(frozen=True)
 class SolverResult:
     """What every convex-NN solver returns.
@@ -87,6 +92,11 @@ class ConvexProgram:
         self.weight = D if self.kappa is None else D + self.kappa * (1 - D)  # (n, P)
         # X^T R as a plain GEMM on a contiguous X^T is faster on the CPU than R^T X
         self._Xt = self.X.T.contiguous()
+        # with several outputs, summing over the patterns first (a GEMM with inner size P
+        # and (n, k, d) intermediates) beats projecting first ((n, k, P) intermediates):
+        # 1.2-2x per product at k >= 3, slower at k = 1 (docs/convex_nn_design.md, session 12)
+        self._patterns_first = self.n_outputs >= _PATTERNS_FIRST_MIN_OUTPUTS
+        self._weight_t = self.weight.T.contiguous() if self._patterns_first else None
 
     @property
     def constrained(self) -> bool:
@@ -109,6 +119,11 @@ class ConvexProgram:
 
     def forward(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
         """Predictions ``(n, k)``; pass ``xu = project(u)`` to reuse it."""
+        if xu is None and self._patterns_first:
+            v = u[0] - u[1] if self.constrained else u  # (k, P, d)
+            k, P, d = v.shape
+            m = self.weight @ v.transpose(0, 1).reshape(P, k * d)  # sum_p w_ip v_cpj
+            return (m.reshape(-1, k, d) * self.X[:, None, :]).sum(-1)
         xu = self.project(u) if xu is None else xu
         if self.constrained:
             xu = xu[:, 0] - xu[:, 1]
@@ -117,8 +132,12 @@ class ConvexProgram:
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         """Adjoint of :meth:`forward`: ``r`` ``(n, k)`` to the shape of ``u``."""
         n, k = r.shape
-        R = (r[:, :, None] * self.weight[:, None, :]).reshape(n, -1)
-        g = (self._Xt @ R).T.reshape(k, -1, self.X.shape[1])
+        if self._patterns_first:
+            R = (r[:, :, None] * self.X[:, None, :]).reshape(n, -1)  # (n, k d)
+            g = (self._weight_t @ R).reshape(-1, k, self.X.shape[1]).transpose(0, 1)
+        else:
+            R = (r[:, :, None] * self.weight[:, None, :]).reshape(n, -1)
+            g = (self._Xt @ R).T.reshape(k, -1, self.X.shape[1])
         return torch.stack([g, -g]) if self.constrained else g
 
     def cone(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
