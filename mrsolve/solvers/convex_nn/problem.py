@@ -93,8 +93,9 @@ class ConvexProgram:
         # X^T R as a plain GEMM on a contiguous X^T is faster on the CPU than R^T X
         self._Xt = self.X.T.contiguous()
         # with several outputs, summing over the patterns first (a GEMM with inner size P
-        # and (n, k, d) intermediates) beats projecting first ((n, k, P) intermediates):
-        # 1.2-2x per product at k >= 3, slower at k = 1 (docs/convex_nn_design.md, session 12)
+        # and (n, k, d) intermediates) beats projecting first ((n, k, P) intermediates) in
+        # masked / masked_adjoint: 1.2-2x per product at k >= 3, slower at k = 1
+        # (docs/convex_nn_design.md, session 12)
         self._patterns_first = self.n_outputs >= _PATTERNS_FIRST_MIN_OUTPUTS
         self._weight_t = self.weight.T.contiguous() if self._patterns_first else None
 
@@ -117,27 +118,36 @@ class ConvexProgram:
         ut = u.reshape(-1, d).T.contiguous()  # a contiguous right factor: a faster GEMM
         return (self.X @ ut).reshape(self.X.shape[0], *u.shape[:-1])
 
-    def forward(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
-        """Predictions ``(n, k)``; pass ``xu = project(u)`` to reuse it."""
-        if xu is None and self._patterns_first:
-            v = u[0] - u[1] if self.constrained else u  # (k, P, d)
-            k, P, d = v.shape
+    def masked(self, v: torch.Tensor) -> torch.Tensor:
+        """``sum_p M_p X v[c, p]`` for ``v`` ``(k, P, d)``: ``(n, k)``."""
+        k, P, d = v.shape
+        if self._patterns_first:
             m = self.weight @ v.transpose(0, 1).reshape(P, k * d)  # sum_p w_ip v_cpj
             return (m.reshape(-1, k, d) * self.X[:, None, :]).sum(-1)
-        xu = self.project(u) if xu is None else xu
+        xv = self.X @ v.reshape(-1, d).T.contiguous()  # a contiguous right factor: faster
+        return (xv.reshape(-1, k, P) * self.weight[:, None, :]).sum(-1)
+
+    def masked_adjoint(self, r: torch.Tensor) -> torch.Tensor:
+        """Adjoint of :meth:`masked`: ``r`` ``(n, k)`` to ``(k, P, d)``."""
+        n, k = r.shape
+        d = self.X.shape[1]
+        if self._patterns_first:
+            R = (r[:, :, None] * self.X[:, None, :]).reshape(n, -1)  # (n, k d)
+            return (self._weight_t @ R).reshape(-1, k, d).transpose(0, 1)
+        R = (r[:, :, None] * self.weight[:, None, :]).reshape(n, -1)
+        return (self._Xt @ R).T.reshape(k, -1, d)
+
+    def forward(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
+        """Predictions ``(n, k)``; pass ``xu = project(u)`` to reuse it."""
+        if xu is None:
+            return self.masked(u[0] - u[1] if self.constrained else u)
         if self.constrained:
             xu = xu[:, 0] - xu[:, 1]
         return (xu * self.weight[:, None, :]).sum(-1)
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         """Adjoint of :meth:`forward`: ``r`` ``(n, k)`` to the shape of ``u``."""
-        n, k = r.shape
-        if self._patterns_first:
-            R = (r[:, :, None] * self.X[:, None, :]).reshape(n, -1)  # (n, k d)
-            g = (self._weight_t @ R).reshape(-1, k, self.X.shape[1]).transpose(0, 1)
-        else:
-            R = (r[:, :, None] * self.weight[:, None, :]).reshape(n, -1)
-            g = (self._Xt @ R).T.reshape(k, -1, self.X.shape[1])
+        g = self.masked_adjoint(r)
         return torch.stack([g, -g]) if self.constrained else g
 
     def cone(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
