@@ -253,3 +253,76 @@ def certificate(
         "constraint_violation": p.violation(u),
         "pattern_gap": pattern_gap,
     }
+
+
+def subspace_dual(
+    datafit: Quadratic,
+    etas: torch.Tensor,
+    grads: torch.Tensor,
+    beta: float,
+    n_newton: int = 6,
+) -> torch.Tensor:
+    """Dual bounds of the squared loss from the best dual point in the span of several
+    gradients: :func:`dual_bounds` at ``theta = sum_j z_j grad L(eta_j)`` for ``z``
+    maximizing the dual subject to ``||F_g^T theta|| <= beta`` (a small barrier problem in
+    ``m`` unknowns per output). A lower bound on the optimum for any ``z``, so the
+    approximate solve only costs tightness: the residual-scaled bound closes like the square
+    root of the suboptimality, this one 1.6-2.5x tighter (docs/convex_nn_design.md).
+
+    Args:
+        datafit: the squared loss on ``(n, k)`` targets.
+        etas: ``(m, n, k)`` predictions at which the gradients were taken.
+        grads: ``(m, k, P, d)`` their group gradients ``F^T grad L(eta_j)``.
+        beta: group-lasso weight.
+        n_newton: Newton steps per barrier weight (three weights).
+
+    Returns:
+        ``(k,)`` bounds (the outputs separate).
+    """
+    y, w = datafit.y, (datafit.weights / datafit.n)[:, None]
+    res = (etas + datafit.offset - y).permute(2, 1, 0)  # (k, n, m) residuals
+    A = res.mT @ (w.T[..., None] * res)  # (k, m, m): the dual is -z^T A z / 2 - b^T z
+    b = (res * (w * y).T[..., None]).sum(1)  # (k, m)
+    G = grads.permute(1, 2, 3, 0)  # (k, P, d, m)
+    Q = G.mT @ G  # (k, P, m, m)
+    m = A.shape[-1]
+    # start: the newest gradient, scaled well inside the feasible set
+    worst = torch.linalg.vector_norm(grads[-1], dim=-1).amax(-1)  # (k,)
+    z = torch.zeros_like(b)
+    z[:, -1] = 0.5 * torch.clamp(beta / worst.clamp_min(1e-300), max=1.0)
+
+    def parts(z):
+        Qz = Q @ z[:, None, :, None]  # (k, P, m, 1)
+        r = beta**2 - (z[:, None, None, :] @ Qz)[..., 0, 0]  # (k, P) slacks
+        return Qz[..., 0], r
+
+    def f(z, mu):
+        _, r = parts(z)
+        if bool((r <= 0).any()):
+            return torch.full_like(r[:, 0], math.inf)
+        quad = 0.5 * (z[:, None, :] @ A @ z[..., None])[..., 0, 0] + (b * z).sum(-1)
+        return quad - mu * torch.log(r).sum(-1)
+
+    ridge = 1e-12 * torch.diagonal(A, dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
+    mu = 0.1 * (b * z).sum(-1).abs() / Q.shape[1]
+    for _ in range(3):  # barrier weights mu, mu / 10, mu / 100
+        for _ in range(n_newton):
+            Qz, r = parts(z)
+            grad = (A @ z[..., None])[..., 0] + b + mu[:, None] * (2 * Qz / r[..., None]).sum(1)
+            H = A + mu[:, None, None] * (
+                (2 * Q / r[..., None, None]).sum(1)
+                + (4 * Qz[..., :, None] * Qz[..., None, :] / (r**2)[..., None, None]).sum(1)
+            )
+            H = H + ridge[:, None, None] * torch.eye(m, dtype=H.dtype, device=H.device)
+            step = -torch.linalg.solve(H, grad[..., None])[..., 0]
+            f0, alpha = f(z, mu), torch.ones_like(mu)
+            for _ in range(30):  # halve until feasible and not worse, per output
+                bad = ~(f(z + alpha[:, None] * step, mu) <= f0)
+                if not bool(bad.any()):
+                    break
+                alpha = torch.where(bad, alpha / 2, alpha)
+            z = z + torch.where(f(z + alpha[:, None] * step, mu) <= f0, alpha, 0.0)[:, None] * step
+        mu = mu / 10
+    eta = torch.einsum("km,mnk->nk", z, etas) + (1 - z.sum(-1)) * (y - datafit.offset)
+    norms = torch.linalg.vector_norm(torch.einsum("km,mkpd->kpd", z, grads), dim=-1)
+    return dual_bounds(datafit, eta, norms, beta)
