@@ -291,37 +291,41 @@ def subspace_dual(
     z = torch.zeros_like(b)
     z[:, -1] = 0.5 * torch.clamp(beta / worst.clamp_min(1e-300), max=1.0)
 
-    def parts(z):
-        Qz = Q @ z[:, None, :, None]  # (k, P, m, 1)
-        r = beta**2 - (z[:, None, None, :] @ Qz)[..., 0, 0]  # (k, P) slacks
-        return Qz[..., 0], r
+    k, P = Q.shape[:2]
+    Qflat, Qrows = Q.reshape(k, P, m * m), Q.reshape(k, P * m, m)
+    eye = torch.eye(m, dtype=A.dtype, device=A.device)
 
-    def f(z, mu):
+    def parts(z):  # Q_g z (k, P, m) and the slacks beta^2 - z^T Q_g z (k, P)
+        Qz = (Qrows @ z[..., None]).reshape(k, P, m)
+        return Qz, beta**2 - (Qz * z[:, None, :]).sum(-1)
+
+    def f(z, mu):  # the barrier objective (k,), inf where infeasible
         _, r = parts(z)
-        if bool((r <= 0).any()):
-            return torch.full_like(r[:, 0], math.inf)
-        quad = 0.5 * (z[:, None, :] @ A @ z[..., None])[..., 0, 0] + (b * z).sum(-1)
-        return quad - mu * torch.log(r).sum(-1)
+        quad = 0.5 * (z * (A @ z[..., None])[..., 0]).sum(-1) + (b * z).sum(-1)
+        val = quad - mu * torch.log(r.clamp_min(1e-300)).sum(-1)
+        return torch.where((r > 0).all(-1), val, math.inf)
 
     ridge = 1e-12 * torch.diagonal(A, dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
-    mu = 0.1 * (b * z).sum(-1).abs() / Q.shape[1]
+    mu = 0.1 * (b * z).sum(-1).abs() / P
     for _ in range(3):  # barrier weights mu, mu / 10, mu / 100
+        fz = f(z, mu)
         for _ in range(n_newton):
             Qz, r = parts(z)
-            grad = (A @ z[..., None])[..., 0] + b + mu[:, None] * (2 * Qz / r[..., None]).sum(1)
-            H = A + mu[:, None, None] * (
-                (2 * Q / r[..., None, None]).sum(1)
-                + (4 * Qz[..., :, None] * Qz[..., None, :] / (r**2)[..., None, None]).sum(1)
-            )
-            H = H + ridge[:, None, None] * torch.eye(m, dtype=H.dtype, device=H.device)
+            S = Qz / r[..., None]  # (k, P, m)
+            grad = (A @ z[..., None])[..., 0] + b + 2 * mu[:, None] * S.sum(1)
+            Hb = 2 * ((1 / r)[:, None, :] @ Qflat).reshape(k, m, m) + 4 * S.mT @ S
+            H = A + mu[:, None, None] * Hb + ridge[:, None, None] * eye
             step = -torch.linalg.solve(H, grad[..., None])[..., 0]
-            f0, alpha = f(z, mu), torch.ones_like(mu)
+            alpha = torch.ones_like(mu)
             for _ in range(30):  # halve until feasible and not worse, per output
-                bad = ~(f(z + alpha[:, None] * step, mu) <= f0)
+                f_new = f(z + alpha[:, None] * step, mu)
+                bad = ~(f_new <= fz)
                 if not bool(bad.any()):
                     break
                 alpha = torch.where(bad, alpha / 2, alpha)
-            z = z + torch.where(f(z + alpha[:, None] * step, mu) <= f0, alpha, 0.0)[:, None] * step
+            ok = f_new <= fz
+            z = z + torch.where(ok, alpha, 0.0)[:, None] * step
+            fz = torch.where(ok, f_new, fz)
         mu = mu / 10
     eta = torch.einsum("km,mnk->nk", z, etas) + (1 - z.sum(-1)) * (y - datafit.offset)
     norms = torch.linalg.vector_norm(torch.einsum("km,mkpd->kpd", z, grads), dim=-1)

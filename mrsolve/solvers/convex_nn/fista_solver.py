@@ -19,7 +19,7 @@ from mrsolve.solvers.validation import deprecated_names, make_generator, renamed
 _GAP_EVERY = 5
 #: squared loss: within _SUBSPACE_FROM x tol, a gap evaluation at least _SUBSPACE_EVERY
 #: iterations after the last also bounds the dual from the span of the last _SUBSPACE_SIZE
-#: evaluated gradients (:func:`.certificate.subspace_dual`; ~7 ms a solve, too dear for
+#: evaluated gradients (:func:`.certificate.subspace_dual`; ~4 ms a solve, too dear for
 #: every evaluation: 12-30 % less time on the n ~ 2 d development sets, docs/convex_nn_design.md)
 _SUBSPACE_SIZE = 8
 _SUBSPACE_EVERY = 50
