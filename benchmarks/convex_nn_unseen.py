@@ -17,8 +17,8 @@ absolute value, marked hollow).
 ``--sets unseen`` (default): nine sets of different shapes that chose nothing (the last two,
 n << d and eight classes, added in session 10 without looking at results on them);
 ``--sets dev``: the two sets the defaults were chosen on (friedman1 1500 x 10, breast
-cancer 569 x 30); ``--sets shapes``: six development sets of the two blind shapes (n ~ 2 d
-regression, 6-10 classes) from other generators and seeds. ``--quick``: two small sets, default settings only, no curves.
+cancer 569 x 30); ``--sets shapes``: eight development sets of the three blind shapes (n ~ 2 d
+and n ~ 20 d regression, 6-10 classes) from other generators and seeds. ``--quick``: two small sets, default settings only, no curves.
 ``--datasets a,b`` runs a subset, ``--no-curves`` the default-settings table only.
 pyscnn (PyPI ``pyscnn``, import ``scnn``) must be on ``PYTHONPATH``.
 
@@ -96,8 +96,9 @@ def unseen_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarra
 
 
 def shape_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    """Development sets of the two blind shapes (n ~ 2 d and many classes) from other
-    generators, seeds and sizes (session 11), so that nothing is chosen on the unseen ones."""
+    """Development sets of the three blind shapes (n ~ 2 d, many classes: session 11; n ~ 20
+    d regression: session 12) from other generators, seeds and sizes, so that nothing is
+    chosen on the unseen ones."""
     s = seed + 300
     out = {
         "wide_150x80": (
@@ -123,6 +124,12 @@ def shape_sets(quick: bool, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray
             ),
             "classes",
         ),
+        # n ~ 20 d regression (session 12)
+        "regression_700x35": (
+            *skd.make_regression(700, 35, n_informative=10, noise=8.0, random_state=s + 6),
+            "regression",
+        ),
+        "friedman1_900x45": (*skd.make_friedman1(900, 45, random_state=s + 7), "regression"),
     }
     return {k: out[k] for k in ("wide_150x80", "blobs_6x12")} if quick else out
 

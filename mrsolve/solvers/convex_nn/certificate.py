@@ -122,33 +122,39 @@ def min_cone_norms(
         return torch.linalg.vector_norm(g, dim=-1), None
     target = torch.stack([g, -g])  # (2, k, P, d)
 
-    def cone_t(mu):  # (n, 2, k, P) -> sum_i s_i mu_i x_i, (2, k, P, d)
+    def cone_t(mu, Xt=Xt, sign=sign):  # (n, 2, k, P) -> sum_i s_i mu_i x_i, (2, k, P, d)
         return (Xt @ (mu * sign[:, None, None, :]).reshape(n, -1)).T.reshape(target.shape)
 
-    def cone(r):  # adjoint of cone_t: (2, k, P, d) -> (n, 2, k, P)
-        return (X @ r.reshape(-1, d).T).reshape(n, 2, k, P) * sign[:, None, None, :]
-
-    def f(mu, a):
-        return 0.5 * ((target - a) ** 2).sum()
-
-    def grad(mu, a):
-        return -cone(target - a)
-
-    step = 1.0 / max(float(torch.linalg.matrix_norm(X, ord=2)) ** 2, 1e-30)
     mu = torch.zeros((n, 2, k, P), dtype=X.dtype, device=X.device)
     mu = mu if mu0 is None else project_nonneg(mu0)
     if n_iter > 0:
+        # the iterations only choose a mu >= 0, which bounds the norms whatever its accuracy:
+        # they run in float32 (half the time of the GEMMs) and the bound below in X's dtype
+        low = torch.float32 if X.dtype == torch.float64 else X.dtype
+        X_l, Xt_l, sign_l, target_l = X.to(low), Xt.to(low), sign.to(low), target.to(low)
+
+        def cone(r):  # adjoint of cone_t: (2, k, P, d) -> (n, 2, k, P)
+            return (X_l @ r.reshape(-1, d).T).reshape(n, 2, k, P) * sign_l[:, None, None, :]
+
+        def f(mu, a):
+            return 0.5 * ((target_l - a) ** 2).sum()
+
+        def grad(mu, a):
+            return -cone(target_l - a)
+
+        step = 1.0 / max(float(torch.linalg.matrix_norm(X, ord=2)) ** 2, 1e-30)
         mu, _ = fista(
             f,
             grad,
             lambda v, t: project_nonneg(v),
-            mu,
+            mu.to(low),
             step,
             n_iter,
             0.0,
             backtrack=False,
-            forward=cone_t,
+            forward=lambda mu: cone_t(mu, Xt_l, sign_l),
         )
+        mu = mu.to(X.dtype)
     return torch.linalg.vector_norm(target - cone_t(mu), dim=-1), mu
 
 
@@ -247,3 +253,80 @@ def certificate(
         "constraint_violation": p.violation(u),
         "pattern_gap": pattern_gap,
     }
+
+
+def subspace_dual(
+    datafit: Quadratic,
+    etas: torch.Tensor,
+    grads: torch.Tensor,
+    beta: float,
+    n_newton: int = 6,
+) -> torch.Tensor:
+    """Dual bounds of the squared loss from the best dual point in the span of several
+    gradients: :func:`dual_bounds` at ``theta = sum_j z_j grad L(eta_j)`` for ``z``
+    maximizing the dual subject to ``||F_g^T theta|| <= beta`` (a small barrier problem in
+    ``m`` unknowns per output). A lower bound on the optimum for any ``z``, so the
+    approximate solve only costs tightness: the residual-scaled bound closes like the square
+    root of the suboptimality, this one 1.6-2.5x tighter (docs/convex_nn_design.md).
+
+    Args:
+        datafit: the squared loss on ``(n, k)`` targets.
+        etas: ``(m, n, k)`` predictions at which the gradients were taken.
+        grads: ``(m, k, P, d)`` their group gradients ``F^T grad L(eta_j)``.
+        beta: group-lasso weight.
+        n_newton: Newton steps per barrier weight (three weights).
+
+    Returns:
+        ``(k,)`` bounds (the outputs separate).
+    """
+    y, w = datafit.y, (datafit.weights / datafit.n)[:, None]
+    res = (etas + datafit.offset - y).permute(2, 1, 0)  # (k, n, m) residuals
+    A = res.mT @ (w.T[..., None] * res)  # (k, m, m): the dual is -z^T A z / 2 - b^T z
+    b = (res * (w * y).T[..., None]).sum(1)  # (k, m)
+    G = grads.permute(1, 2, 3, 0)  # (k, P, d, m)
+    Q = G.mT @ G  # (k, P, m, m)
+    m = A.shape[-1]
+    # start: the newest gradient, scaled well inside the feasible set
+    worst = torch.linalg.vector_norm(grads[-1], dim=-1).amax(-1)  # (k,)
+    z = torch.zeros_like(b)
+    z[:, -1] = 0.5 * torch.clamp(beta / worst.clamp_min(1e-300), max=1.0)
+
+    k, P = Q.shape[:2]
+    Qflat, Qrows = Q.reshape(k, P, m * m), Q.reshape(k, P * m, m)
+    eye = torch.eye(m, dtype=A.dtype, device=A.device)
+
+    def parts(z):  # Q_g z (k, P, m) and the slacks beta^2 - z^T Q_g z (k, P)
+        Qz = (Qrows @ z[..., None]).reshape(k, P, m)
+        return Qz, beta**2 - (Qz * z[:, None, :]).sum(-1)
+
+    def f(z, mu):  # the barrier objective (k,), inf where infeasible
+        _, r = parts(z)
+        quad = 0.5 * (z * (A @ z[..., None])[..., 0]).sum(-1) + (b * z).sum(-1)
+        val = quad - mu * torch.log(r.clamp_min(1e-300)).sum(-1)
+        return torch.where((r > 0).all(-1), val, math.inf)
+
+    ridge = 1e-12 * torch.diagonal(A, dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
+    mu = 0.1 * (b * z).sum(-1).abs() / P
+    for _ in range(3):  # barrier weights mu, mu / 10, mu / 100
+        fz = f(z, mu)
+        for _ in range(n_newton):
+            Qz, r = parts(z)
+            S = Qz / r[..., None]  # (k, P, m)
+            grad = (A @ z[..., None])[..., 0] + b + 2 * mu[:, None] * S.sum(1)
+            Hb = 2 * ((1 / r)[:, None, :] @ Qflat).reshape(k, m, m) + 4 * S.mT @ S
+            H = A + mu[:, None, None] * Hb + ridge[:, None, None] * eye
+            step = -torch.linalg.solve(H, grad[..., None])[..., 0]
+            alpha = torch.ones_like(mu)
+            for _ in range(30):  # halve until feasible and not worse, per output
+                f_new = f(z + alpha[:, None] * step, mu)
+                bad = ~(f_new <= fz)
+                if not bool(bad.any()):
+                    break
+                alpha = torch.where(bad, alpha / 2, alpha)
+            ok = f_new <= fz
+            z = z + torch.where(ok, alpha, 0.0)[:, None] * step
+            fz = torch.where(ok, f_new, fz)
+        mu = mu / 10
+    eta = torch.einsum("km,mnk->nk", z, etas) + (1 - z.sum(-1)) * (y - datafit.offset)
+    norms = torch.linalg.vector_norm(torch.einsum("km,mkpd->kpd", z, grads), dim=-1)
+    return dual_bounds(datafit, eta, norms, beta)

@@ -304,8 +304,7 @@ class _Coupling:
         n, d = X.shape
         P = W.shape[1]
         sq = (p.datafit.weights / p.datafit.n).sqrt().to(X.dtype)  # Sigma^(1/2)
-        self.X, self.W, self.sq = X, W, sq
-        self.Wt = W.T.contiguous()  # a transposed view would be copied by every product
+        self.p, self.X, self.W, self.sq = p, X, W, sq
         self.sample_space = n <= P * d
         self.Z = None  # the n-row form multiplies through the factors of Z (see _times_z)
         if not self.sample_space:
@@ -380,25 +379,19 @@ class _Coupling:
 
     def _times_z(self, h: torch.Tensor) -> torch.Tensor:
         """``h Z`` ``(k, P d)`` for ``h`` ``(k, m)``. In the ``n``-row form through the
-        factors of ``Z = Sigma^(1/2) [M_p X]_p``: small GEMMs with ``X`` ``(n, d)`` instead of
-        a pass over the ``n x P d`` matrix, which bounds the product by memory bandwidth
-        (the CG steps' cost, docs/convex_nn_design.md)."""
+        factors of ``Z = Sigma^(1/2) [M_p X]_p``: the program's masked products (small GEMMs
+        with ``X`` ``(n, d)``) instead of a pass over the ``n x P d`` matrix, which bounds the
+        product by memory bandwidth (the CG steps' cost, docs/convex_nn_design.md)."""
         if not self.sample_space:
             return h @ self.Z
-        k, (n, d), P = h.shape[0], self.X.shape, self.W.shape[1]
-        # one GEMM for all outputs (a batch of k thin GEMMs was ~2x slower at k = 8)
-        A = ((h * self.sq).T[:, :, None] * self.X[:, None, :]).reshape(n, k * d)
-        return (self.Wt @ A).reshape(P, k, d).transpose(0, 1).reshape(k, -1)
+        return self.p.masked_adjoint((h * self.sq).T).reshape(h.shape[0], -1)
 
     def _times_zt(self, g: torch.Tensor) -> torch.Tensor:
         """``g Z^T`` ``(k, m)`` for ``g`` ``(k, P d)`` (see :meth:`_times_z`)."""
         if not self.sample_space:
             return g @ self.Z.T
-        k, (n, d), P = g.shape[0], self.X.shape, self.W.shape[1]
-        R = (self.X @ g.reshape(k * P, d).T).reshape(n, k, P)
-        # the masked sum over patterns as a batched matrix-vector product (3x faster at k = 8
-        # than a broadcast product and a sum over the (n, k, P) array)
-        return torch.bmm(R, self.W[:, :, None])[..., 0].T * self.sq
+        P, d, _ = self.dims
+        return self.p.masked(g.reshape(g.shape[0], P, d)).T * self.sq
 
     def _system(self, h: torch.Tensor) -> torch.Tensor:
         """``(I + K) h`` for ``h`` ``(k, m)``, in float64."""

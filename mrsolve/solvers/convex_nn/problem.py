@@ -43,6 +43,11 @@ def negative_slope(activation: str, leaky_slope: float | None = None) -> float |
     return ACTIVATIONS[activation]
 
 
+#: programs with at least this many outputs sum over the patterns first in
+#: :meth:`ConvexProgram.forward` and :meth:`ConvexProgram.adjoint`
+_PATTERNS_FIRST_MIN_OUTPUTS = 3
+
+
 @dataclass(frozen=True)
 class SolverResult:
     """What every convex-NN solver returns.
@@ -87,6 +92,12 @@ class ConvexProgram:
         self.weight = D if self.kappa is None else D + self.kappa * (1 - D)  # (n, P)
         # X^T R as a plain GEMM on a contiguous X^T is faster on the CPU than R^T X
         self._Xt = self.X.T.contiguous()
+        # with several outputs, summing over the patterns first (a GEMM with inner size P
+        # and (n, k, d) intermediates) beats projecting first ((n, k, P) intermediates) in
+        # masked / masked_adjoint: 1.2-2x per product at k >= 3, slower at k = 1
+        # (docs/convex_nn_design.md, session 12)
+        self._patterns_first = self.n_outputs >= _PATTERNS_FIRST_MIN_OUTPUTS
+        self._weight_t = self.weight.T.contiguous() if self._patterns_first else None
 
     @property
     def constrained(self) -> bool:
@@ -107,18 +118,36 @@ class ConvexProgram:
         ut = u.reshape(-1, d).T.contiguous()  # a contiguous right factor: a faster GEMM
         return (self.X @ ut).reshape(self.X.shape[0], *u.shape[:-1])
 
+    def masked(self, v: torch.Tensor) -> torch.Tensor:
+        """``sum_p M_p X v[c, p]`` for ``v`` ``(k, P, d)``: ``(n, k)``."""
+        k, P, d = v.shape
+        if self._patterns_first:
+            m = self.weight @ v.transpose(0, 1).reshape(P, k * d)  # sum_p w_ip v_cpj
+            return (m.reshape(-1, k, d) * self.X[:, None, :]).sum(-1)
+        xv = self.X @ v.reshape(-1, d).T.contiguous()  # a contiguous right factor: faster
+        return (xv.reshape(-1, k, P) * self.weight[:, None, :]).sum(-1)
+
+    def masked_adjoint(self, r: torch.Tensor) -> torch.Tensor:
+        """Adjoint of :meth:`masked`: ``r`` ``(n, k)`` to ``(k, P, d)``."""
+        n, k = r.shape
+        d = self.X.shape[1]
+        if self._patterns_first:
+            R = (r[:, :, None] * self.X[:, None, :]).reshape(n, -1)  # (n, k d)
+            return (self._weight_t @ R).reshape(-1, k, d).transpose(0, 1)
+        R = (r[:, :, None] * self.weight[:, None, :]).reshape(n, -1)
+        return (self._Xt @ R).T.reshape(k, -1, d)
+
     def forward(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
         """Predictions ``(n, k)``; pass ``xu = project(u)`` to reuse it."""
-        xu = self.project(u) if xu is None else xu
+        if xu is None:
+            return self.masked(u[0] - u[1] if self.constrained else u)
         if self.constrained:
             xu = xu[:, 0] - xu[:, 1]
         return (xu * self.weight[:, None, :]).sum(-1)
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         """Adjoint of :meth:`forward`: ``r`` ``(n, k)`` to the shape of ``u``."""
-        n, k = r.shape
-        R = (r[:, :, None] * self.weight[:, None, :]).reshape(n, -1)
-        g = (self._Xt @ R).T.reshape(k, -1, self.X.shape[1])
+        g = self.masked_adjoint(r)
         return torch.stack([g, -g]) if self.constrained else g
 
     def cone(self, u: torch.Tensor, xu: torch.Tensor | None = None) -> torch.Tensor:
