@@ -7,16 +7,10 @@ import pytest
 import torch
 from scipy import ndimage
 
-from mrsolve.data.ismrmrd_io import read_ismrmrd
-from mrsolve.data.scan_space import ScanSpace, draw_params, simulate_scan, write_raw
 from mrsolve.propeller.fat import fat_spectrum
 from mrsolve.recon import metrics
 from mrsolve.recon.methods import reconstruct
 from mrsolve.recon.spectral.field_start import echo_costs, echo_field_map, gaussian_blur
-
-MULTI_ECHO = ScanSpace(
-    readout=(64, 64), coils=(6, 6), blades=(10, 10), gradient_echo=1.0, multi_echo=1.0
-)
 
 
 def test_costs_vanish_at_the_true_field_map_and_nowhere_else():
@@ -47,19 +41,6 @@ def test_gaussian_blur_matches_scipy():
     ref = ndimage.gaussian_filter(x.numpy(), sigma=(0, 2.0, 2.0), mode="constant", truncate=3.0)
     np.testing.assert_allclose(ours, ref, atol=1e-12)
     assert gaussian_blur(x, 0.0) is x
-
-
-@pytest.fixture(scope="module")
-def multi_echo_scan(tmp_path_factory):
-    """A 32 px, three- or four-echo scan with a strong field map (independent simulator)."""
-    seed = next(
-        s
-        for s in range(500)
-        if len((p := draw_params(s, MULTI_ECHO)).echo_times_s) >= 3 and p.max_offres_hz > 150
-    )
-    sim = simulate_scan(draw_params(seed, MULTI_ECHO))
-    raw = write_raw(tmp_path_factory.mktemp("echo") / "scan.h5", sim)
-    return read_ismrmrd(raw), sim.truth
 
 
 def test_echo_start_lands_near_the_true_field_map(multi_echo_scan):

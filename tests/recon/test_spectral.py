@@ -185,3 +185,41 @@ def test_flat_encoding_names_still_work_with_a_deprecation_warning():
     assert cfg.free.hash_grid.lr == 0.01 and cfg.free.tv == 0.02
     with pytest.warns(DeprecationWarning, match="plane_warm_start"):
         assert resolve_config(free={"plane_warm_start": 3}).free.warm_start == 3
+
+
+def test_free_volume_step_is_below_one_over_lipschitz(tmp_path):
+    """FISTA's fixed step against a long power iteration of C^H A^H W A C (the problem's
+    Toeplitz normal operator and the bins' basis coefficients C), on four echoes far from
+    t = 0, where a constant start vector had read L low."""
+    from conftest import MULTI_ECHO
+
+    from mrsolve.data.ismrmrd_io import read_ismrmrd
+    from mrsolve.data.scan_space import draw_params, simulate_scan, write_raw
+    from mrsolve.recon.spectral.config import frequency_range
+    from mrsolve.recon.spectral.problem import build_problem
+    from mrsolve.solvers.alg import power_iteration
+
+    params = next(
+        p
+        for s in range(500)
+        if len((p := draw_params(s, MULTI_ECHO)).echo_times_s) == 4 and p.echo_times_s[0] > 3.5e-3
+    )
+    scan = read_ismrmrd(write_raw(tmp_path / "scan.h5", simulate_scan(params)))
+    step = reconstruct_spectral(scan, "static").config["report"]["free"]["step"]
+    cfg = resolve_config("static")
+    bins, frange = frequency_range(cfg.frequency, scan.field_strength_t)
+    problem = build_problem(scan, frange, cfg.operator, seed=cfg.seed)
+    coef = problem.basis.coefficients(bins)
+    frame = problem.frames[0]
+
+    def hessian(x):
+        z = frame.normal(torch.einsum("lf,fyx->lyx", coef, x))
+        return torch.einsum("lf,lyx->fyx", coef.conj(), z)
+
+    start = torch.randn(
+        (len(bins), *scan.image_shape),
+        dtype=torch.complex64,
+        generator=torch.Generator().manual_seed(7),
+    )
+    lipschitz = power_iteration(hessian, x0=start, max_iter=300, tol=1e-9)
+    assert step * lipschitz <= 1.0

@@ -23,7 +23,7 @@ from mrsolve.recon.spectral.regularizers import TVProx, noise_weight, smooth_tv,
 from mrsolve.recon.spectral.runner import Callback, Checkpointer, StoppingConfig, run
 from mrsolve.recon.spectral.steppers import FISTA, Adam
 from mrsolve.solvers.alg import power_iteration
-from mrsolve.solvers.validation import check_choice
+from mrsolve.solvers.validation import check_choice, make_generator
 
 
 @dataclass
@@ -104,7 +104,7 @@ def fit_dense(
 ) -> tuple[torch.Tensor, dict]:
     """FISTA on the dense grid: the volume (F, ny, nx) or (T, F, ny, nx) and a report.
 
-    The volume needs no randomness (``seed`` is accepted for the registry's signature).
+    ``seed`` seeds the power iteration's random start (the step size).
     """
     coef = problem.basis.coefficients(bins_hz).to(problem.device)
     shape = volume_shape(problem, bins_hz)
@@ -116,8 +116,12 @@ def fit_dense(
         return problem.data_loss(to_z(x if dynamic else x[None]))
 
     x0 = torch.zeros(shape if dynamic else shape[1:], dtype=torch.complex64, device=problem.device)
-    # a safety margin over a short power iteration keeps the fixed step below 1 / L
-    lip = power_iteration(_hessian_product(loss, x0), x0=torch.ones_like(x0), max_iter=12, tol=1e-2)
+    # a safety margin over a short power iteration keeps the fixed step below 1 / L; from a
+    # random start: from a constant image, 12 steps read L up to 2.6x low on multi-echo
+    # scans and FISTA diverged (docs/spectral_design.md)
+    gen = make_generator(seed, "torch")
+    start = torch.randn(x0.shape, dtype=x0.dtype, generator=gen).to(x0.device)
+    lip = power_iteration(_hessian_product(loss, x0), x0=start, max_iter=30, tol=1e-3)
     step = 1.0 / (1.25 * lip)
     fista = FISTA(loss, _penalty(free, dynamic), x0, step, restart_every=free.restart_every)
     result = run(
