@@ -1,10 +1,12 @@
 """A global start for the field map of multi-echo scans (issue 18, part 3).
 
 Local descent from a zero field map falls into the wrong basin when the field is large
-next to the fat shift (a fat / water swap, or a broad offset traded for fat). Where the
-echoes separate fat (``propeller.fat.fat_separation``), each echo's blades alone give a
-gridded image at that echo's k-space centre time TE_e, and the echoes' images hold every
-pixel's time course at the TEs, which no single readout does. Per pixel and per candidate
+next to the fat shift (a fat / water swap, or a broad offset traded for fat). On a scan
+with blades of two or more echoes, each echo's blades alone give a gridded image at that
+echo's k-space centre time TE_e, and the echoes' images hold every pixel's time course at
+the TEs, which no single readout does; their phase fixes the field map where water
+dominates even when their spread is too short to separate fat
+(``propeller.fat.fat_separation``). Per pixel and per candidate
 field map psi, the variable-projection residual of the common-phase water / fat model
 
     s_e = rho (1 - eta + eta c(TE_e)) e^{i 2 pi psi TE_e},  rho complex, eta in [0, 1]
