@@ -8,7 +8,9 @@ a Gaussian error). The calibrated std is sqrt((factor * s)^2 + floor^2), s the n
 std of ``uncertainty.water_fat_std``; factor and floor are chosen on the development set
 (scans weighted equally: pooled RMS^2 the mean of the scans' mean squares, coverage the
 mean of theirs), separately for the scans whose echoes resolve fat and for the others;
-both sets are reported with the defaults of ``WaterFatConfig``.
+the development sets are generalization.py's "dev" and "echo-dev" (multi-echo), the
+held-out ones "heldout" and "echo-heldout", all reported with the defaults of
+``WaterFatConfig``.
 Each scan's fit is cached under benchmarks/.cache/water_fat_calibration/ (``--refresh``
 recomputes). Writes docs/uncertainty_calibration.md.
 
@@ -63,7 +65,8 @@ def fit_scan(raw: Path, truth_path: Path, device) -> dict:
 
 def collect(which: str, n: int, device, refresh: bool) -> dict[str, dict]:
     """{scan name: fit_scan's arrays} of a set, from the cache where present."""
-    files = scan_files(range(g.SEEDS[which], g.SEEDS[which] + n), g.CACHE / which, ScanSpace())
+    space = g.MULTI_ECHO_SPACE if which.startswith("echo") else ScanSpace()
+    files = scan_files(range(g.SEEDS[which], g.SEEDS[which] + n), g.CACHE / which, space)
     (CACHE / which).mkdir(parents=True, exist_ok=True)
     out = {}
     for raw, truth in files:
@@ -168,13 +171,17 @@ def main() -> None:
     p.add_argument("--refresh", action="store_true", help="recompute cached fits")
     args = p.parse_args()
     device = h.setup(args)
-    sets = ("dev", "heldout") if args.set == "both" else (args.set,)
+    groups = {"dev": ("dev", "echo-dev"), "heldout": ("heldout", "echo-heldout")}
+    sets = groups["dev"] + groups["heldout"] if args.set == "both" else groups[args.set]
     n = min(args.n, 3) if args.quick else args.n
     results = {which: collect(which, n, device, args.refresh) for which in sets}
     parts = []
-    if "dev" in results:
+    development = {
+        f"{w} {k}": r for w in groups["dev"] if w in results for k, r in results[w].items()
+    }
+    if development:
         lines = []
-        for flag, part in split(results["dev"]).items():
+        for flag, part in split(development).items():
             kind = "echoes resolve fat" if flag else "otherwise"
             for key, label, unit in MAPS:
                 factor, floor = choose(part, key) if part else (float("nan"), float("nan"))

@@ -118,6 +118,13 @@ class Reconstruction:
     affine_lps: np.ndarray | None = None
     source_header: dict = field(default_factory=dict)
 
+    @property
+    def fat_separation(self) -> dict | None:
+        """The water / fat fit's verdict on the sampling (``echo_cycles``,
+        ``readout_shift_px``, ``resolvable``) from the report in ``config``; None when
+        the result has no water / fat fit."""
+        return self.config.get("report", {}).get("waterfat", {}).get("fat_separation")
+
 
 @dataclass
 class GroundTruth:

@@ -105,9 +105,14 @@ def result_layers(
     field map (Hz, diverging, symmetric limits), the stds of both (hidden until switched
     on), and first (so at the bottom of the layer list) the spectral volume (f axis in Hz),
     hidden: shown, it covers the maps; the Spectrum widget reads it hidden. Leading axes
-    are labelled from ``rec.axes`` (slice, echo, frame)."""
+    are labelled from ``rec.axes`` (slice, echo, frame). Fat fraction and field map of
+    a fit that reports fat not resolvable (``Reconstruction.fat_separation``) carry
+    "(fat not resolvable)" in their names."""
     info = dict(info or {})
     outer = resolve_axes(getattr(rec, "axes", None), rec.image.ndim)[:-2]
+    # the maps of a fit whose sampling cannot separate fat say so in their names
+    sep = getattr(rec, "fat_separation", None)  # ground truths have none
+    caveat = " (fat not resolvable)" if sep is not None and not sep["resolvable"] else ""
     layers = [_layer(rec.image, f"{prefix} image", "image", outer, info=info)]
     for role in ("water", "fat"):
         if getattr(rec, role) is not None:
@@ -116,7 +121,7 @@ def result_layers(
         layers.append(
             _layer(
                 rec.fat_fraction,
-                f"{prefix} fat fraction",
+                f"{prefix} fat fraction{caveat}",
                 "fat_fraction",
                 outer,
                 colormap=FAT_FRACTION_COLORMAP,
@@ -130,7 +135,7 @@ def result_layers(
         layers.append(
             _layer(
                 fmap,
-                f"{prefix} field map (Hz)",
+                f"{prefix} field map (Hz){caveat}",
                 "field_map_hz",
                 outer,
                 colormap=FIELD_MAP_COLORMAP,

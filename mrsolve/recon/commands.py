@@ -265,7 +265,7 @@ def _check_frames(scan: Scan, config, warn: Callable[[str], None]) -> None:
 def separation_warning(rec: Reconstruction) -> str | None:
     """A one-line warning when the water / fat fit reports that the sampling cannot
     separate fat from the field map (the report's ``fat_separation``), else None."""
-    sep = rec.config.get("report", {}).get("waterfat", {}).get("fat_separation")
+    sep = rec.fat_separation
     if sep is None or sep["resolvable"]:
         return None
     return (

@@ -95,7 +95,6 @@ def test_bad_inputs_name_the_argument(on_resonance):
         grid_coil_images(scan.kspace[0, 0], scan.traj, scan.image_shape, torch.ones(3))
 
 
-
 def test_maps_of_a_multi_echo_scan_are_calibrated_on_its_first_echo(on_resonance):
     """A second echo in anti-phase over half the object (as fat turns between echoes):
     gridded together, the echoes cancel there and Walsh maps from the sum have holes;
@@ -122,7 +121,9 @@ def test_maps_of_a_multi_echo_scan_are_calibrated_on_its_first_echo(on_resonance
     )
     inside = truth.mask
     maps = low_resolution_maps(two, "walsh")
-    together = low_resolution_maps(replace(two, echo=torch.zeros(2 * b, dtype=torch.int64)), "walsh")
+    together = low_resolution_maps(
+        replace(two, echo=torch.zeros(2 * b, dtype=torch.int64)), "walsh"
+    )
     assert float(maps.norm(dim=0)[inside].min()) > 0.99
     assert float(together.norm(dim=0)[inside].min()) < 0.5  # the holes this avoids
     reference = _in_reference_phase(truth.coil_maps, truth.image.abs().square())

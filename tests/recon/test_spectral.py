@@ -191,18 +191,19 @@ def test_free_volume_step_is_below_one_over_lipschitz(tmp_path):
     """FISTA's fixed step against a long power iteration of C^H A^H W A C (the problem's
     Toeplitz normal operator and the bins' basis coefficients C), on four echoes far from
     t = 0, where a constant start vector had read L low."""
-    from conftest import MULTI_ECHO
-
     from mrsolve.data.ismrmrd_io import read_ismrmrd
-    from mrsolve.data.scan_space import draw_params, simulate_scan, write_raw
+    from mrsolve.data.scan_space import ScanSpace, draw_params, simulate_scan, write_raw
     from mrsolve.recon.spectral.config import frequency_range
     from mrsolve.recon.spectral.problem import build_problem
     from mrsolve.solvers.alg import power_iteration
 
+    space = ScanSpace(
+        readout=(64, 64), coils=(6, 6), blades=(10, 10), gradient_echo=1.0, multi_echo=1.0
+    )
     params = next(
         p
         for s in range(500)
-        if len((p := draw_params(s, MULTI_ECHO)).echo_times_s) == 4 and p.echo_times_s[0] > 3.5e-3
+        if len((p := draw_params(s, space)).echo_times_s) == 4 and p.echo_times_s[0] > 3.5e-3
     )
     scan = read_ismrmrd(write_raw(tmp_path / "scan.h5", simulate_scan(params)))
     step = reconstruct_spectral(scan, "static").config["report"]["free"]["step"]

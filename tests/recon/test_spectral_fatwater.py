@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mrsolve.data.simulate import simulate
+from mrsolve.gui._layers import result_layers
 from mrsolve.propeller.fat import fat_signal, fat_spectrum
 from mrsolve.propeller.gridding import gridding
 from mrsolve.recon.commands import separation_warning
@@ -198,6 +199,11 @@ def test_fatwater_reports_whether_fat_is_resolvable(dwell_s, resolvable):
     )
     sep = rec.config["report"]["waterfat"]["fat_separation"]
     assert sep["echo_cycles"] == 0.0 and sep["resolvable"] is resolvable
+    assert rec.fat_separation == sep
+    # the napari layers of the maps say so in their names
+    names = {kwargs["name"] for _, kwargs, _ in result_layers(rec, "rec")}
+    caveat = "" if resolvable else " (fat not resolvable)"
+    assert {f"rec fat fraction{caveat}", f"rec field map (Hz){caveat}"} <= names
     warning = separation_warning(rec)
     assert (warning is None) is resolvable
     if not resolvable:

@@ -77,10 +77,10 @@ class WaterFatConfig:
     # whose echoes separate fat (min_echo_cycles) and for the others (StdCalibration)
     std_maps: bool = True
     std_echo_resolved: StdCalibration = field(
-        default_factory=lambda: StdCalibration(7.94, 0.0363, 39.8, 1.45)
+        default_factory=lambda: StdCalibration(12.6, 0.0363, 79.4, 0.917)
     )
     std_otherwise: StdCalibration = field(
-        default_factory=lambda: StdCalibration(251.0, 0.0363, 158.0, 46.0)
+        default_factory=lambda: StdCalibration(251.0, 0.0, 63.1, 46.0)
     )
     # fat is reported resolvable from field when the echoes' k-space centres spread the fat
     # phase by min_echo_cycles, or one readout moves fat by min_readout_shift_px; chosen on
