@@ -11,7 +11,8 @@ Every file is written atomically. A worker records the slice it finished in the 
 itself, so a result is recorded even when the driver dies before hearing of it. On Linux
 the local pool's workers (and their forkserver) die with the driver (a parent-death
 signal), so ``kill -KILL`` of ``recon batch`` leaves no process behind; Ctrl-C stops the
-workers at once, records the tasks it interrupted and the run ends with exit code 130.
+workers within a fraction of a second, records each task in flight once ("done" if it
+finished meanwhile, else "interrupted") and the run ends with exit code 130.
 A slice counts as done (and is skipped by a rerun)
 when its part or its file's assembled output exists, loads, and records the SHA-256
 of the current input and the same method and options (``config["batch_key"]``). A
@@ -33,9 +34,11 @@ import ctypes
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -58,6 +61,7 @@ from mrsolve.solvers.validation import check_choice, resolve_device
 EXECUTOR_NAMES = ("local", "ray")
 MANIFEST = "manifest.jsonl"
 MAX_ATTEMPTS = 2  # a failed or killed task is retried once
+POLL_S = 0.25  # the driver sees Ctrl-C within this (it waits on its tasks this long at most)
 
 
 # -- the task (runs in a worker process) --------------------------------------------------
@@ -212,8 +216,15 @@ class ProcessExecutor(Executor):
         starts a fresh pool)."""
         running = [h for h in handles if not h.cancel() and not h.done()]
         if running:
-            for process in list(getattr(self._pool, "_processes", {}).values()):
+            processes = list(getattr(self._pool, "_processes", {}).values())
+            for process in processes:
                 process.kill()
+            # a killed worker may be inside a write (its manifest line): once its sentinel
+            # is ready it is gone, and what it wrote is all it will ever write
+            deadline = time.monotonic() + 5.0
+            for process in processes:
+                left = max(0.0, deadline - time.monotonic())
+                multiprocessing.connection.wait([process.sentinel], timeout=left)
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
 
@@ -453,21 +464,21 @@ def run_batch(
 
 def _execute(pool, tasks, manifest, key, outputs, console, fail_first) -> None:
     """Run ``tasks`` on ``pool`` (retrying once), record and assemble; on Ctrl-C stop the
-    tasks in flight, record them as "interrupted" and re-raise."""
+    tasks in flight, record each of them once and raise KeyboardInterrupt."""
     run = _Run(pool, manifest, key, outputs, fail_first)
+    # Ctrl-C only sets a flag that the loop reads between waits: a KeyboardInterrupt raised
+    # wherever the signal lands can be swallowed ("Exception ignored in" a weakref callback,
+    # and the run goes on) or leave a lock held. Signal handlers belong to the main thread.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, run.interrupt) if main else None
     try:
         run.loop(tasks, console or Console(stderr=True))
-    except KeyboardInterrupt:
-        pool.cancel(list(run.running))  # queued tasks never start, running ones are killed
-        for _, task, started in run.running.values():
-            manifest.add(
-                input=task.input,
-                slice=task.slice,
-                attempt=task.attempt,
-                status="interrupted",
-                wall_s=time.perf_counter() - started,
-            )
-        raise
+        if run.interrupted:
+            run.stop()
+            raise KeyboardInterrupt
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -481,6 +492,11 @@ class _Run:
     fail_first: set
     running: dict = field(default_factory=dict)
     attempts: dict = field(default_factory=dict)
+    interrupted: bool = False
+
+    def interrupt(self, signum: int, frame) -> None:
+        """SIGINT handler: the loop stops at its next wait."""
+        self.interrupted = True
 
     def submit(self, file: _File, task: SliceTask) -> None:
         where = (task.input, task.slice)
@@ -503,8 +519,8 @@ class _Run:
             for file, task in tasks:
                 self.submit(file, task)
             failed = 0
-            while self.running:
-                done, _ = self.pool.wait(list(self.running), num_returns=1, timeout=1.0)
+            while self.running and not self.interrupted:
+                done, _ = self.pool.wait(list(self.running), num_returns=1, timeout=POLL_S)
                 for handle in done:
                     finished = self.finish(handle)
                     if finished is None:  # resubmitted
@@ -535,6 +551,36 @@ class _Run:
             return None
         self.manifest.add(**base, **record)
         return "failed"
+
+    def stop(self) -> None:
+        """Stop the tasks in flight and record each once: "done" when it finished as Ctrl-C
+        came (its worker may have recorded that already), else "interrupted"."""
+        handles = list(self.running)
+        if not handles:
+            return
+        finished, _ = self.pool.wait(handles, num_returns=len(handles), timeout=0)
+        results = {}
+        for handle in finished:
+            try:
+                results[handle] = self.pool.result(handle)
+            except WorkerFailure:
+                pass  # stopped before its retry: interrupted
+        self.pool.cancel(handles)  # queued tasks never start, running ones are killed
+        # read after cancel: no stopped worker writes to the manifest any more
+        recorded = {
+            (r["input"], r["slice"]) for r in self.manifest.records if r["status"] == "done"
+        }
+        for handle, (_, task, started) in self.running.items():
+            if (task.input, task.slice) in recorded:
+                continue
+            base = {"input": task.input, "slice": task.slice, "attempt": task.attempt}
+            record = results.get(handle, {})
+            if record.get("status") == "done":  # its worker could not record it
+                record.pop("recorded", None)
+                self.manifest.add(**base, **record, output=task.part)
+            else:
+                wall_s = time.perf_counter() - started
+                self.manifest.add(**base, status="interrupted", wall_s=wall_s)
 
     def assemble(self, file: _File, input_name: str) -> None:
         try:

@@ -13,13 +13,15 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mrsolve.data.ismrmrd_io import write_ismrmrd
 from mrsolve.data.simulate import simulate
-from mrsolve.recon.batch import SliceTask, run_slice_task
+from mrsolve.distributed.executors import Executor, SimulatedExecutor
+from mrsolve.recon.batch import SliceTask, run_batch, run_slice_task
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -151,3 +153,58 @@ def test_a_worker_records_the_slice_it_finished(many, tmp_path):
     record = json.loads(line)
     assert record["status"] == "done" and record["attempt"] == 2
     assert record["output"] == task.part and Path(task.part).is_file()
+
+
+class _CtrlCAsTheSecondFinishes(Executor):
+    """Runs a task when the driver waits. The first is reported; the second finishes (its
+    worker records it in the manifest, or cannot) and Ctrl-C arrives before the driver
+    hears of it: the race of a slice recorded both "done" and "interrupted"."""
+
+    def __init__(self, worker_records: bool) -> None:
+        self.worker_records = worker_records
+        self.tasks, self.finished = [], {}
+
+    def submit(self, fn, *args, delay=0.0, fail=False):
+        self.tasks.append((fn, args))
+        return len(self.tasks) - 1
+
+    def wait(self, handles, num_returns=1, timeout=None):
+        if timeout != 0 and len(self.finished) < 2:
+            h = len(self.finished)
+            fn, (task,) = self.tasks[h]
+            if h == 1 and not self.worker_records:
+                task = replace(task, manifest=None)  # e.g. a Ray worker without OUT_DIR
+            self.finished[h] = fn(task)
+            if h == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+                return [], list(handles)
+        return [h for h in handles if h in self.finished], [
+            h for h in handles if h not in self.finished
+        ]
+
+    def result(self, handle):
+        return self.finished[handle]
+
+    def cancel(self, handles):
+        pass
+
+    def now(self):
+        return 0.0
+
+    def shutdown(self):
+        pass
+
+
+@pytest.mark.parametrize("worker_records", [True, False])
+def test_a_slice_finishing_as_ctrl_c_comes_is_recorded_once_and_a_rerun_does_the_rest(
+    many, tmp_path, worker_records
+):
+    inputs, out = many[:4], tmp_path / "out"
+    report = run_batch(inputs, out, "gridding", executor=_CtrlCAsTheSecondFinishes(worker_records))
+    assert report.interrupted
+    records = [r for r in _records(out) if r["slice"] is not None]
+    status = {r["input"]: r["status"] for r in records}
+    assert len(records) == len(status) == len(inputs)  # one line per slice
+    assert [status[str(p)] for p in inputs] == ["done", "done", "interrupted", "interrupted"]
+    rerun = run_batch(inputs, out, "gridding", executor=SimulatedExecutor())
+    assert rerun.count("skipped") == 2 and rerun.count("done") == 2 and not rerun.interrupted
