@@ -121,6 +121,12 @@ class Scan:
         return len(self.echo_te_s)
 
     @property
+    def sampled_echoes(self) -> list[int]:
+        """The echo indices the blades hold, ascending (``n_echoes`` counts the header's
+        TEs, which a blade selection keeps)."""
+        return self.echo.unique().tolist()
+
+    @property
     def angles(self) -> torch.Tensor:
         """Readout angle of each blade (B,) in radians, from the trajectory."""
         d = self.traj[:, self.n_lines // 2, -1] - self.traj[:, self.n_lines // 2, 0]

@@ -130,7 +130,7 @@ def reconstruct(
         start_field_map = None
         # the echoes' phase fixes the field map where water dominates even when their
         # spread is too short to separate fat (the resolvable flag): every multi-echo scan
-        if from_echoes.enabled and len(scan.echo.unique()) > 1:
+        if from_echoes.enabled and len(scan.sampled_echoes) > 1:
             start_field_map = echo_field_map(
                 scan, spectrum, cfg.waterfat.max_abs_hz, from_echoes.step_hz, from_echoes.sigma
             )

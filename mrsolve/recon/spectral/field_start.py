@@ -48,7 +48,7 @@ def echo_images(scan: Scan) -> tuple[torch.Tensor, torch.Tensor]:
     (E,) float64 in seconds."""
     maps = low_resolution_maps(scan, "walsh")
     images, times = [], []
-    for e in scan.echo.unique().tolist():
+    for e in scan.sampled_echoes:
         sub = scan.select_blades(scan.echo == e)
         images.append(gridding(sub, coil_maps=maps, device=scan.kspace.device))
         times.append(float(sub.times[..., scan.center_sample].double().median()))
@@ -118,7 +118,7 @@ def echo_field_map(
         step_hz: ... every ``step_hz``.
         sigma: the neighbourhood's Gaussian width as a share of the image width.
     """
-    n_echoes = len(scan.echo.unique())
+    n_echoes = len(scan.sampled_echoes)
     if n_echoes < 2:
         raise ValueError(f"scan must have blades of at least 2 echoes, got {n_echoes}")
     check_positive("step_hz", step_hz)
